@@ -1,0 +1,234 @@
+"""Training settings: the seed's defaults, the ``cpu``/``gpu`` presets, and YAML/TOML files.
+
+Precedence, lowest first: :class:`TrainConfig` defaults (the seed: U-Net, Dice loss, Adam,
+lr 1e-4, batch 8, 256x256) < preset < configuration file < explicit command-line flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["PRESETS", "TrainConfig", "load_config_file", "resolve_config", "save_config"]
+
+_OPTIMIZERS = ("adam", "adamw", "sgd")
+_SCHEDULERS = ("none", "onecycle", "cosine", "plateau")
+_PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
+_AUGMENTS = ("none", "flips", "flips_intensity", "full")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; saved as ``config.yaml`` in the run folder.
+
+    The defaults are the seed's recipe (``../SEED.md``): classic U-Net, 32 features, 256x256,
+    Dice loss, Adam, lr 1e-4, batch 8, augmentation with flips, rotate/shift/scale and
+    brightness/contrast.
+    """
+
+    # data
+    data: str | None = None
+    workdir: str = "."
+    index: str | None = None
+    splits: str | None = None
+    fold: int = 0
+    size: int = 256
+    normalisation: str = "zscore"
+    augment: str = "full"
+    tumour_fraction: float | None = None
+    # model and loss
+    model: str = "unet"
+    features: int = 32
+    loss: str = "dice"
+    # optimisation
+    optimizer: str = "adam"
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    scheduler: str = "none"
+    epochs: int = 50
+    batch_size: int = 8
+    early_stopping: int = 0
+    threshold: float = 0.5
+    # hardware
+    accelerator: str = "auto"
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "auto"
+    num_workers: int = 2
+    # bookkeeping
+    seed: int = 0
+    runs_dir: str = "runs"
+    run_name: str | None = None
+    limit_train_batches: float = 1.0
+    limit_val_batches: float = 1.0
+    preset: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check values; raises ValueError naming the bad setting."""
+        checks = [
+            (self.optimizer in _OPTIMIZERS, f"optimizer={self.optimizer!r}: choose one of {_OPTIMIZERS}"),
+            (self.scheduler in _SCHEDULERS, f"scheduler={self.scheduler!r}: choose one of {_SCHEDULERS}"),
+            (self.precision in _PRECISIONS, f"precision={self.precision!r}: choose one of {_PRECISIONS}"),
+            (self.augment in _AUGMENTS, f"augment={self.augment!r}: choose one of {_AUGMENTS}"),
+            (self.lr > 0, f"lr={self.lr}: must be > 0"),
+            (self.weight_decay >= 0, f"weight_decay={self.weight_decay}: must be >= 0"),
+            (self.epochs >= 1, f"epochs={self.epochs}: must be >= 1"),
+            (self.batch_size >= 1, f"batch_size={self.batch_size}: must be >= 1"),
+            (self.features >= 1, f"features={self.features}: must be >= 1"),
+            (self.fold >= 0, f"fold={self.fold}: must be >= 0"),
+            (self.devices >= 1, f"devices={self.devices}: must be >= 1"),
+            (self.num_nodes >= 1, f"num_nodes={self.num_nodes}: must be >= 1"),
+            (self.num_workers >= 0, f"num_workers={self.num_workers}: must be >= 0"),
+            (self.early_stopping >= 0, f"early_stopping={self.early_stopping}: patience must be >= 0"),
+            (0 < self.threshold < 1, f"threshold={self.threshold}: must be in (0, 1)"),
+            (
+                self.size >= 32 and self.size % 16 == 0,
+                f"size={self.size}: must be a multiple of 16 and >= 32 (4 pooling levels)",
+            ),
+            (
+                self.tumour_fraction is None or 0 < self.tumour_fraction < 1,
+                f"tumour_fraction={self.tumour_fraction}: must be in (0, 1) or unset",
+            ),
+            (self.preset is None or self.preset in PRESETS, f"preset={self.preset!r}: choose one of {list(PRESETS)}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def index_path(self) -> Path:
+        return Path(self.index) if self.index else Path(self.workdir) / "index.csv"
+
+    @property
+    def splits_path(self) -> Path:
+        return Path(self.splits) if self.splits else Path(self.workdir) / "splits.json"
+
+    @property
+    def cache_root(self) -> Path:
+        return Path(self.workdir) / "cache"
+
+    def default_run_name(self) -> str:
+        """nnU-Net-style experiment folder name: ``<model>__<loss>__fold<k>``."""
+        return f"{self.model}__{self.loss}__fold{self.fold}"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / (self.run_name or self.default_run_name())
+
+
+# Each preset replaces some defaults; explicit flags still win over it.
+PRESETS: dict[str, dict[str, Any]] = {
+    # The seed's recipe at full resolution, for a CUDA GPU. Not measured on a GPU by this project.
+    "gpu": {
+        "size": 256,
+        "features": 32,
+        "batch_size": 8,
+        "loss": "bce_dice",
+        "optimizer": "adamw",
+        "lr": 1e-3,
+        "weight_decay": 1e-4,
+        "scheduler": "onecycle",
+        "epochs": 100,
+        "augment": "full",
+        "tumour_fraction": 0.5,
+        "precision": "auto",
+        "num_workers": 4,
+    },
+    # Chosen by measurement on 2 CPU cores: about 30 minutes of training (see docs/accuracy.md).
+    "cpu": {
+        "size": 128,
+        "features": 16,
+        "batch_size": 16,
+        "loss": "bce_dice",
+        "optimizer": "adamw",
+        "lr": 3e-3,
+        "weight_decay": 1e-4,
+        "scheduler": "onecycle",
+        "epochs": 40,
+        "augment": "flips_intensity",
+        "tumour_fraction": 0.5,
+        "precision": "bf16-mixed",
+        "num_workers": 1,
+    },
+}
+
+_FIELD_NAMES = {f.name for f in fields(TrainConfig)}
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) file of :class:`TrainConfig` fields.
+
+    Raises:
+        ValueError: unknown extension, unreadable content or unknown keys (the message lists them).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"config file {path} does not exist")
+    text = path.read_text()
+    if path.suffix in (".yaml", ".yml"):
+        data = yaml.safe_load(text) or {}
+    elif path.suffix == ".toml":
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover - Python 3.10
+            import tomli as tomllib
+        data = tomllib.loads(text)
+    else:
+        raise ValueError(f"config file {path}: use a .yaml, .yml or .toml file")
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path}: expected a mapping of settings, got {type(data).__name__}")
+    unknown = sorted(set(data) - _FIELD_NAMES)
+    if unknown:
+        raise ValueError(f"config file {path}: unknown settings {unknown}; valid: {sorted(_FIELD_NAMES)}")
+    return data
+
+
+def resolve_config(
+    flags: dict[str, Any] | None = None,
+    *,
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+) -> TrainConfig:
+    """Merge defaults < preset < config file < flags (``None`` flags count as not given).
+
+    A ``preset`` key inside the config file is honoured when no preset is passed explicitly.
+
+    Raises:
+        ValueError: unknown preset or settings, or invalid values.
+    """
+    values: dict[str, Any] = {}
+    file_values = load_config_file(config_file) if config_file else {}
+    flag_values = {k: v for k, v in (flags or {}).items() if v is not None}
+    unknown = sorted(set(flag_values) - _FIELD_NAMES)
+    if unknown:
+        raise ValueError(f"unknown settings {unknown}; valid: {sorted(_FIELD_NAMES)}")
+    preset = flag_values.pop("preset", None) or preset or file_values.get("preset")
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose one of {list(PRESETS)}")
+        values.update(PRESETS[preset])
+        values["preset"] = preset
+    values.update({k: v for k, v in file_values.items() if k != "preset"})
+    values.update(flag_values)
+    return TrainConfig(**values)
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    """Write the resolved configuration as YAML (atomically)."""
+    from gliomaseg.utils import atomic_write_text
+
+    atomic_write_text(Path(path), yaml.safe_dump(json.loads(json.dumps(config.to_dict())), sort_keys=False))

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import pytest
+
+from gliomaseg.config import PRESETS, TrainConfig, load_config_file, resolve_config
+
+
+def test_defaults_are_the_seed_recipe():
+    cfg = resolve_config({})
+    assert (cfg.model, cfg.loss, cfg.optimizer, cfg.lr, cfg.batch_size, cfg.size) == (
+        "unet", "dice", "adam", 1e-4, 8, 256
+    )
+    assert cfg.augment == "full" and cfg.preset is None
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_preset_replaces_defaults_and_flags_win(preset):
+    cfg = resolve_config({"preset": preset})
+    for key, value in PRESETS[preset].items():
+        assert getattr(cfg, key) == value
+    cfg = resolve_config({"preset": preset, "lr": 0.123, "epochs": 3})
+    assert cfg.lr == 0.123 and cfg.epochs == 3 and cfg.size == PRESETS[preset]["size"]
+
+
+@pytest.mark.parametrize("suffix,text", [
+    (".yaml", "preset: cpu\nlr: 0.05\nepochs: 7\n"),
+    (".toml", 'preset = "cpu"\nlr = 0.05\nepochs = 7\n'),
+])
+def test_config_file_between_preset_and_flags(tmp_path, suffix, text):
+    path = tmp_path / f"c{suffix}"
+    path.write_text(text)
+    cfg = resolve_config({"epochs": 9}, config_file=path)
+    assert cfg.preset == "cpu" and cfg.size == PRESETS["cpu"]["size"]
+    assert cfg.lr == 0.05 and cfg.epochs == 9
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"optimizer": "rmsprop"}, "optimizer='rmsprop'"),
+    ({"size": 100}, "size=100"),
+    ({"lr": 0}, "lr=0"),
+    ({"tumour_fraction": 1.5}, "tumour_fraction=1.5"),
+    ({"threshold": 1.0}, "threshold=1.0"),
+    ({"augment": "heavy"}, "augment='heavy'"),
+])
+def test_bad_values_name_the_setting(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kwargs)
+
+
+def test_unknown_keys_and_presets(tmp_path):
+    with pytest.raises(ValueError, match="unknown preset 'tpu'"):
+        resolve_config({"preset": "tpu"})
+    bad = tmp_path / "c.yaml"
+    bad.write_text("learning_rate: 1\n")
+    with pytest.raises(ValueError, match="learning_rate"):
+        load_config_file(bad)
+    with pytest.raises(ValueError, match="does not exist"):
+        load_config_file(tmp_path / "missing.yaml")
+
+
+def test_run_dir_named_after_experiment(tmp_path):
+    cfg = TrainConfig(model="resunet", loss="focal", fold=2, runs_dir=str(tmp_path))
+    assert cfg.run_dir == tmp_path / "resunet__focal__fold2"
