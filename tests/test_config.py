@@ -8,7 +8,12 @@ from gliomaseg.config import PRESETS, TrainConfig, load_config_file, resolve_con
 def test_defaults_are_the_seed_recipe():
     cfg = resolve_config({})
     assert (cfg.model, cfg.loss, cfg.optimizer, cfg.lr, cfg.batch_size, cfg.size) == (
-        "unet", "dice", "adam", 1e-4, 8, 256
+        "unet",
+        "dice",
+        "adam",
+        1e-4,
+        8,
+        256,
     )
     assert cfg.augment == "full" and cfg.preset is None
 
@@ -22,10 +27,13 @@ def test_preset_replaces_defaults_and_flags_win(preset):
     assert cfg.lr == 0.123 and cfg.epochs == 3 and cfg.size == PRESETS[preset]["size"]
 
 
-@pytest.mark.parametrize("suffix,text", [
-    (".yaml", "preset: cpu\nlr: 0.05\nepochs: 7\n"),
-    (".toml", 'preset = "cpu"\nlr = 0.05\nepochs = 7\n'),
-])
+@pytest.mark.parametrize(
+    "suffix,text",
+    [
+        (".yaml", "preset: cpu\nlr: 0.05\nepochs: 7\n"),
+        (".toml", 'preset = "cpu"\nlr = 0.05\nepochs = 7\n'),
+    ],
+)
 def test_config_file_between_preset_and_flags(tmp_path, suffix, text):
     path = tmp_path / f"c{suffix}"
     path.write_text(text)
@@ -34,14 +42,17 @@ def test_config_file_between_preset_and_flags(tmp_path, suffix, text):
     assert cfg.lr == 0.05 and cfg.epochs == 9
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"optimizer": "rmsprop"}, "optimizer='rmsprop'"),
-    ({"size": 100}, "size=100"),
-    ({"lr": 0}, "lr=0"),
-    ({"tumour_fraction": 1.5}, "tumour_fraction=1.5"),
-    ({"threshold": 1.0}, "threshold=1.0"),
-    ({"augment": "heavy"}, "augment='heavy'"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"optimizer": "rmsprop"}, "optimizer='rmsprop'"),
+        ({"size": 100}, "size=100"),
+        ({"lr": 0}, "lr=0"),
+        ({"tumour_fraction": 1.5}, "tumour_fraction=1.5"),
+        ({"threshold": 1.0}, "threshold=1.0"),
+        ({"augment": "heavy"}, "augment='heavy'"),
+    ],
+)
 def test_bad_values_name_the_setting(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**kwargs)

@@ -20,7 +20,6 @@ __all__ = ["PRESETS", "TrainConfig", "load_config_file", "resolve_config", "save
 _OPTIMIZERS = ("adam", "adamw", "sgd")
 _SCHEDULERS = ("none", "onecycle", "cosine", "plateau")
 _PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
-_AUGMENTS = ("none", "flips", "flips_intensity", "full")
 
 
 @dataclass
@@ -76,11 +75,13 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Check values; raises ValueError naming the bad setting."""
+        from gliomaseg.data.datamodule import AUGMENT_PRESETS
+
         checks = [
             (self.optimizer in _OPTIMIZERS, f"optimizer={self.optimizer!r}: choose one of {_OPTIMIZERS}"),
             (self.scheduler in _SCHEDULERS, f"scheduler={self.scheduler!r}: choose one of {_SCHEDULERS}"),
             (self.precision in _PRECISIONS, f"precision={self.precision!r}: choose one of {_PRECISIONS}"),
-            (self.augment in _AUGMENTS, f"augment={self.augment!r}: choose one of {_AUGMENTS}"),
+            (self.augment in AUGMENT_PRESETS, f"augment={self.augment!r}: choose one of {sorted(AUGMENT_PRESETS)}"),
             (self.lr > 0, f"lr={self.lr}: must be > 0"),
             (self.weight_decay >= 0, f"weight_decay={self.weight_decay}: must be >= 0"),
             (self.epochs >= 1, f"epochs={self.epochs}: must be >= 1"),

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import pandas as pd
 import torch
 from lightning.pytorch.callbacks import (
     Callback,
@@ -35,7 +37,7 @@ from gliomaseg.losses import create_loss
 from gliomaseg.models import create_model
 from gliomaseg.workspace import prepare
 
-__all__ = ["ModelFileCallback", "SegmentationModule", "train"]
+__all__ = ["ModelFileCallback", "SegmentationModule", "read_training_log", "train"]
 
 log = logging.getLogger(__name__)
 MONITOR = "val/dice_patient"
@@ -190,8 +192,19 @@ def _precision(cfg: TrainConfig) -> str:
     return "16-mixed" if on_gpu else "32-true"
 
 
+def _global_rank() -> int:
+    # Lightning's ddp launcher, torchrun and SLURM re-run this command once per process.
+    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if var in os.environ:
+            return int(os.environ[var])
+    return 0
+
+
 def _run_dir_for(cfg: TrainConfig, resume: str | None, overwrite: bool) -> Path:
     run_dir = cfg.run_dir
+    if _global_rank() != 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return run_dir
     if resume is None and run_dir.exists() and any(run_dir.iterdir()):
         if not overwrite:
             raise ValueError(
@@ -203,7 +216,45 @@ def _run_dir_for(cfg: TrainConfig, resume: str | None, overwrite: bool) -> Path:
     return run_dir
 
 
-def train(cfg: TrainConfig, *, resume: str | Path | bool | None = None, overwrite: bool = False) -> Path:
+def read_training_log(run_dir: str | Path) -> pd.DataFrame:
+    """The run's CSV log, joined across resumed sessions (``logs/csv``, ``logs/csv-resume1``, ...).
+
+    A resumed session repeats the epoch that was cut short; its rows replace the earlier ones.
+
+    Returns:
+        One row per logged step/epoch (empty if the run has no CSV log).
+    """
+    logs = Path(run_dir) / "logs"
+    parts = sorted(logs.glob("csv*/metrics.csv"), key=lambda p: _log_session(p.parent.name))
+    frames: list[pd.DataFrame] = []
+    for path in parts:
+        frame = pd.read_csv(path)
+        if frames and "epoch" in frame and frame["epoch"].notna().any():
+            first = frame["epoch"].min()
+            frames = [f[~(f["epoch"] >= first)] for f in frames]
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _log_session(name: str) -> int:
+    return int(name.rpartition("resume")[2]) if "resume" in name else 0
+
+
+def _csv_version(run_dir: Path, resuming: bool) -> str:
+    # Lightning's CSVLogger deletes an existing metrics.csv, so each resumed session logs beside it.
+    if not resuming:
+        return "csv"
+    sessions = [_log_session(p.name) for p in (run_dir / "logs").glob("csv*")]
+    return f"csv-resume{max(sessions, default=0) + 1}"
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    resume: str | Path | bool | None = None,
+    overwrite: bool = False,
+    callbacks: list[Callback] | None = None,
+) -> Path:
     """Train one model as configured; returns the run folder.
 
     Args:
@@ -211,6 +262,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | bool | None = None, overwrit
         resume: ``True`` to continue the run folder's ``checkpoints/last.ckpt``, or a path to a
             Lightning checkpoint; restores epoch, optimiser and scheduler state.
         overwrite: replace an existing run folder instead of refusing.
+        callbacks: extra Lightning callbacks.
 
     Raises:
         ValueError: the run folder exists (and neither resume nor overwrite), or the resume
@@ -230,7 +282,8 @@ def train(cfg: TrainConfig, *, resume: str | Path | bool | None = None, overwrit
     )
     if cfg.fold >= len(ws.splits["folds"]):
         raise ValueError(f"fold={cfg.fold}: {cfg.splits_path} has {len(ws.splits['folds'])} folds")
-    save_config(cfg, run_dir / "config.yaml")
+    if _global_rank() == 0:
+        save_config(cfg, run_dir / "config.yaml")
 
     dm = GliomaDataModule(
         ws.cache_dir,
@@ -263,13 +316,12 @@ def train(cfg: TrainConfig, *, resume: str | Path | bool | None = None, overwrit
         "split_id": split_id(ws.splits, cfg.fold),
         "config": cfg.to_dict(),
     }
-    callbacks: list[Callback] = [
-        ModelCheckpoint(
-            dirpath=run_dir / "checkpoints", filename="best", monitor=MONITOR, mode="max", save_last=True
-        ),
+    callbacks = [
+        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=MONITOR, mode="max", save_last=True),
         ModelFileCallback(run_dir, meta),
         LearningRateMonitor(logging_interval="epoch"),
         TQDMProgressBar(refresh_rate=10),
+        *(callbacks or []),
     ]
     if cfg.early_stopping:
         callbacks.append(EarlyStopping(monitor=MONITOR, mode="max", patience=cfg.early_stopping))
@@ -282,7 +334,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | bool | None = None, overwrit
         precision=_precision(cfg),
         default_root_dir=run_dir,
         logger=[
-            CSVLogger(run_dir, name="logs", version="csv"),
+            CSVLogger(run_dir, name="logs", version=_csv_version(run_dir, ckpt_path is not None)),
             TensorBoardLogger(run_dir, name="logs", version="tensorboard", default_hp_metric=False),
         ],
         callbacks=callbacks,

@@ -1,0 +1,412 @@
+"""Slice datasets over the preprocessed cache, Albumentations pipelines, and the LightningDataModule.
+
+Items are read from the cache's memory maps one at a time, so DataLoader workers share the page cache
+instead of copying arrays; a :class:`~gliomaseg.data.preprocess.Cache` pickles as its path, so spawned
+workers reopen the maps.
+
+Augmentation runs on the float32 z-scored images. Albumentations' ``RandomBrightnessContrast`` clips
+float32 output to [0, 1] (it assumes images scaled to [0, 1]), which would wipe out z-scores; the
+pipeline therefore uses a subclass that applies the same ``alpha * x + beta`` without clipping. For
+float32 input Albumentations samples ``beta`` as ``brightness_limit * 1.0`` (the float32 "max value"),
+so the brightness shift is up to ``brightness_limit`` standard deviations and the contrast factor is
+``1 ± contrast_limit``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import albumentations as A
+import cv2
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler, get_worker_info
+
+from gliomaseg.data.preprocess import Cache, PreprocessConfig, open_cache
+from gliomaseg.data.splits import part_patients
+
+__all__ = [
+    "AUGMENT_PRESETS",
+    "AugmentConfig",
+    "GliomaDataModule",
+    "SliceDataset",
+    "augment_config",
+    "build_augmentation",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training-time augmentation settings (val/test are never augmented).
+
+    Args:
+        enabled: apply any augmentation at all.
+        hflip_p: probability of a horizontal (left-right) flip.
+        vflip_p: probability of a vertical flip.
+        affine_p: probability of a random affine transform.
+        rotate_deg: rotation range ``±rotate_deg`` degrees.
+        shift: translation range ``±shift`` as a fraction of height/width (0.0625 = 16 px at 256).
+        scale: zoom range ``1 ± scale``.
+        brightness_contrast_p: probability of a brightness/contrast change.
+        brightness_limit: brightness shift range ``±brightness_limit`` (in z-score units).
+        contrast_limit: contrast factor range ``1 ± contrast_limit``.
+    """
+
+    enabled: bool = True
+    hflip_p: float = 0.5
+    vflip_p: float = 0.5
+    affine_p: float = 0.5
+    rotate_deg: float = 15.0
+    shift: float = 0.0625
+    scale: float = 0.10
+    brightness_contrast_p: float = 0.5
+    brightness_limit: float = 0.2
+    contrast_limit: float = 0.2
+
+    def __post_init__(self) -> None:
+        for name in ("hflip_p", "vflip_p", "affine_p", "brightness_contrast_p"):
+            value = getattr(self, name)
+            if not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"augment {name}={value!r} must be a probability in [0, 1]")
+        limits = {
+            "rotate_deg": 180.0,
+            "shift": 0.5,
+            "scale": 0.9,
+            "brightness_limit": 1.0,
+            "contrast_limit": 0.9,
+        }
+        for name, top in limits.items():
+            value = getattr(self, name)
+            if not 0.0 <= float(value) <= top:
+                raise ValueError(f"augment {name}={value!r} must be in [0, {top}]")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON/YAML."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AugmentConfig:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ValueError: unknown keys or invalid values.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown augmentation setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+
+# Named recipes for the ``augment`` training setting; ``full`` is the seed's list.
+AUGMENT_PRESETS: dict[str, AugmentConfig] = {
+    "none": AugmentConfig(enabled=False),
+    "flips": AugmentConfig(affine_p=0.0, brightness_contrast_p=0.0),
+    "flips_intensity": AugmentConfig(affine_p=0.0),
+    "full": AugmentConfig(),
+}
+
+
+def augment_config(name: str) -> AugmentConfig:
+    """The :class:`AugmentConfig` of a named recipe (``none``, ``flips``, ``flips_intensity``, ``full``).
+
+    Raises:
+        ValueError: unknown name (the message lists the valid ones).
+    """
+    if name not in AUGMENT_PRESETS:
+        raise ValueError(f"unknown augmentation {name!r}; choose one of {sorted(AUGMENT_PRESETS)}")
+    return AUGMENT_PRESETS[name]
+
+
+class _UnclippedBrightnessContrast(A.RandomBrightnessContrast):
+    """``RandomBrightnessContrast`` that does not clip float32 images to [0, 1] (z-scores are unbounded)."""
+
+    def apply(self, img: np.ndarray, alpha: float, beta: float, **params: Any) -> np.ndarray:
+        if img.dtype == np.float32:
+            return (img * np.float32(alpha) + np.float32(beta)).astype(np.float32, copy=False)
+        return super().apply(img, alpha=alpha, beta=beta, **params)
+
+
+def build_augmentation(cfg: AugmentConfig | None, seed: int | None = None) -> A.Compose | None:
+    """Albumentations pipeline applied identically to the image (``H x W x 3`` float32) and mask.
+
+    Geometric transforms use bilinear interpolation for the image and nearest for the mask, so the mask
+    stays {0, 1}. Pixels shifted in from outside replicate the border (background in these scans), not
+    0, which after z-scoring would be mid-grey tissue.
+
+    Args:
+        cfg: settings; ``None`` or ``enabled=False`` gives no pipeline.
+        seed: seed of the pipeline's own random state (DataLoader workers are reseeded per worker).
+
+    Returns:
+        ``A.Compose`` or ``None`` when nothing would be applied.
+    """
+    if cfg is None or not cfg.enabled:
+        return None
+    transforms: list[Any] = []
+    if cfg.hflip_p > 0:
+        transforms.append(A.HorizontalFlip(p=cfg.hflip_p))
+    if cfg.vflip_p > 0:
+        transforms.append(A.VerticalFlip(p=cfg.vflip_p))
+    if cfg.affine_p > 0:
+        transforms.append(
+            A.Affine(
+                scale=(1.0 - cfg.scale, 1.0 + cfg.scale),
+                translate_percent=(-cfg.shift, cfg.shift),
+                rotate=(-cfg.rotate_deg, cfg.rotate_deg),
+                interpolation=cv2.INTER_LINEAR,
+                mask_interpolation=cv2.INTER_NEAREST,
+                border_mode=cv2.BORDER_REPLICATE,
+                p=cfg.affine_p,
+            )
+        )
+    if cfg.brightness_contrast_p > 0:
+        transforms.append(
+            _UnclippedBrightnessContrast(
+                brightness_limit=cfg.brightness_limit,
+                contrast_limit=cfg.contrast_limit,
+                p=cfg.brightness_contrast_p,
+            )
+        )
+    if not transforms:
+        return None
+    return A.Compose(transforms, seed=seed)
+
+
+class SliceDataset(Dataset):
+    """One cached slice per item.
+
+    Args:
+        cache: an opened cache.
+        rows: cache rows of this dataset, in item order.
+        patient_index: patient id -> index into the owning part's patient list.
+        transform: an Albumentations pipeline called as ``transform(image=..., mask=...)``, or ``None``.
+
+    Items are dicts: ``image`` float32 ``3 x H x W``, ``mask`` float32 ``1 x H x W`` in {0, 1},
+    ``patient_index`` int, ``row`` int (cache row).
+
+    Raises:
+        ValueError: a row is out of range or belongs to a patient missing from ``patient_index``.
+    """
+
+    def __init__(
+        self,
+        cache: Cache,
+        rows: Sequence[int] | np.ndarray,
+        patient_index: dict[str, int],
+        transform: A.Compose | None = None,
+    ) -> None:
+        self.cache = cache
+        self.rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if self.rows.size and (self.rows.min() < 0 or self.rows.max() >= len(cache)):
+            raise ValueError(f"rows must be in [0, {len(cache)}) for cache {cache.path}")
+        self.patient_index = dict(patient_index)
+        pids = cache.slices["patient_id"].to_numpy()[self.rows]
+        missing = sorted(set(pids) - set(self.patient_index))
+        if missing:
+            raise ValueError(f"patient_index lacks patient(s) {missing[:5]} that own some of the rows")
+        self._patients = np.array([self.patient_index[p] for p in pids], dtype=np.int64)
+        self.has_tumour = cache.slices["has_tumour"].to_numpy(dtype=bool)[self.rows]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return int(self.rows.size)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        row = int(self.rows[i])
+        image = np.asarray(self.cache.images[row], dtype=np.float32)
+        mask = np.asarray(self.cache.masks[row], dtype=np.uint8)
+        if self.transform is not None:
+            out = self.transform(image=image, mask=mask)
+            image, mask = out["image"], out["mask"]
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)),
+            "mask": torch.from_numpy(np.ascontiguousarray(mask[None], dtype=np.float32)),
+            "patient_index": int(self._patients[i]),
+            "row": row,
+        }
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Give every DataLoader worker its own augmentation stream (Compose copies would repeat otherwise)."""
+    info = get_worker_info()
+    if info is None:
+        return
+    transform = getattr(info.dataset, "transform", None)
+    if transform is not None and hasattr(transform, "set_random_seed"):
+        transform.set_random_seed(int(info.seed % 2**32))
+
+
+class GliomaDataModule(L.LightningDataModule):
+    """Train/val/test slice loaders for one fold of a ``splits.json`` over one cache.
+
+    Args:
+        cache_dir: a directory returned by :func:`~gliomaseg.data.preprocess.build_cache`.
+        splits: the splits dict (:func:`~gliomaseg.data.splits.load_splits`).
+        fold: fold index.
+        batch_size: slices per batch.
+        num_workers: DataLoader worker processes.
+        augment: training augmentation; ``None`` means the defaults of :class:`AugmentConfig` (pass
+            ``AugmentConfig(enabled=False)`` for none).
+        tumour_fraction: if set, training draws slices with replacement so that about this fraction
+            are tumour slices (epoch length stays the number of training slices).
+        seed: seed of the shuffling/sampling generator and of the augmentation pipeline.
+
+    Raises:
+        ValueError: bad arguments; in :meth:`setup`, split patients missing from the cache.
+    """
+
+    def __init__(
+        self,
+        cache_dir: str | os.PathLike[str],
+        splits: dict[str, Any],
+        fold: int = 0,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        augment: AugmentConfig | None = None,
+        tumour_fraction: float | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r} must be a positive int")
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"num_workers={num_workers!r} must be an int >= 0")
+        if tumour_fraction is not None and not 0.0 <= float(tumour_fraction) <= 1.0:
+            raise ValueError(
+                f"tumour_fraction={tumour_fraction!r} must be in [0, 1] (or None for plain shuffling)"
+            )
+        part_patients(splits, "train", fold)  # validates fold early
+        self.cache_dir = Path(cache_dir)
+        self.splits = splits
+        self.fold = int(fold)
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.augment = augment if augment is not None else AugmentConfig()
+        self.tumour_fraction = None if tumour_fraction is None else float(tumour_fraction)
+        self.seed = int(seed)
+        self.cache: Cache | None = None
+        self.train_dataset: SliceDataset | None = None
+        self.val_dataset: SliceDataset | None = None
+        self.test_dataset: SliceDataset | None = None
+        self._generator: torch.Generator | None = None
+
+    @property
+    def train_patients(self) -> list[str]:
+        """Sorted training patients; ``patient_index`` of train items indexes this list."""
+        return part_patients(self.splits, "train", self.fold)
+
+    @property
+    def val_patients(self) -> list[str]:
+        """Sorted validation patients; ``patient_index`` of val items indexes this list."""
+        return part_patients(self.splits, "val", self.fold)
+
+    @property
+    def test_patients(self) -> list[str]:
+        """Sorted test patients (empty without a test part); ``patient_index`` of test items indexes it."""
+        return part_patients(self.splits, "test", self.fold)
+
+    @property
+    def preprocess_config(self) -> PreprocessConfig:
+        """Preprocessing settings of the cache (needed in checkpoints)."""
+        return (self.cache or open_cache(self.cache_dir)).config
+
+    def _dataset(self, cache: Cache, patients: list[str], transform: A.Compose | None) -> SliceDataset:
+        rows = [cache.rows_of(p) for p in patients]
+        rows_arr = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+        return SliceDataset(cache, rows_arr, {p: i for i, p in enumerate(patients)}, transform)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Open the cache and build the three datasets (idempotent).
+
+        Raises:
+            ValueError: patients of the splits are not in the cache.
+        """
+        if self.cache is not None:
+            return
+        cache = open_cache(self.cache_dir)
+        wanted = part_patients(self.splits, "all", self.fold)
+        missing = sorted(set(wanted) - set(cache.patients))
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise ValueError(
+                f"{len(missing)} patient(s) of the splits are not in the cache {self.cache_dir}: {shown}. "
+                "Build the cache and the splits from the same index."
+            )
+        self.train_dataset = self._dataset(
+            cache, self.train_patients, build_augmentation(self.augment, seed=self.seed)
+        )
+        self.val_dataset = self._dataset(cache, self.val_patients, None)
+        self.test_dataset = self._dataset(cache, self.test_patients, None)
+        self.cache = cache
+
+    def _get(self, name: str) -> SliceDataset:
+        self.setup()
+        dataset = getattr(self, f"{name}_dataset")
+        if dataset is None:  # pragma: no cover - setup always fills all three
+            raise RuntimeError(f"{name} dataset missing after setup()")
+        return dataset
+
+    def _loader(self, dataset: SliceDataset, **kwargs: Any) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            worker_init_fn=_seed_worker if self.num_workers > 0 else None,
+            **kwargs,
+        )
+
+    def _train_sampler(self, dataset: SliceDataset, generator: torch.Generator) -> WeightedRandomSampler:
+        frac = float(self.tumour_fraction)  # type: ignore[arg-type]
+        tumour = dataset.has_tumour
+        n_t, n_n = int(tumour.sum()), int((~tumour).sum())
+        if (frac > 0 and n_t == 0) or (frac < 1 and n_n == 0):
+            kind = "tumour" if n_t == 0 else "tumour-free"
+            raise ValueError(
+                f"tumour_fraction={frac} needs {kind} slices but the training part of fold {self.fold} "
+                "has none; use tumour_fraction=None"
+            )
+        weights = np.where(tumour, frac / max(n_t, 1), (1.0 - frac) / max(n_n, 1))
+        return WeightedRandomSampler(
+            torch.as_tensor(weights, dtype=torch.double),
+            num_samples=len(dataset),
+            replacement=True,
+            generator=generator,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled (or tumour-fraction weighted) training slices with augmentation."""
+        dataset = self._get("train")
+        if self._generator is None:
+            self._generator = torch.Generator().manual_seed(self.seed)
+        if self.tumour_fraction is None:
+            return self._loader(dataset, shuffle=True, generator=self._generator)
+        sampler = self._train_sampler(dataset, self._generator)
+        return self._loader(dataset, sampler=sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        """Validation slices ordered by patient then slice, no augmentation."""
+        dataset = self._get("val")
+        return self._loader(dataset, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """Test slices ordered by patient then slice, no augmentation.
+
+        Raises:
+            ValueError: the splits have no test part.
+        """
+        dataset = self._get("test")
+        if len(dataset) == 0:
+            raise ValueError("these splits have no test part (test_fraction=0); evaluate on 'val' instead")
+        return self._loader(dataset, shuffle=False)

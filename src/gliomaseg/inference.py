@@ -1,0 +1,279 @@
+"""``Segmenter``: a trained model (checkpoint or ONNX) applied to whole volumes.
+
+``evaluate`` and ``predict`` both go through :meth:`Segmenter.predict_proba`, so the two give the
+same masks for the same input. Steps: the checkpoint's preprocessing (per-volume normalisation
+at the input's resolution, then resize to the training size), the network in batches
+(optionally with flip TTA), sigmoid, bilinear resize of the probabilities back to the input's
+own size, then threshold and the configured post-processing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gliomaseg.data.preprocess import PreprocessConfig, preprocess_volume
+from gliomaseg.postprocess import PostprocessConfig, flip_tta, postprocess_volume
+
+__all__ = ["Segmenter", "load_segmenter"]
+
+log = logging.getLogger(__name__)
+
+LogitsFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _fold_batchnorm(model: torch.nn.Module, size: int, device: torch.device) -> torch.nn.Module:
+    """The eval-mode model with BatchNorm folded into the preceding convolutions, if that is exact.
+
+    Folding (``torch.fx`` conv-BN fusion) removes a memory pass per layer, which is a large share
+    of CPU time for these small networks. Some MONAI models do not trace faithfully (shape checks
+    in ``forward`` become constants), so the folded graph is only used when it reproduces the
+    original logits on a random batch at the training size; otherwise the model is kept as is.
+    """
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        fused = fuse(model)
+        x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+        with torch.inference_mode():
+            ok = torch.allclose(fused(x), model(x), atol=1e-4, rtol=1e-4)
+    except Exception as err:  # noqa: BLE001 - tracing failures take many forms; the model still works
+        log.debug("BatchNorm folding skipped (%s: %s)", type(err).__name__, err)
+        return model
+    if not ok:
+        log.debug("BatchNorm folding skipped: the folded graph's logits differ")
+        return model
+    return fused
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+class Segmenter:
+    """Apply a trained network to volumes.
+
+    Args:
+        logits_fn: maps a float32 ``B x 3 x h x w`` tensor (preprocessed, training size) to
+            ``B x 1 x h x w`` logits.
+        preprocess: the preprocessing the model was trained with.
+        postprocess: threshold, component filtering, TTA.
+        batch_size: slices per forward pass.
+        meta: the checkpoint's metadata (model, split id, metrics...), for reports.
+    """
+
+    def __init__(
+        self,
+        logits_fn: LogitsFn,
+        preprocess: PreprocessConfig,
+        postprocess: PostprocessConfig | None = None,
+        *,
+        batch_size: int = 16,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size}: must be >= 1")
+        self.logits_fn = logits_fn
+        self.preprocess = preprocess
+        self.postprocess = postprocess or PostprocessConfig()
+        self.batch_size = batch_size
+        self.meta = meta or {}
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        *,
+        device: str = "auto",
+        postprocess: PostprocessConfig | None = None,
+        batch_size: int = 16,
+        bf16: bool = False,
+    ) -> Segmenter:
+        """Load a ``best.pt``/``last.pt`` model file (``weights_only=True``).
+
+        Args:
+            path: the model file.
+            device: ``auto`` (CUDA, else MPS, else CPU) or a torch device string.
+            postprocess: overrides the checkpoint's stored post-processing.
+            batch_size: slices per forward pass.
+            bf16: bfloat16 autocast on CPU (faster on CPUs with AVX512-BF16; check masks agree).
+        """
+        from gliomaseg.checkpoint import load_model
+
+        model, payload = load_model(path)
+        preprocess = PreprocessConfig.from_dict(payload["preprocess"])
+        dev = _resolve_device(device)
+        model = _fold_batchnorm(model.to(dev), preprocess.size, dev)
+        channels_last = dev.type == "cpu"
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+
+        def logits_fn(images: torch.Tensor) -> torch.Tensor:
+            x = images.to(dev)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                return model(x).float().cpu()
+
+        post = postprocess or PostprocessConfig.from_dict(payload.get("postprocess", {}))
+        meta = {k: v for k, v in payload.items() if k != "state_dict"}
+        return cls(logits_fn, preprocess, post, batch_size=batch_size, meta=meta)
+
+    @classmethod
+    def from_onnx(
+        cls,
+        path: str | Path,
+        *,
+        threads: int | None = None,
+        postprocess: PostprocessConfig | None = None,
+        batch_size: int = 16,
+    ) -> Segmenter:
+        """Load a model exported by :func:`gliomaseg.export.export_onnx` and run it with onnxruntime (CPU).
+
+        Args:
+            path: the ``.onnx`` file; its ``metadata_props`` hold the preprocessing and post-processing.
+            threads: onnxruntime intra-op threads; default: all cores of this machine
+                (``os.cpu_count()``), which measured fastest on 2 cores (see ``benchmarks/``).
+            postprocess: overrides the stored post-processing.
+            batch_size: slices per ``session.run``.
+
+        Raises:
+            ValueError: the file is missing, not ONNX, or lacks the gliomaseg metadata.
+        """
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"ONNX model {path} does not exist")
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads={threads}: must be >= 1 (or None for all cores)")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise ValueError(
+                f"{path} is not an ONNX model onnxruntime can load ({type(err).__name__}: {err}); "
+                "export one with `gliomaseg export CHECKPOINT --format onnx`"
+            ) from err
+        props = session.get_modelmeta().custom_metadata_map
+        if "preprocess" not in props:
+            raise ValueError(f"{path} has no gliomaseg metadata (preprocess); export it with `gliomaseg export`")
+        meta: dict[str, Any] = {}
+        for key, value in props.items():
+            try:
+                meta[key] = json.loads(value)
+            except json.JSONDecodeError:
+                meta[key] = value
+        input_name = session.get_inputs()[0].name
+
+        def logits_fn(images: torch.Tensor) -> torch.Tensor:
+            x = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
+            return torch.from_numpy(session.run(None, {input_name: x})[0])
+
+        post = postprocess or PostprocessConfig.from_dict(meta.get("postprocess") or {})
+        return cls(logits_fn, PreprocessConfig.from_dict(meta["preprocess"]), post, batch_size=batch_size, meta=meta)
+
+    def with_postprocess(self, **changes: Any) -> Segmenter:
+        """A copy with some post-processing settings changed (e.g. ``tta=True``)."""
+        return Segmenter(
+            self.logits_fn,
+            self.preprocess,
+            replace(self.postprocess, **changes),
+            batch_size=self.batch_size,
+            meta=self.meta,
+        )
+
+    def predict_proba(self, volume: np.ndarray) -> np.ndarray:
+        """Tumour probabilities for a volume.
+
+        Args:
+            volume: ``S x H x W x 3`` uint8 (pre-contrast, FLAIR, post-contrast), one patient's slices
+                in order; a single slice is a volume of one (normalisation statistics then come from
+                that slice alone).
+
+        Returns:
+            ``S x H x W`` float32 probabilities at the input's own resolution.
+
+        Raises:
+            ValueError: wrong shape or dtype.
+        """
+        if volume.ndim == 3 and volume.shape[-1] == 3:
+            volume = volume[None]
+        if volume.ndim != 4 or volume.shape[-1] != 3 or volume.dtype != np.uint8:
+            raise ValueError(
+                f"expected an S x H x W x 3 uint8 volume (pre-contrast, FLAIR, post-contrast), "
+                f"got shape {volume.shape} dtype {volume.dtype}"
+            )
+        height, width = volume.shape[1:3]
+        images = preprocess_volume(volume, self.preprocess)  # S x h x w x 3 float32
+        batch = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+        probs = []
+        for start in range(0, len(batch), self.batch_size):
+            chunk = batch[start : start + self.batch_size]
+            if self.postprocess.tta:
+                p = flip_tta(self.logits_fn, chunk)
+            else:
+                p = torch.sigmoid(self.logits_fn(chunk))
+            if p.shape[-2:] != (height, width):
+                p = F.interpolate(p, size=(height, width), mode="bilinear", align_corners=False)
+            probs.append(p[:, 0])
+        return torch.cat(probs).numpy().astype(np.float32)
+
+    def predict_volume(self, volume: np.ndarray) -> np.ndarray:
+        """``S x H x W x 3`` uint8 volume -> ``S x H x W`` bool mask after post-processing."""
+        return postprocess_volume(self.predict_proba(volume), self.postprocess)
+
+
+def load_segmenter(
+    path: str | Path,
+    *,
+    device: str = "auto",
+    postprocess: PostprocessConfig | None = None,
+    batch_size: int | None = None,
+    bf16: bool | None = None,
+    threads: int | None = None,
+) -> Segmenter:
+    """A :class:`Segmenter` from either a ``.onnx`` export or a ``best.pt``/``last.pt`` model file.
+
+    Args:
+        path: ``*.onnx`` (onnxruntime, CPU) or a gliomaseg model file (PyTorch).
+        device: PyTorch device for model files; an ONNX model runs on the CPU (``auto``/``cpu`` only).
+        postprocess: overrides the stored post-processing.
+        batch_size: slices per forward pass; None takes the backend's default.
+        bf16: bfloat16 autocast (model files only); None takes the default.
+        threads: onnxruntime intra-op threads (ONNX only); None = all cores.
+
+    Raises:
+        ValueError: options that do not apply to the file's backend, or an unreadable file.
+    """
+    path = Path(path)
+    extra: dict[str, Any] = {} if batch_size is None else {"batch_size": batch_size}
+    if path.suffix.lower() == ".onnx":
+        if bf16:
+            raise ValueError(f"{path}: bf16 applies to PyTorch model files; the ONNX model runs in float32")
+        if device not in ("auto", "cpu"):
+            raise ValueError(f"{path}: ONNX models run on the CPU; got device={device!r} (use auto or cpu)")
+        return Segmenter.from_onnx(path, threads=threads, postprocess=postprocess, **extra)
+    if threads is not None:
+        raise ValueError(f"{path}: threads applies to ONNX models; use torch.set_num_threads for model files")
+    if bf16 is not None:
+        extra["bf16"] = bf16
+    return Segmenter.from_checkpoint(path, device=device, postprocess=postprocess, **extra)

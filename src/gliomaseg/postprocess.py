@@ -1,0 +1,293 @@
+"""Post-processing of predicted probability volumes and flip test-time augmentation (TTA).
+
+Connected components are 3D over a patient's ``S x H x W`` slice stack, so a tumour that touches
+across neighbouring slices is one component. The default connectivity is 26 (``connectivity=3``,
+full: faces, edges and corners), the default of ``skimage.measure.label`` that the Buda et al.
+reference uses for its largest-component step; ``connectivity=1`` gives 6-connectivity. kaggle_3m
+slices are thicker than the in-plane pixel size, which makes the through-plane neighbourhood
+coarser, but it is the only 3D neighbourhood available without spacing information.
+
+MONAI's ``KeepLargestConnectedComponent`` and ``RemoveSmallObjects`` need scikit-image on CPU,
+which is not a dependency of this project, so components are labelled with
+``scipy.ndimage.label`` instead (same connectivity convention: ``connectivity`` = maximum number
+of orthogonal hops, as in MONAI and scikit-image).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+__all__ = [
+    "FLIPS",
+    "PostprocessConfig",
+    "binarise",
+    "flip_tta",
+    "keep_largest_component",
+    "postprocess_volume",
+    "remove_small_components",
+]
+
+# Flip name -> tensor dims of a B x C x H x W batch (h = horizontal = left/right = W axis).
+FLIPS: dict[str, tuple[int, ...]] = {"none": (), "h": (-1,), "v": (-2,), "hv": (-2, -1)}
+
+
+@dataclass
+class PostprocessConfig:
+    """How predicted probabilities become a final mask.
+
+    Args:
+        threshold: probability at or above which a pixel is foreground, in (0, 1).
+        min_size: remove 3D connected components with fewer voxels than this; 0 turns it off.
+        largest_component: keep only the largest 3D connected component per volume (the Buda et
+            al. reference post-processing).
+        tta: average sigmoid probabilities over flips at prediction time (see :func:`flip_tta`);
+            :func:`postprocess_volume` receives probabilities that already include it.
+
+    Raises:
+        ValueError: a threshold outside (0, 1) or a negative / non-integer ``min_size``.
+        TypeError: non-bool ``largest_component`` or ``tta``.
+    """
+
+    threshold: float = 0.5
+    min_size: int = 0
+    largest_component: bool = False
+    tta: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.threshold, bool) or not isinstance(self.threshold, int | float):
+            raise TypeError(
+                f"PostprocessConfig.threshold must be a number in (0, 1), got {self.threshold!r}."
+            )
+        if not 0.0 < float(self.threshold) < 1.0:
+            raise ValueError(
+                f"PostprocessConfig.threshold must be in (0, 1) (a probability), got {self.threshold!r}."
+            )
+        self.threshold = float(self.threshold)
+        if isinstance(self.min_size, bool) or not isinstance(self.min_size, int | np.integer):
+            raise ValueError(
+                f"PostprocessConfig.min_size must be an integer >= 0 (voxels), got {self.min_size!r}."
+            )
+        if self.min_size < 0:
+            raise ValueError(
+                f"PostprocessConfig.min_size must be >= 0 voxels (0 = off), got {self.min_size!r}."
+            )
+        self.min_size = int(self.min_size)
+        for name in ("largest_component", "tta"):
+            value = getattr(self, name)
+            if not isinstance(value, bool | np.bool_):
+                raise TypeError(f"PostprocessConfig.{name} must be true or false, got {value!r}.")
+            setattr(self, name, bool(value))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the fields (for YAML/JSON)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PostprocessConfig:
+        """Build from a mapping such as :meth:`to_dict` output; missing keys take defaults.
+
+        Raises:
+            ValueError: unknown keys (typos) or invalid values.
+        """
+        if not isinstance(data, Mapping):
+            raise TypeError(f"PostprocessConfig.from_dict expects a mapping, got {type(data).__name__}.")
+        allowed = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise ValueError(f"unknown postprocess option(s) {unknown}; allowed: {sorted(allowed)}.")
+        return cls(**dict(data))
+
+
+def _to_numpy(x: Any, name: str) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    if isinstance(x, np.ndarray):
+        return x
+    raise TypeError(f"{name} must be a numpy array or torch tensor, got {type(x).__name__}.")
+
+
+def binarise(prob: Any, threshold: float = 0.5) -> np.ndarray:
+    """Threshold probabilities: ``prob >= threshold`` (the convention of MONAI's ``AsDiscrete``).
+
+    Args:
+        prob: probabilities in [0, 1], any shape (numpy array or torch tensor).
+        threshold: cut-off in (0, 1).
+
+    Returns:
+        Bool array of the same shape.
+
+    Raises:
+        ValueError: a threshold outside (0, 1) or values outside [0, 1] (e.g. logits; apply a
+            sigmoid first).
+    """
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold!r}.")
+    p = _to_numpy(prob, "prob")
+    if p.dtype == np.bool_:
+        return p.copy()
+    if p.size and (np.nanmin(p) < 0.0 or np.nanmax(p) > 1.0 or np.isnan(p).any()):
+        raise ValueError(
+            f"prob must hold probabilities in [0, 1], found range [{np.nanmin(p)}, {np.nanmax(p)}] "
+            "(or NaN); pass sigmoid(logits), not logits."
+        )
+    return p >= threshold
+
+
+def _label(mask: Any, connectivity: int) -> tuple[np.ndarray, int, np.ndarray]:
+    m = _to_numpy(mask, "mask")
+    if m.dtype != np.bool_:
+        raise TypeError(f"mask must be a bool array (use binarise first), got dtype {m.dtype}.")
+    if m.ndim not in (2, 3):
+        raise ValueError(f"mask must be S x H x W (or H x W), got shape {m.shape}.")
+    if not 1 <= connectivity <= m.ndim:
+        raise ValueError(
+            f"connectivity must be in 1..{m.ndim} (1 = 6-connected, 3 = 26-connected in 3D), "
+            f"got {connectivity!r}."
+        )
+    structure = ndimage.generate_binary_structure(m.ndim, connectivity)
+    labels, n = ndimage.label(m, structure=structure)
+    return m, n, labels
+
+
+def remove_small_components(mask: Any, min_size: int, connectivity: int = 3) -> np.ndarray:
+    """Remove connected components with fewer than ``min_size`` voxels.
+
+    Args:
+        mask: bool mask ``S x H x W`` (components are 3D) or ``H x W``.
+        min_size: minimum component size in voxels to keep; 0 or 1 keeps everything.
+        connectivity: maximum orthogonal hops between neighbours, 1..ndim (3 = 26-connected).
+
+    Returns:
+        A new bool array; an empty mask stays empty.
+
+    Raises:
+        ValueError: negative ``min_size``, bad shape or connectivity.
+        TypeError: a non-bool mask.
+    """
+    if isinstance(min_size, bool) or not isinstance(min_size, int | np.integer) or min_size < 0:
+        raise ValueError(f"min_size must be an integer >= 0 voxels, got {min_size!r}.")
+    m, n, labels = _label(mask, connectivity)
+    if n == 0 or min_size <= 1:
+        return m.copy()
+    sizes = np.bincount(labels.ravel())
+    keep = sizes >= min_size
+    keep[0] = False
+    return keep[labels]
+
+
+def keep_largest_component(mask: Any, connectivity: int = 3) -> np.ndarray:
+    """Keep only the largest connected component (ties: the lowest label, i.e. first in raster order).
+
+    Args:
+        mask: bool mask ``S x H x W`` (components are 3D) or ``H x W``.
+        connectivity: maximum orthogonal hops between neighbours, 1..ndim (3 = 26-connected).
+
+    Returns:
+        A new bool array; an empty mask stays empty.
+
+    Raises:
+        ValueError: bad shape or connectivity.
+        TypeError: a non-bool mask.
+    """
+    m, n, labels = _label(mask, connectivity)
+    if n <= 1:
+        return m.copy()
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return labels == int(np.argmax(sizes))
+
+
+def postprocess_volume(prob: Any, cfg: PostprocessConfig | None = None) -> np.ndarray:
+    """Turn one patient's probability volume into its final mask.
+
+    Steps: threshold (``prob >= cfg.threshold``), then remove 3D components smaller than
+    ``cfg.min_size`` voxels, then (if ``cfg.largest_component``) keep the largest 3D component.
+    ``cfg.tta`` is not applied here: TTA happens at prediction time (:func:`flip_tta`).
+
+    Args:
+        prob: probabilities ``S x H x W`` in [0, 1] (numpy or torch).
+        cfg: post-processing options; defaults to ``PostprocessConfig()``.
+
+    Returns:
+        Bool mask ``S x H x W``.
+
+    Raises:
+        ValueError: not 3D, or values outside [0, 1].
+    """
+    cfg = cfg if cfg is not None else PostprocessConfig()
+    p = _to_numpy(prob, "prob")
+    if p.ndim != 3:
+        raise ValueError(f"prob must be one patient volume S x H x W, got shape {p.shape}.")
+    mask = binarise(p, cfg.threshold)
+    if cfg.min_size > 0:
+        mask = remove_small_components(mask, cfg.min_size)
+    if cfg.largest_component:
+        mask = keep_largest_component(mask)
+    return mask
+
+
+def flip_tta(
+    predict_fn: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    flips: Sequence[str] = ("none", "h", "v", "hv"),
+) -> torch.Tensor:
+    """Flip test-time augmentation: average of sigmoid probabilities over flipped inputs.
+
+    For every flip, ``predict_fn`` sees the flipped batch, its logits are flipped back to the
+    original orientation and passed through a sigmoid; the probabilities are averaged (not the
+    logits). Runs under ``torch.no_grad()``; put the model in ``eval()`` mode first.
+
+    Args:
+        predict_fn: maps ``B x C x H x W`` images to ``B x K x H x W`` logits (K = 1 here).
+        images: batch ``B x C x H x W``.
+        flips: any of ``"none"``, ``"h"`` (left-right), ``"v"`` (up-down), ``"hv"`` (both);
+            non-empty, no duplicates.
+
+    Returns:
+        Probabilities ``B x K x H x W`` in [0, 1] (``B x 1 x H x W`` for a binary model).
+
+    Raises:
+        ValueError: unknown/duplicate/no flips, a non-4D batch, or logits whose batch or spatial
+            size differs from the input.
+        TypeError: ``images`` not a tensor.
+    """
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch tensor B x C x H x W, got {type(images).__name__}.")
+    if images.ndim != 4:
+        raise ValueError(f"images must be B x C x H x W, got shape {tuple(images.shape)}.")
+    if isinstance(flips, str):
+        raise ValueError(
+            f"flips must be a sequence of flip names such as ('none', 'h'), got the string {flips!r}."
+        )
+    flips = tuple(flips)
+    unknown = [f for f in flips if f not in FLIPS]
+    if not flips or unknown or len(set(flips)) != len(flips):
+        raise ValueError(
+            f"flips must be a non-empty list of distinct names from {sorted(FLIPS)}, got {list(flips)}."
+        )
+    total = torch.zeros(())
+    with torch.no_grad():
+        for name in flips:
+            dims = FLIPS[name]
+            x = torch.flip(images, dims) if dims else images
+            logits = predict_fn(x)
+            if (
+                logits.ndim != 4
+                or logits.shape[0] != images.shape[0]
+                or logits.shape[-2:] != images.shape[-2:]
+            ):
+                raise ValueError(
+                    f"predict_fn returned shape {tuple(logits.shape)} for input {tuple(images.shape)}; "
+                    "expected logits B x K x H x W with the same B, H, W."
+                )
+            # Flips are involutions: flipping the same dims again restores the orientation.
+            prob = torch.sigmoid(torch.flip(logits, dims) if dims else logits)
+            total = total + prob
+    return total / len(flips)

@@ -1,0 +1,49 @@
+"""Shared fixtures: the real-data helpers (``shared_dir``, ``lgg_unpack``) and a tiny phantom dataset."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+# The project's shared/ folder sits beside the repository root (…/main/../shared).
+SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The ``shared/`` folder beside the repository root (may not exist)."""
+    return SHARED_DIR
+
+
+@pytest.fixture(scope="session")
+def lgg_unpack(shared_dir: Path) -> Callable[[int | Sequence[str], Path], Path]:
+    """Unpack real patients in the ``kaggle_3m`` layout: ``lgg_unpack(3, dest)`` or ``lgg_unpack(ids, dest)``.
+
+    Skips the test when ``shared/data/lgg-dev`` (or the unpack tool) is absent.
+    """
+    data = shared_dir / "data" / "lgg-dev"
+    tool = shared_dir / "tools" / "lgg-unpack"
+    if not data.is_dir() or not tool.is_file():
+        pytest.skip(f"real LGG data not available: {data} (and {tool}) missing")
+
+    def unpack(n_or_ids: int | Sequence[str], dest: Path) -> Path:
+        by_count = isinstance(n_or_ids, int)
+        args = ["--patients", str(n_or_ids)] if by_count else ["--only", ",".join(n_or_ids)]
+        subprocess.run(
+            [sys.executable, str(tool), str(dest), *args], check=True, capture_output=True, text=True
+        )
+        return Path(dest)
+
+    return unpack
+
+
+@pytest.fixture(scope="session")
+def phantom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small phantom ``kaggle_3m`` folder: 6 patients, 8-10 slices of 64 x 64, seed 0. Do not modify it."""
+    from gliomaseg.data.phantoms import synthesise_dataset
+
+    return synthesise_dataset(tmp_path_factory.mktemp("phantom") / "kaggle_3m", 6, slices=(8, 10), size=64)
