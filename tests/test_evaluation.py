@@ -1,0 +1,308 @@
+"""``evaluate`` end to end on tiny phantoms with a real (untrained) model file."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from gliomaseg.checkpoint import save_checkpoint
+from gliomaseg.data.index import index_dataset, save_index
+from gliomaseg.data.io import read_image, read_mask
+from gliomaseg.data.phantoms import synthesise_dataset
+from gliomaseg.data.splits import make_splits, save_splits, split_id
+from gliomaseg.evaluation import evaluate
+from gliomaseg.inference import Segmenter
+from gliomaseg.metrics import binary_metrics
+from gliomaseg.models import create_model
+from gliomaseg.postprocess import PostprocessConfig
+
+N_PATIENTS = 4
+SIZE = 64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Two intra-op threads on a 2-core machine that other processes also use make tiny convolutions
+    # spin-wait for each other (100x slower); one thread keeps the suite fast and deterministic.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    data = synthesise_dataset(root / "kaggle_3m", N_PATIENTS, size=SIZE, slices=(5, 7), seed=3)
+    table = index_dataset(data).table
+    save_index(table, root / "work" / "index.csv")
+    splits = make_splits(table, test_fraction=0.25, val_fraction=0.25, stratify=())
+    save_splits(splits, root / "work" / "splits.json")
+    return {"root": root, "data": data, "table": table, "splits": splits}
+
+
+def _model_file(path, workspace, size=SIZE, seed=0, workdir=True):
+    torch.manual_seed(seed)
+    model = create_model("unet", features=4)
+    meta = {
+        "model": {"name": "unet", "kwargs": {"features": 4}},
+        "preprocess": {"size": size, "normalisation": "zscore"},
+        "postprocess": {"threshold": 0.5},
+        "split_id": split_id(workspace["splits"], 0),
+        "epoch": 2,
+        "config": {"workdir": str(workspace["root"] / "work"), "fold": 0} if workdir else {},
+    }
+    return save_checkpoint(path, model, meta)
+
+
+@pytest.fixture(scope="module")
+def run(workspace):
+    """A model file in a run folder with a Lightning-style metrics.csv, evaluated on all patients."""
+    run_dir = workspace["root"] / "runs" / "unet__bce_dice__fold0"
+    ckpt = _model_file(run_dir / "best.pt", workspace)
+    log = pd.DataFrame(
+        {
+            "epoch": [0, 0, 1, 1, 2, 2],
+            "step": [1, 1, 3, 3, 5, 5],
+            "train/loss_epoch": [0.9, np.nan, 0.7, np.nan, 0.6, np.nan],
+            "val/loss": [np.nan, 0.95, np.nan, 0.8, np.nan, 0.75],
+            "val/dice_patient": [np.nan, 0.1, np.nan, 0.3, np.nan, 0.35],
+        }
+    )
+    (run_dir / "logs" / "csv").mkdir(parents=True)
+    log.to_csv(run_dir / "logs" / "csv" / "metrics.csv", index=False)
+    chosen = workspace["table"]["patient"].iloc[0]
+    out = evaluate(ckpt, split="all", patients=[chosen], progress=False, n_boot=200)
+    return {"ckpt": ckpt, "out": out, "chosen": workspace["table"]["patient_id"].iloc[0]}
+
+
+def _volume(table, patient_id):
+    rows = table[table["patient_id"] == patient_id].sort_values("slice")
+    images = np.stack([read_image(p) for p in rows["image_path"]])
+    truth = np.stack([read_mask(p) for p in rows["mask_path"]]).astype(bool)
+    return images, truth
+
+
+def _strict_json(path):
+    def no_nan(token):
+        raise ValueError(f"non-standard JSON constant {token}")
+
+    return json.loads(path.read_text(), parse_constant=no_nan)
+
+
+def test_outputs_exist_and_are_consistent(run, workspace):
+    out, table = run["out"], workspace["table"]
+    assert out == run["ckpt"].parent / "eval_all"
+    for name in ("summary.json", "per_patient.csv", "per_slice.csv", "report.html"):
+        assert (out / name).is_file(), name
+    summary = _strict_json(out / "summary.json")
+    per_patient = pd.read_csv(out / "per_patient.csv")
+    per_slice = pd.read_csv(out / "per_slice.csv")
+    assert len(per_patient) == N_PATIENTS == summary["n_patients"]
+    assert len(per_slice) == len(table) == summary["n_slices"]
+    assert sorted(per_patient["patient_id"]) == sorted(table["patient_id"].unique())
+    assert per_patient["n_slices"].sum() == len(table)
+    # volume aggregates are over patients, slice aggregates over tumour slices
+    for metric in ("dice", "iou", "sensitivity", "accuracy"):
+        assert summary["volume"]["metrics"][metric]["mean"] == pytest.approx(per_patient[metric].mean())
+    tumour = per_slice[per_slice["case"] == "tumour"]
+    assert summary["slice"]["metrics"]["dice"]["mean"] == pytest.approx(tumour["dice"].mean())
+    assert summary["slice"]["metrics"]["dice"]["n"] == len(tumour) == int(table["has_tumour"].sum())
+    dice = summary["volume"]["metrics"]["dice"]
+    assert dice["ci_low"] <= dice["mean"] <= dice["ci_high"]
+    # empty-case counts add up and agree with the ground truth in the index
+    empty = summary["empty_cases"]
+    assert empty["tumour_slices"] + empty["empty_slices"] == len(table)
+    assert empty["empty_slices"] == int((~table["has_tumour"]).sum())
+    assert empty["empty_slices_false_positive"] == int((per_slice["case"] == "false_positive").sum())
+    assert per_patient["n_false_positive_slices"].sum() == empty["empty_slices_false_positive"]
+    # settings recorded
+    assert summary["checkpoint"]["path"] == str(run["ckpt"])
+    assert summary["preprocess"] == {"size": SIZE, "normalisation": "zscore"}
+    assert summary["postprocess"] == PostprocessConfig().to_dict()
+    assert summary["split"]["name"] == "all"
+    assert summary["split"]["matches_checkpoint"] is True
+    assert any("'all'" in w for w in summary["warnings"])
+    assert summary["patients"][0]["patient_id"] == per_patient["patient_id"].iloc[0]
+
+
+def test_figures_and_report(run):
+    out = run["out"]
+    summary = _strict_json(out / "summary.json")
+    figures = out / "figures"
+    assert len(list((figures / "gifs").glob("*.gif"))) == N_PATIENTS
+    assert (figures / "dice_distribution.png").is_file()
+    for label in ("best", "median", "worst"):
+        assert list(figures.glob(f"overlay_*{label}*.png")), label
+    assert list(figures.glob(f"overlay_chosen*{run['chosen']}.png"))
+    # the checkpoint sits in a run folder with metrics.csv, so the learning curves are drawn
+    assert (figures / "learning_curves.png").is_file()
+    assert "figures/learning_curves.png" in summary["figures"]
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(summary["figures"])
+    assert html.count("data:image/gif;base64,") == N_PATIENTS
+    assert run["chosen"] in html
+
+
+def test_metrics_match_segmenter_output(run, workspace):
+    """The CSV's numbers are binary_metrics of the Segmenter's masks at the data's own resolution."""
+    per_patient = pd.read_csv(run["out"] / "per_patient.csv").set_index("patient_id")
+    per_slice = pd.read_csv(run["out"] / "per_slice.csv")
+    seg = Segmenter.from_checkpoint(run["ckpt"], device="cpu", batch_size=32)
+    pid = per_patient.index[0]
+    images, truth = _volume(workspace["table"], pid)
+    pred = seg.predict_volume(images)
+    expected = binary_metrics(pred, truth)
+    row = per_patient.loc[pid]
+    for key in ("tp", "fp", "fn", "tn", "truth_pixels", "pred_pixels"):
+        assert row[key] == expected[key], key
+    for key in ("dice", "iou", "accuracy", "specificity"):
+        assert row[key] == pytest.approx(expected[key], nan_ok=True), key
+    first = per_slice[per_slice["patient_id"] == pid].iloc[0]
+    assert first["slice"] == 1
+    assert first["tp"] + first["fp"] == int(pred[0].sum())
+    assert first["truth_pixels"] == int(truth[0].sum())
+
+
+def test_metrics_at_native_resolution_when_the_model_size_differs(workspace, tmp_path):
+    ckpt = _model_file(tmp_path / "small.pt", workspace, size=32)
+    out = evaluate(ckpt, split="test", figures=False, progress=False, n_boot=50)
+    per_slice = pd.read_csv(out / "per_slice.csv")
+    per_patient = pd.read_csv(out / "per_patient.csv")
+    summary = _strict_json(out / "summary.json")
+    pixels = per_slice[["tp", "fp", "fn", "tn"]].sum(axis=1)
+    assert (pixels == SIZE * SIZE).all()
+    assert (per_patient[["height", "width"]] == SIZE).all().all()
+    assert summary["data"]["resolution"] == [f"{SIZE}x{SIZE}"]
+    assert summary["preprocess"]["size"] == 32
+    test_patients = workspace["splits"]["test"]
+    assert sorted(per_patient["patient_id"]) == sorted(test_patients)
+    assert summary["split"]["patients"] == sorted(test_patients)
+    assert not summary["warnings"]  # test split, same splits as the checkpoint
+    truth = workspace["table"].set_index("patient_id").loc[test_patients, "tumour_pixels"].sum()
+    assert per_patient["truth_pixels"].sum() == truth
+
+
+@pytest.fixture(scope="module")
+def baseline(run):
+    return pd.read_csv(run["out"] / "per_patient.csv").set_index("patient_id")
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"threshold": 0.7}, {"min_size": 20}, {"largest_component": True}, {"tta": True}],
+    ids=["threshold", "min_size", "largest_component", "tta"],
+)
+def test_postprocess_switches_are_recorded_and_effective(run, workspace, baseline, tmp_path, changes):
+    cfg = PostprocessConfig(**changes)
+    out = evaluate(
+        run["ckpt"],
+        split="all",
+        out=tmp_path / "ev",
+        postprocess=cfg,
+        figures=False,
+        progress=False,
+        n_boot=50,
+    )
+    summary = _strict_json(out / "summary.json")
+    assert summary["postprocess"] == cfg.to_dict()
+    per_patient = pd.read_csv(out / "per_patient.csv").set_index("patient_id").loc[baseline.index]
+    assert per_patient["pred_pixels"].sum() != baseline["pred_pixels"].sum()
+    if not changes.get("tta"):
+        # removing pixels only: never more than the plain threshold at 0.5
+        assert (per_patient["pred_pixels"] <= baseline["pred_pixels"]).all()
+    # and it is exactly what the Segmenter gives with these settings
+    seg = Segmenter.from_checkpoint(run["ckpt"], device="cpu", postprocess=cfg, batch_size=32)
+    pid = baseline.index[0]
+    images, _ = _volume(workspace["table"], pid)
+    assert per_patient.loc[pid, "pred_pixels"] == int(seg.predict_volume(images).sum())
+
+
+def test_refuses_to_overwrite_then_overwrites(run, tmp_path):
+    out = tmp_path / "ev"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="not empty"):
+        evaluate(run["ckpt"], split="test", out=out, figures=False, progress=False)
+    assert not (out / "summary.json").exists()
+    evaluate(run["ckpt"], split="test", out=out, figures=False, progress=False, overwrite=True, n_boot=50)
+    assert (out / "summary.json").is_file()
+    assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_split_mismatch_and_training_patients_are_flagged(run, workspace, tmp_path):
+    other = make_splits(workspace["table"], test_fraction=0.25, val_fraction=0.25, stratify=(), seed=7)
+    save_splits(other, tmp_path / "other.json")
+    out = evaluate(
+        run["ckpt"],
+        split="train",
+        splits=tmp_path / "other.json",
+        out=tmp_path / "ev",
+        figures=False,
+        progress=False,
+        n_boot=50,
+    )
+    summary = _strict_json(out / "summary.json")
+    assert summary["split"]["split_id"] == split_id(other, 0)
+    assert summary["split"]["checkpoint_split_id"] == split_id(workspace["splits"], 0)
+    assert summary["split"]["matches_checkpoint"] is False
+    text = " ".join(summary["warnings"])
+    assert "split mismatch" in text and "training patients" in text
+    assert sorted(pd.read_csv(out / "per_patient.csv")["patient_id"]) == other["folds"][0]["train"]
+    assert "split mismatch" in (out / "report.html").read_text()
+
+
+def test_index_from_data_when_the_run_has_none(workspace, tmp_path):
+    ckpt = _model_file(tmp_path / "m.pt", workspace, workdir=False)
+    with pytest.raises(ValueError, match="--data"):
+        evaluate(ckpt, split="all", figures=False, progress=False)
+    with pytest.raises(ValueError, match="splits"):
+        evaluate(ckpt, split="test", data=workspace["data"], figures=False, progress=False)
+    out = evaluate(ckpt, split="all", data=workspace["data"], figures=False, progress=False, n_boot=50)
+    summary = _strict_json(out / "summary.json")
+    assert summary["n_patients"] == N_PATIENTS
+    assert summary["split"]["split_id"] is None
+    assert summary["data"]["index"].startswith("built from")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"split": "holdout"}, "split='holdout'"),
+        ({"split": "all", "patients": ["TCGA_XX_0000"]}, "TCGA_XX_0000"),
+        ({"split": "test", "splits": "missing.json"}, "no splits file"),
+    ],
+)
+def test_bad_arguments(run, tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        evaluate(run["ckpt"], out=tmp_path / "ev", figures=False, progress=False, **kwargs)
+
+
+def test_nan_is_null_in_summary(run):
+    summary = _strict_json(run["out"] / "summary.json")
+    # every phantom patient has tumour, so no volume is a true negative and the FP rate is undefined
+    assert summary["volume"]["cases"]["true_negative"] == 0
+    assert summary["volume"]["false_positive_rate_on_empty_truth"] is None
+    assert not any(isinstance(v, float) and math.isnan(v) for v in summary["patients"][0].values())
+
+
+def test_cli_evaluate_overrides_single_postprocess_settings(run, tmp_path, capsys):
+    from gliomaseg.cli import main
+
+    out = tmp_path / "cli"
+    argv = ["evaluate", str(run["ckpt"]), "--split", "all", "--out", str(out), "--no-figures"]
+    assert main([*argv, "--threshold", "0.7", "--largest-component"]) == 0
+    printed = capsys.readouterr().out
+    assert "per-patient Dice: mean" in printed and "95% CI" in printed
+    assert str(out / "report.html") in printed
+    summary = _strict_json(out / "summary.json")
+    assert summary["postprocess"] == {"threshold": 0.7, "min_size": 0, "largest_component": True, "tta": False}
+    assert not (out / "figures").exists()
+    # a second run into the same folder is refused without --overwrite
+    assert main(argv) == 2
+    assert "not empty" in capsys.readouterr().err
