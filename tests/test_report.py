@@ -106,9 +106,8 @@ def test_patient_overlays_and_dice_distribution_write_pngs(tmp_path):
 
 
 def test_learning_curves(tmp_path):
-    assert plot_learning_curves(tmp_path / "lc.png", tmp_path / "missing.csv") is None
-    (tmp_path / "bad.csv").write_text("step,foo\n1,2\n")
-    assert plot_learning_curves(tmp_path / "lc.png", tmp_path / "bad.csv") is None
+    assert plot_learning_curves(tmp_path / "lc.png", pd.DataFrame()) is None
+    assert plot_learning_curves(tmp_path / "lc.png", pd.DataFrame({"step": [1], "foo": [2]})) is None
     log = pd.DataFrame(
         {
             "epoch": [0, 0, 1, 1],
@@ -117,8 +116,7 @@ def test_learning_curves(tmp_path):
             "val/dice_patient": [np.nan, 0.2, np.nan, 0.5],
         }
     )
-    log.to_csv(tmp_path / "metrics.csv", index=False)
-    path = plot_learning_curves(tmp_path / "lc.png", tmp_path / "metrics.csv", best_epoch=1)
+    path = plot_learning_curves(tmp_path / "lc.png", log, best_epoch=1)
     assert path == tmp_path / "lc.png" and path.is_file()
 
 

@@ -77,10 +77,8 @@ def _cmd_split(args: argparse.Namespace) -> None:
 
 
 def _cmd_cache(args: argparse.Namespace) -> None:
-    from gliomaseg.data.preprocess import PreprocessConfig
+    from gliomaseg.data.preprocess import PreprocessConfig, build_cache
     from gliomaseg.workspace import ensure_index
-
-    from gliomaseg.data.preprocess import build_cache
 
     t0 = time.perf_counter()
     table = ensure_index(args.data, Path(args.workdir) / "index.csv")
@@ -92,9 +90,19 @@ def _cmd_cache(args: argparse.Namespace) -> None:
 
 
 # ----------------------------------------------------------------------------- training
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean: use true or false")
+
+
 def _train_flag_type(hint: object) -> Callable[[str], object]:
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if hint is bool:
+        return _parse_bool
     return hint if hint in (int, float, str) else str  # type: ignore[return-value]
 
 
@@ -169,6 +177,94 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     print(f"[demo] trained in {time.perf_counter() - t0:.0f} s; run folder {run_dir}")
 
 
+# ----------------------------------------------------------------------------- evaluation
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    import json
+
+    from gliomaseg.checkpoint import load_checkpoint
+    from gliomaseg.evaluation import evaluate
+    from gliomaseg.postprocess import PostprocessConfig
+
+    # Flags change single settings of the checkpoint's stored post-processing; the rest is kept.
+    flags = {
+        "threshold": args.threshold,
+        "min_size": args.min_size,
+        "largest_component": args.largest_component,
+        "tta": args.tta,
+    }
+    stored = load_checkpoint(args.checkpoint).get("postprocess") or {}
+    post = PostprocessConfig.from_dict({**stored, **{k: v for k, v in flags.items() if v is not None}})
+    patients = [p.strip() for p in (args.patients or "").split(",") if p.strip()]
+    out = evaluate(
+        args.checkpoint,
+        data=args.data,
+        split=args.split,
+        out=args.out,
+        index=args.index,
+        splits=args.splits,
+        fold=args.fold,
+        postprocess=post,
+        patients=patients or None,
+        figures=not args.no_figures,
+        overwrite=args.overwrite,
+        device=args.device,
+    )
+    summary = json.loads((out / "summary.json").read_text())
+
+    def fmt(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    dice = summary["volume"]["metrics"]["dice"]
+    print(
+        f"{summary['split']['name']} split: {summary['n_patients']} patients, {summary['n_slices']} slices, "
+        f"post-processing {summary['postprocess']}, {summary['seconds']['total']:.0f} s"
+    )
+    print(
+        f"per-patient Dice: mean {fmt(dice['mean'])} (95% CI {fmt(dice['ci_low'])}-{fmt(dice['ci_high'])}), "
+        f"median {fmt(dice['median'])}, n={dice['n']}"
+    )
+    for warning in summary["warnings"]:
+        print(f"warning: {warning}")
+    print(f"report: {out / 'report.html'}")
+
+
+# ----------------------------------------------------------------------------- predict / export
+def _cmd_predict(args: argparse.Namespace) -> None:
+    from gliomaseg.predict import predict_inputs
+
+    changes = {
+        "threshold": args.threshold,
+        "min_size": args.min_size,
+        "largest_component": args.largest_component,
+        "tta": args.tta,
+    }
+    t0 = time.perf_counter()
+    table = predict_inputs(
+        args.checkpoint,
+        args.inputs,
+        args.out,
+        overwrite=args.overwrite,
+        postprocess={k: v for k, v in changes.items() if v is not None},
+        batch_size=args.batch_size,
+        device=args.device,
+        bf16=args.bf16,
+        threads=args.threads,
+        overlays=not args.no_overlays,
+    )
+    n_slices = int(table["slices"].sum())
+    print(table.drop(columns=["input", "mask"]).to_string(index=False))
+    print(f"{len(table)} case(s), {n_slices} slice(s) in {time.perf_counter() - t0:.1f} s; "
+          f"masks, overlays and areas.csv in {args.out}")
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    from gliomaseg.export import export_onnx
+
+    result = export_onnx(args.checkpoint, args.out, opset=args.opset, overwrite=args.overwrite)
+    print(f"wrote {result.path} (opset {result.opset}); onnxruntime vs PyTorch max abs diff "
+          f"{result.max_abs_diff:.2e}")
+
+
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gliomaseg", description=__doc__.splitlines()[0])
@@ -221,6 +317,55 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the run folder's last.ckpt, or the given Lightning checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="metrics at the data's resolution, figures, report.html for a split")
+    p.add_argument("checkpoint", help="model file (best.pt or last.pt)")
+    p.add_argument("--data", help="kaggle_3m folder (default: the data of the training run's index)")
+    p.add_argument("--split", choices=["test", "val", "train", "all"], default="test")
+    p.add_argument("--out", help="output folder (default: CHECKPOINT_FOLDER/eval_SPLIT)")
+    p.add_argument("--index", help="index.csv (default: the training run's)")
+    p.add_argument("--splits", help="splits.json (default: the training run's)")
+    p.add_argument("--fold", type=int, help="fold for --split train/val (default: the checkpoint's)")
+    p.add_argument("--threshold", type=float, help="probability threshold (default: the checkpoint's)")
+    p.add_argument("--min-size", type=int, help="remove 3D components smaller than this many voxels")
+    p.add_argument("--largest-component", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep only the largest 3D component per patient")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="flip test-time augmentation")
+    p.add_argument("--patients", help="comma list of patient ids to draw overlays for")
+    p.add_argument("--no-figures", action="store_true", help="tables and report only (faster)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    p.add_argument("--overwrite", action="store_true", help="replace the results in a non-empty --out")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("predict", help="segment slices, folders or NIfTI -> masks, overlays, areas.csv")
+    p.add_argument("checkpoint", help="model file (best.pt) or ONNX export (.onnx)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="slice image (.tif/.png/.jpg, grey = FLAIR), folder of <name>_<n> slices, "
+                        "kaggle_3m patient folder, or NIfTI (.nii/.nii.gz)")
+    p.add_argument("--out", required=True, help="output folder (names mirror the inputs)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--batch-size", type=int, default=None, help="slices per forward pass")
+    p.add_argument("--threshold", type=float, default=None, help="default: the model's stored threshold")
+    p.add_argument("--min-size", type=int, default=None, help="drop 3D components smaller than this (voxels)")
+    p.add_argument("--largest-component", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep only the largest 3D component (default: stored setting)")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="flip test-time augmentation (default: stored setting)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (model files only)")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="bfloat16 autocast on CPU (model files only; default off)")
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (.onnx only; default: all)")
+    p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("export", help="export a model file to ONNX (checked against PyTorch)")
+    p.add_argument("checkpoint", help="model file (best.pt / last.pt)")
+    p.add_argument("--format", choices=["onnx"], default="onnx")
+    p.add_argument("--out", help="target .onnx file (default: CHECKPOINT with suffix .onnx)")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("demo", help="synthesise phantoms, index, split, train briefly, report")
     p.add_argument("--out", default="demo")

@@ -498,9 +498,9 @@ def _draw_figures(
             out.append((f"{tag} patient {pid}: FLAIR with ground truth (green) and prediction (red)", path))
     path = plot_dice_distribution(fig_dir / "dice_distribution.png", per_patient["dice"])
     out.append(("Distribution of per-patient volume Dice", path))
-    curves = plot_learning_curves(
-        fig_dir / "learning_curves.png", ckpt_path.parent / "logs" / "csv" / "metrics.csv", best_epoch=epoch
-    )
+    from gliomaseg.training import read_training_log
+
+    curves = plot_learning_curves(fig_dir / "learning_curves.png", read_training_log(ckpt_path.parent), best_epoch=epoch)
     if curves is not None:
         out.append(("Learning curves of the training run", curves))
     return out

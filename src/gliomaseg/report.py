@@ -291,25 +291,18 @@ def plot_dice_distribution(path: str | Path, dice: Sequence[float] | np.ndarray 
     return _save_figure(fig, path)
 
 
-def plot_learning_curves(path: str | Path, metrics_csv: str | Path, *, best_epoch: int | None = None) -> Path | None:
-    """Train/val loss and validation per-patient Dice against epoch from Lightning's CSV log.
+def plot_learning_curves(path: str | Path, log: pd.DataFrame, *, best_epoch: int | None = None) -> Path | None:
+    """Train/val loss and validation per-patient Dice against epoch from the run's CSV log.
 
     Args:
         path: the ``.png`` file.
-        metrics_csv: a run folder's ``logs/csv/metrics.csv``.
+        log: the run's log, from :func:`gliomaseg.training.read_training_log`.
         best_epoch: epoch of the evaluated checkpoint, marked on the plot.
 
     Returns:
-        ``path``, or ``None`` when the file is missing, unreadable or has no per-epoch values.
+        ``path``, or ``None`` when the log has no per-epoch values.
     """
-    metrics_csv = Path(metrics_csv)
-    if not metrics_csv.is_file():
-        return None
-    try:
-        log = pd.read_csv(metrics_csv)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
-        return None
-    if "epoch" not in log.columns:
+    if log.empty or "epoch" not in log.columns:
         return None
 
     def per_epoch(column: str) -> pd.Series | None:

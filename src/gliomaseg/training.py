@@ -9,6 +9,7 @@ a shard with repeated slices.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -192,6 +193,16 @@ def _precision(cfg: TrainConfig) -> str:
     return "16-mixed" if on_gpu else "32-true"
 
 
+def _absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    # The saved config (and the model file) must find index, splits and data from any folder.
+    changes = {
+        key: str(Path(value).expanduser().resolve())
+        for key in ("data", "workdir", "index", "splits", "runs_dir")
+        if (value := getattr(cfg, key)) is not None
+    }
+    return dataclasses.replace(cfg, **changes)
+
+
 def _global_rank() -> int:
     # Lightning's ddp launcher, torchrun and SLURM re-run this command once per process.
     for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
@@ -268,6 +279,7 @@ def train(
         ValueError: the run folder exists (and neither resume nor overwrite), or the resume
             checkpoint is missing.
     """
+    cfg = _absolute_paths(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     ckpt_path: str | None = None
     if resume:
@@ -312,7 +324,7 @@ def train(
     meta = {
         "model": {"name": cfg.model, "kwargs": model_kwargs},
         "preprocess": pre.to_dict(),
-        "postprocess": {"threshold": cfg.threshold},
+        "postprocess": cfg.postprocess_dict(),
         "split_id": split_id(ws.splits, cfg.fold),
         "config": cfg.to_dict(),
     }

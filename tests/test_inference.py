@@ -1,0 +1,115 @@
+"""Tests of ``Segmenter``: the default (fast) path equals plain eager PyTorch, ONNX backend, dispatch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gliomaseg.checkpoint import load_model, save_checkpoint
+from gliomaseg.data.preprocess import PreprocessConfig
+from gliomaseg.export import export_onnx
+from gliomaseg.inference import Segmenter, load_segmenter
+from gliomaseg.models import create_model
+from gliomaseg.postprocess import PostprocessConfig
+
+META = {
+    "model": {"name": "unet", "kwargs": {"features": 4}},
+    "preprocess": {"size": 32, "normalisation": "zscore"},
+    "postprocess": {"threshold": 0.5, "min_size": 0, "largest_component": False, "tta": False},
+}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("inference")
+    torch.manual_seed(0)
+    model = create_model("unet", features=4)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    ckpt = save_checkpoint(root / "best.pt", model, META)
+    return ckpt, export_onnx(ckpt).path
+
+
+@pytest.fixture(scope="module")
+def volume() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (5, 40, 48, 3), dtype=np.uint8)
+
+
+def _naive(ckpt: Path, batch_size: int = 1) -> Segmenter:
+    """Plain eager fp32 PyTorch, the reference every faster path must match."""
+    model, payload = load_model(ckpt)
+
+    def logits_fn(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model(x)
+
+    return Segmenter(logits_fn, PreprocessConfig.from_dict(payload["preprocess"]), batch_size=batch_size)
+
+
+def test_default_path_matches_naive_eager(files: tuple[Path, Path], volume: np.ndarray):
+    ckpt, _ = files
+    reference = _naive(ckpt).predict_proba(volume)
+    proba = Segmenter.from_checkpoint(ckpt).predict_proba(volume)
+    assert proba.shape == (5, 40, 48) and proba.dtype == np.float32
+    np.testing.assert_allclose(proba, reference, atol=1e-4)
+    assert proba.min() >= 0.0 and proba.max() <= 1.0
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 16])
+def test_batch_size_does_not_change_results(files: tuple[Path, Path], volume: np.ndarray, batch_size: int):
+    ckpt, _ = files
+    reference = _naive(ckpt).predict_proba(volume)
+    got = Segmenter.from_checkpoint(ckpt, batch_size=batch_size).predict_proba(volume)
+    np.testing.assert_allclose(got, reference, atol=1e-4)
+
+
+def test_onnx_backend_matches_pytorch(files: tuple[Path, Path], volume: np.ndarray):
+    ckpt, onnx_path = files
+    seg = Segmenter.from_onnx(onnx_path, threads=1, batch_size=3)
+    assert seg.preprocess == PreprocessConfig(size=32)
+    assert seg.postprocess == PostprocessConfig()
+    assert seg.meta["model"] == META["model"]
+    np.testing.assert_allclose(seg.predict_proba(volume), _naive(ckpt).predict_proba(volume), atol=1e-4)
+    tta = seg.with_postprocess(tta=True)
+    np.testing.assert_allclose(
+        tta.predict_proba(volume), _naive(ckpt).with_postprocess(tta=True).predict_proba(volume), atol=1e-4
+    )
+
+
+def test_load_segmenter_dispatch(files: tuple[Path, Path], volume: np.ndarray):
+    ckpt, onnx_path = files
+    a = load_segmenter(ckpt, device="cpu", batch_size=4)
+    b = load_segmenter(onnx_path, postprocess=PostprocessConfig(threshold=0.3))
+    assert a.batch_size == 4 and b.postprocess.threshold == 0.3
+    assert a.predict_volume(volume).dtype == bool
+    with pytest.raises(ValueError, match="bf16"):
+        load_segmenter(onnx_path, bf16=True)
+    with pytest.raises(ValueError, match="CPU"):
+        load_segmenter(onnx_path, device="cuda")
+    with pytest.raises(ValueError, match="threads"):
+        load_segmenter(ckpt, threads=2)
+
+
+def test_from_onnx_errors(tmp_path: Path):
+    with pytest.raises(ValueError, match="does not exist"):
+        Segmenter.from_onnx(tmp_path / "missing.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="junk.onnx"):
+        Segmenter.from_onnx(tmp_path / "junk.onnx")
+    with pytest.raises(ValueError, match="threads"):
+        Segmenter.from_onnx(tmp_path / "junk.onnx", threads=0)
+
+
+def test_predict_proba_rejects_bad_volumes(files: tuple[Path, Path]):
+    seg = Segmenter.from_checkpoint(files[0])
+    with pytest.raises(ValueError, match="uint8"):
+        seg.predict_proba(np.zeros((2, 32, 32, 3), np.float32))
+    with pytest.raises(ValueError, match="S x H x W x 3"):
+        seg.predict_proba(np.zeros((2, 32, 32, 1), np.uint8))

@@ -1,0 +1,280 @@
+"""Tests of ``predict``: every input kind, output formats and geometry, areas.csv, no-overwrite, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from gliomaseg.checkpoint import save_checkpoint
+from gliomaseg.cli import main
+from gliomaseg.data.phantoms import synthesise_dataset
+from gliomaseg.models import create_model
+from gliomaseg.predict import (
+    AREAS_COLUMNS,
+    discover_inputs,
+    nifti_to_uint8,
+    overlay,
+    predict_inputs,
+    read_case,
+)
+
+
+def _model_file(path: Path, bias: float | None = None) -> Path:
+    """A real (untrained) U-Net; ``bias`` makes it constant: +10 -> all tumour, -10 -> none."""
+    torch.manual_seed(0)
+    model = create_model("unet", features=4)
+    if bias is not None:
+        with torch.no_grad():
+            model.conv.weight.zero_()
+            model.conv.bias.fill_(bias)
+    meta = {
+        "model": {"name": "unet", "kwargs": {"features": 4}},
+        "preprocess": {"size": 32, "normalisation": "zscore"},
+        "postprocess": {"threshold": 0.5, "min_size": 0, "largest_component": False, "tta": False},
+        "split_id": "test",
+    }
+    return save_checkpoint(path, model, meta)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("models")
+    return {
+        "real": _model_file(root / "real.pt"),
+        "all": _model_file(root / "all.pt", bias=10.0),
+        "none": _model_file(root / "none.pt", bias=-10.0),
+    }
+
+
+def _rgb(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def _mask_values(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path))
+
+
+# ------------------------------------------------------------------------------------------ slices
+@pytest.mark.parametrize(
+    ("name", "channels", "mask_name"),
+    [
+        ("a.tif", 3, "a_mask.tif"),
+        ("b.tiff", 3, "b_mask.tiff"),
+        ("c.png", 1, "c_mask.png"),
+        ("d.jpg", 3, "d_mask.png"),  # JPEG masks would not stay binary
+        ("e.jpeg", 1, "e_mask.png"),
+    ],
+)
+def test_single_slice_formats_and_geometry(tmp_path: Path, models: dict[str, Path], name, channels, mask_name):
+    image = _rgb(40, 56)
+    Image.fromarray(image if channels == 3 else image[..., 1]).save(tmp_path / name)
+    out = tmp_path / "out"
+    table = predict_inputs(models["real"], tmp_path / name, out)
+    mask = _mask_values(out / mask_name)
+    assert mask.shape == (40, 56) and mask.dtype == np.uint8
+    assert set(np.unique(mask).tolist()) <= {0, 255}
+    assert (out / f"{Path(name).stem}_overlay.png").is_file()
+    assert list(table.columns) == list(AREAS_COLUMNS)
+    assert table.loc[0, "kind"] == "slice" and table.loc[0, "slices"] == 1
+    assert table.loc[0, "tumour_pixels"] == int((mask > 0).sum())
+    assert np.isnan(table.loc[0, "tumour_mm3"])
+
+
+def test_grey_image_is_flair_in_all_channels(tmp_path: Path):
+    grey = _rgb(20, 24)[..., 0]
+    Image.fromarray(grey).save(tmp_path / "g.png")
+    (case,) = discover_inputs([tmp_path / "g.png"], tmp_path / "out")
+    volume = read_case(case)
+    assert volume.shape == (1, 20, 24, 3)
+    for c in range(3):
+        np.testing.assert_array_equal(volume[0, ..., c], grey)
+
+
+@pytest.mark.parametrize(("model", "expected"), [("all", 1.0), ("none", 0.0)])
+def test_areas_and_overlay_hand_computed(tmp_path: Path, models: dict[str, Path], model: str, expected: float):
+    Image.fromarray(_rgb(30, 20)).save(tmp_path / "s.png")
+    out = tmp_path / "out"
+    table = predict_inputs(models[model], [tmp_path / "s.png"], out)
+    assert table.loc[0, "tumour_pixels"] == expected * 30 * 20
+    assert table.loc[0, "slices_with_tumour"] == expected
+    np.testing.assert_array_equal(_mask_values(out / "s_mask.png"), np.full((30, 20), 255 * expected, np.uint8))
+    red = np.all(_mask_values(out / "s_overlay.png") == [255, 0, 0], axis=-1)
+    # An all-tumour mask's outline is the image border: 2 * (30 + 20) - 4 pixels.
+    assert red.sum() == expected * (2 * (30 + 20) - 4)
+    written = pd.read_csv(out / "areas.csv")
+    assert written["tumour_pixels"].tolist() == [expected * 600]
+
+
+def test_overlay_outline():
+    flair = np.full((6, 6), 7, np.uint8)
+    mask = np.zeros((6, 6), bool)
+    mask[1:5, 1:5] = True
+    rgb = overlay(flair, mask)
+    red = np.all(rgb == [255, 0, 0], axis=-1)
+    assert red.sum() == 12  # the 4 x 4 square's ring; its 2 x 2 inside stays grey
+    assert not red[2:4, 2:4].any() and (rgb[~red] == 7).all()
+
+
+# ------------------------------------------------------------------------------------------ folders
+def test_folder_of_numbered_slices_is_one_volume_in_natural_order(tmp_path: Path, models: dict[str, Path]):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for n in (10, 2, 1):
+        Image.fromarray(_rgb(32, 32, seed=n)).save(folder / f"vol_{n}.png")
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(folder / "vol_1_mask.png")  # ignored
+    Image.fromarray(_rgb(24, 24)).save(folder / "loose.tif")  # its own case
+    (folder / "notes.txt").write_text("ignored")
+    out = tmp_path / "out"
+    cases = discover_inputs([folder], out)
+    assert [(c.name, c.kind) for c in cases] == [("loose", "slice"), ("vol", "volume")]
+    assert [p.name for p in cases[1].files] == ["vol_1.png", "vol_2.png", "vol_10.png"]
+    table = predict_inputs(models["all"], [folder], out)
+    assert table["slices"].tolist() == [1, 3]
+    assert table["tumour_pixels"].tolist() == [24 * 24, 3 * 32 * 32]
+    for n in (1, 2, 10):
+        assert _mask_values(out / "scans" / f"vol_{n}_mask.png").min() == 255
+        assert (out / "scans" / f"vol_{n}_overlay.png").is_file()
+    assert (out / "scans" / "loose_mask.tif").is_file()
+
+
+def test_kaggle_patient_folder_and_root(tmp_path: Path, models: dict[str, Path]):
+    root = synthesise_dataset(tmp_path / "kaggle_3m", 2, slices=(3, 4), size=32)
+    patients = sorted(p for p in root.iterdir() if p.is_dir())
+    out = tmp_path / "out"
+    table = predict_inputs(models["real"], [patients[0]], out)
+    n = len(list(patients[0].glob("*_mask.tif")))
+    assert table.loc[0, "kind"] == "patient" and table.loc[0, "slices"] == n
+    assert len(list((out / patients[0].name).glob("*_mask.tif"))) == n
+    # The whole kaggle_3m folder: one case per patient, outputs mirrored below out/kaggle_3m/.
+    whole = predict_inputs(models["real"], [root], tmp_path / "out2")
+    assert whole["case"].tolist() == [p.name for p in patients]
+    for p in patients:
+        got = sorted(f.name for f in (tmp_path / "out2" / "kaggle_3m" / p.name).glob("*_mask.tif"))
+        assert got == sorted(f.name for f in p.glob("*_mask.tif"))
+
+
+# ------------------------------------------------------------------------------------------ NIfTI
+@pytest.mark.parametrize("shape", [(40, 48, 5), (40, 48, 5, 3), (40, 48, 5, 1), (40, 48)])
+def test_nifti_keeps_geometry(tmp_path: Path, models: dict[str, Path], shape: tuple[int, ...]):
+    rng = np.random.default_rng(1)
+    data = rng.normal(100.0, 30.0, shape).astype(np.float32)
+    affine = np.array([[0.0, -0.9, 0.0, 10.0], [1.1, 0.0, 0.0, -20.0], [0.0, 0.0, 3.0, 5.0], [0, 0, 0, 1]])
+    img = nib.Nifti1Image(data, affine)
+    img.header.set_xyzt_units("mm")
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=2)
+    nib.save(img, tmp_path / "brain.nii.gz")
+    out = tmp_path / "out"
+    table = predict_inputs(models["all"], [tmp_path / "brain.nii.gz"], out)
+    result = nib.load(out / "brain_mask.nii.gz")
+    mask = np.asarray(result.dataobj)
+    assert mask.shape == shape[:3] and mask.dtype == np.uint8
+    assert mask.min() == mask.max() == 1
+    np.testing.assert_allclose(result.affine, affine, atol=1e-6)
+    assert int(result.header["qform_code"]) == 1 and int(result.header["sform_code"]) == 2
+    assert result.header.get_xyzt_units()[0] == "mm"
+    slices = shape[2] if len(shape) > 2 else 1
+    voxel = 0.9 * 1.1 * 3.0 if len(shape) > 2 else 0.9 * 1.1
+    row = table.iloc[0]
+    assert (row["kind"], row["slices"], row["slices_with_tumour"]) == ("nifti", slices, slices)
+    assert row["tumour_pixels"] == 40 * 48 * slices
+    assert row["tumour_mm3"] == pytest.approx(40 * 48 * slices * voxel, rel=1e-5)
+    overlays = sorted((out / "brain_overlay").glob("*.png"))
+    assert len(overlays) == slices and np.asarray(Image.open(overlays[0])).shape == (40, 48, 3)
+
+
+def test_nifti_to_uint8_percentile_scaling():
+    data = np.arange(1001, dtype=np.float32).reshape(-1, 1)  # percentiles 0.5 / 99.5 are 5 and 995
+    scaled = nifti_to_uint8(data)[:, 0]
+    assert scaled[:6].tolist() == [0] * 6
+    assert scaled[995:].tolist() == [255] * 6
+    assert scaled[500] == round((500 - 5) * 255 / 990)
+    assert nifti_to_uint8(np.full((4, 1), 3.0))[..., 0].tolist() == [0] * 4  # constant channel
+    raw = np.arange(12, dtype=np.uint8).reshape(4, 3)
+    assert nifti_to_uint8(raw) is raw  # uint8 kept as is
+
+
+# ------------------------------------------------------------------------------------------ safety
+def test_no_overwrite_checks_every_target_first(tmp_path: Path, models: dict[str, Path]):
+    for name in ("a.png", "b.png"):
+        Image.fromarray(_rgb(32, 32)).save(tmp_path / name)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "b_mask.png").write_bytes(b"keep me")
+    with pytest.raises(ValueError, match="--overwrite"):
+        predict_inputs(models["real"], [tmp_path / "a.png", tmp_path / "b.png"], out)
+    assert sorted(p.name for p in out.iterdir()) == ["b_mask.png"]  # nothing written for a.png either
+    assert (out / "b_mask.png").read_bytes() == b"keep me"
+    predict_inputs(models["none"], [tmp_path / "a.png", tmp_path / "b.png"], out, overwrite=True)
+    assert _mask_values(out / "b_mask.png").max() == 0
+
+
+def test_colliding_output_names(tmp_path: Path):
+    for sub in ("x", "y"):
+        (tmp_path / sub).mkdir()
+        Image.fromarray(_rgb(32, 32)).save(tmp_path / sub / "s.png")
+    with pytest.raises(ValueError, match="would both write"):
+        discover_inputs([tmp_path / "x" / "s.png", tmp_path / "y" / "s.png"], tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "match"),
+    [
+        ("scan.bmp", b"BM....", "unsupported file type"),
+        ("notes.txt", b"hello", "supported inputs"),
+        ("bad.tif", b"II*\x00garbage", "unreadable"),
+        ("bad.png", b"\x89PNG\r\n\x1a\nnope", "unreadable"),
+        ("bad.nii.gz", b"not gzip at all", "unreadable"),
+        ("bad.nii", b"\x00" * 10, "unreadable"),
+    ],
+)
+def test_bad_inputs_name_the_file(tmp_path: Path, models: dict[str, Path], name, content, match):
+    Image.fromarray(_rgb(32, 32)).save(tmp_path / "good.png")
+    (tmp_path / name).write_bytes(content)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=match) as err:
+        predict_inputs(models["real"], [tmp_path / "good.png", tmp_path / name], out)
+    assert name in str(err.value)
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_missing_input_and_empty_folder(tmp_path: Path):
+    with pytest.raises(ValueError, match="does not exist"):
+        discover_inputs([tmp_path / "nope.png"], tmp_path / "out")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no slice images"):
+        discover_inputs([tmp_path / "empty"], tmp_path / "out")
+
+
+def test_mismatched_slice_sizes_in_a_volume(tmp_path: Path, models: dict[str, Path]):
+    Image.fromarray(_rgb(32, 32)).save(tmp_path / "v_1.png")
+    Image.fromarray(_rgb(32, 40)).save(tmp_path / "v_2.png")
+    with pytest.raises(ValueError, match="v_2.png"):
+        predict_inputs(models["real"], [tmp_path], tmp_path / "out")
+
+
+def test_postprocess_overrides(tmp_path: Path, models: dict[str, Path]):
+    Image.fromarray(_rgb(32, 32)).save(tmp_path / "s.png")
+    # min_size larger than the whole 32 x 32 volume removes its one component.
+    table = predict_inputs(models["all"], [tmp_path / "s.png"], tmp_path / "o1", postprocess={"min_size": 2000})
+    assert table.loc[0, "tumour_pixels"] == 0
+    with pytest.raises(ValueError, match="unknown postprocess"):
+        predict_inputs(models["all"], [tmp_path / "s.png"], tmp_path / "o2", postprocess={"thresh": 0.3})
+
+
+# ------------------------------------------------------------------------------------------ CLI
+def test_cli_predict(tmp_path: Path, models: dict[str, Path], capsys: pytest.CaptureFixture[str]):
+    Image.fromarray(_rgb(32, 32)).save(tmp_path / "s.tif")
+    args = ["predict", str(models["all"]), str(tmp_path / "s.tif"), "--out", str(tmp_path / "out")]
+    assert main([*args, "--threshold", "0.4", "--no-tta"]) == 0
+    assert "1 case(s)" in capsys.readouterr().out
+    assert _mask_values(tmp_path / "out" / "s_mask.tif").min() == 255
+    assert main(args) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([*args, "--overwrite", "--no-overlays"]) == 0
