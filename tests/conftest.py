@@ -13,6 +13,17 @@ import pytest
 SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tests use tiny tensors: one intra-op thread avoids two threads spin-waiting on a busy 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """The ``shared/`` folder beside the repository root (may not exist)."""
@@ -33,9 +44,7 @@ def lgg_unpack(shared_dir: Path) -> Callable[[int | Sequence[str], Path], Path]:
     def unpack(n_or_ids: int | Sequence[str], dest: Path) -> Path:
         by_count = isinstance(n_or_ids, int)
         args = ["--patients", str(n_or_ids)] if by_count else ["--only", ",".join(n_or_ids)]
-        subprocess.run(
-            [sys.executable, str(tool), str(dest), *args], check=True, capture_output=True, text=True
-        )
+        subprocess.run([sys.executable, str(tool), str(dest), *args], check=True, capture_output=True, text=True)
         return Path(dest)
 
     return unpack

@@ -183,9 +183,7 @@ def test_val_and_test_are_not_augmented_and_ordered(cache_dir: Path, splits: dic
         rows, pidx = [], []
         for batch in loader:
             for img, msk, row in zip(batch["image"], batch["mask"], batch["row"].tolist()):
-                np.testing.assert_array_equal(
-                    img.numpy(), cache.images[row].astype(np.float32).transpose(2, 0, 1)
-                )
+                np.testing.assert_array_equal(img.numpy(), cache.images[row].astype(np.float32).transpose(2, 0, 1))
                 np.testing.assert_array_equal(msk[0].numpy(), cache.masks[row])
             rows += batch["row"].tolist()
             pidx += batch["patient_index"].tolist()
@@ -227,9 +225,7 @@ def test_tumour_fraction_sampling(cache_dir: Path, splits: dict, fraction: float
     again = GliomaDataModule(cache_dir, splits, augment=NO_AUG, tumour_fraction=fraction, seed=3)
     again.setup()
     assert list(again.train_dataloader().sampler) == list(
-        GliomaDataModule(cache_dir, splits, augment=NO_AUG, tumour_fraction=fraction, seed=3)
-        .train_dataloader()
-        .sampler
+        GliomaDataModule(cache_dir, splits, augment=NO_AUG, tumour_fraction=fraction, seed=3).train_dataloader().sampler
     )
 
 

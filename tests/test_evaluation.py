@@ -306,3 +306,17 @@ def test_cli_evaluate_overrides_single_postprocess_settings(run, tmp_path, capsy
     # a second run into the same folder is refused without --overwrite
     assert main(argv) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_predict_on_a_patient_folder_gives_the_masks_evaluate_scored(run, workspace, tmp_path):
+    from gliomaseg.predict import predict_inputs
+
+    per_patient = pd.read_csv(run["out"] / "per_patient.csv").set_index("patient_id")
+    pid = per_patient.index[1]
+    predict_inputs(run["ckpt"], [workspace["data"] / pid], tmp_path / "pred", overlays=False)
+    rows = workspace["table"][workspace["table"]["patient_id"] == pid].sort_values("slice")
+    masks = np.stack([read_mask(tmp_path / "pred" / pid / f"{pid}_{n}_mask.tif") for n in rows["slice"]])
+    truth = np.stack([read_mask(p) for p in rows["mask_path"]])
+    scored = binary_metrics(masks.astype(bool), truth.astype(bool))
+    for key in ("tp", "fp", "fn", "tn"):
+        assert per_patient.loc[pid, key] == scored[key], key

@@ -47,9 +47,7 @@ def _kaggle(root: Path) -> Path:
         _slice(root / b, f"{b}_{n}", missing="pre", tumour=0)
     _slice(root / c, f"{c}_1", missing="post", tumour=7)
     # c has no data.csv row; TCGA_XX_0000 has no folder; a blank field becomes NaN.
-    (root / "data.csv").write_text(
-        CSV_HEADER + "TCGA_CS_4942,1,44,1\nTCGA_CS_5393,,39,0\nTCGA_XX_0000,2,50,0\n"
-    )
+    (root / "data.csv").write_text(CSV_HEADER + "TCGA_CS_4942,1,44,1\nTCGA_CS_5393,,39,0\nTCGA_XX_0000,2,50,0\n")
     return root
 
 

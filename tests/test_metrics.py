@@ -205,9 +205,7 @@ def test_volume_counts_equal_sum_over_slices() -> None:
         assert vol[key] == int(df[key].sum()), key
     # Volume Dice pools the counts: 2 * (9 + 4) / (pred 16+0+0+4+4 + truth 16+9+0+0+16) = 26 / 65.
     assert vol["dice"] == pytest.approx(26 / 65)
-    assert vol["dice"] == pytest.approx(
-        dice_from_counts(df["tp"].sum(), df["pred_pixels"].sum(), vol["truth_pixels"])
-    )
+    assert vol["dice"] == pytest.approx(dice_from_counts(df["tp"].sum(), df["pred_pixels"].sum(), vol["truth_pixels"]))
     assert vol["accuracy"] == pytest.approx(df["accuracy"].mean())  # equal slice sizes
 
 

@@ -57,9 +57,7 @@ def test_binarise_threshold_inclusive() -> None:
     np.testing.assert_array_equal(binarise(torch.tensor(prob), 0.9), [False, False, False, False, True])
 
 
-@pytest.mark.parametrize(
-    ("prob", "threshold", "match"), [([-2.0, 3.0], 0.5, "logits"), ([0.2], 1.0, "threshold")]
-)
+@pytest.mark.parametrize(("prob", "threshold", "match"), [([-2.0, 3.0], 0.5, "logits"), ([0.2], 1.0, "threshold")])
 def test_binarise_rejects(prob: list, threshold: float, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         binarise(np.array(prob), threshold)
@@ -149,9 +147,7 @@ def test_postprocess_volume_steps() -> None:
     np.testing.assert_array_equal(base, v & (prob >= 0.5))
     small = postprocess_volume(prob, PostprocessConfig(min_size=2))
     np.testing.assert_array_equal(small, base & ~(np.arange(8) == 7)[None, None, :])
-    largest = postprocess_volume(
-        torch.from_numpy(prob), PostprocessConfig(threshold=0.25, largest_component=True)
-    )
+    largest = postprocess_volume(torch.from_numpy(prob), PostprocessConfig(threshold=0.25, largest_component=True))
     expected = np.zeros_like(v)
     expected[0, 1, 1:4] = expected[1, 1, 1:4] = True  # the 0.3 voxel is back in at threshold 0.25
     np.testing.assert_array_equal(largest, expected)

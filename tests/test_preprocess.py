@@ -274,9 +274,7 @@ def test_reuse_returns_same_path_fast(tiny: pd.DataFrame, tmp_path: Path) -> Non
     assert time.perf_counter() - t < 0.5
     assert second == first and (first / "images.npy").stat().st_mtime_ns == stamp
     other = build_cache(tiny, tmp_path / "cache", PreprocessConfig(size=64), workers=1)
-    assert other != first and sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(
-        [first.name, other.name]
-    )
+    assert other != first and sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted([first.name, other.name])
 
 
 @pytest.mark.filterwarnings("ignore:Corrupt EXIF data")

@@ -116,8 +116,9 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
         if f.name in ("preset", "extra"):
             continue
         flag = "--" + f.name.replace("_", "-")
-        p.add_argument(flag, dest=f.name, type=_train_flag_type(hints[f.name]), default=None,
-                       help=f"default {f.default!r}")
+        p.add_argument(
+            flag, dest=f.name, type=_train_flag_type(hints[f.name]), default=None, help=f"default {f.default!r}"
+        )
 
 
 def _train_config(args: argparse.Namespace):  # noqa: ANN202 - TrainConfig imported lazily
@@ -146,6 +147,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_demo(args: argparse.Namespace) -> None:
     from gliomaseg.config import resolve_config
     from gliomaseg.data.phantoms import synthesise_dataset
+    from gliomaseg.evaluation import evaluate
     from gliomaseg.training import train
 
     out = Path(args.out)
@@ -175,12 +177,13 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     )
     run_dir = train(cfg, overwrite=True)
     print(f"[demo] trained in {time.perf_counter() - t0:.0f} s; run folder {run_dir}")
+    out_eval = evaluate(run_dir / "best.pt", split="test", overwrite=True)
+    _print_eval_summary(out_eval)
+    print(f"[demo] done in {time.perf_counter() - t0:.0f} s")
 
 
 # ----------------------------------------------------------------------------- evaluation
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    import json
-
     from gliomaseg.checkpoint import load_checkpoint
     from gliomaseg.evaluation import evaluate
     from gliomaseg.postprocess import PostprocessConfig
@@ -209,6 +212,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         overwrite=args.overwrite,
         device=args.device,
     )
+    _print_eval_summary(out)
+
+
+def _print_eval_summary(out: Path) -> None:
+    import json
+
     summary = json.loads((out / "summary.json").read_text())
 
     def fmt(value: float | None) -> str:
@@ -253,16 +262,17 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     )
     n_slices = int(table["slices"].sum())
     print(table.drop(columns=["input", "mask"]).to_string(index=False))
-    print(f"{len(table)} case(s), {n_slices} slice(s) in {time.perf_counter() - t0:.1f} s; "
-          f"masks, overlays and areas.csv in {args.out}")
+    print(
+        f"{len(table)} case(s), {n_slices} slice(s) in {time.perf_counter() - t0:.1f} s; "
+        f"masks, overlays and areas.csv in {args.out}"
+    )
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
     from gliomaseg.export import export_onnx
 
     result = export_onnx(args.checkpoint, args.out, opset=args.opset, overwrite=args.overwrite)
-    print(f"wrote {result.path} (opset {result.opset}); onnxruntime vs PyTorch max abs diff "
-          f"{result.max_abs_diff:.2e}")
+    print(f"wrote {result.path} (opset {result.opset}); onnxruntime vs PyTorch max abs diff {result.max_abs_diff:.2e}")
 
 
 # ----------------------------------------------------------------------------- parser
@@ -313,8 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model (Lightning)")
     _add_train_flags(p)
-    p.add_argument("--resume", nargs="?", const="", default=None,
-                   help="continue the run folder's last.ckpt, or the given Lightning checkpoint")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="",
+        default=None,
+        help="continue the run folder's last.ckpt, or the given Lightning checkpoint",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.set_defaults(func=_cmd_train)
 
@@ -328,10 +343,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fold", type=int, help="fold for --split train/val (default: the checkpoint's)")
     p.add_argument("--threshold", type=float, help="probability threshold (default: the checkpoint's)")
     p.add_argument("--min-size", type=int, help="remove 3D components smaller than this many voxels")
-    p.add_argument("--largest-component", action=argparse.BooleanOptionalAction, default=None,
-                   help="keep only the largest 3D component per patient")
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
-                   help="flip test-time augmentation")
+    p.add_argument(
+        "--largest-component",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep only the largest 3D component per patient",
+    )
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="flip test-time augmentation")
     p.add_argument("--patients", help="comma list of patient ids to draw overlays for")
     p.add_argument("--no-figures", action="store_true", help="tables and report only (faster)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
@@ -340,21 +358,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="segment slices, folders or NIfTI -> masks, overlays, areas.csv")
     p.add_argument("checkpoint", help="model file (best.pt) or ONNX export (.onnx)")
-    p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="slice image (.tif/.png/.jpg, grey = FLAIR), folder of <name>_<n> slices, "
-                        "kaggle_3m patient folder, or NIfTI (.nii/.nii.gz)")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="slice image (.tif/.png/.jpg, grey = FLAIR), folder of <name>_<n> slices, "
+        "kaggle_3m patient folder, or NIfTI (.nii/.nii.gz)",
+    )
     p.add_argument("--out", required=True, help="output folder (names mirror the inputs)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--batch-size", type=int, default=None, help="slices per forward pass")
     p.add_argument("--threshold", type=float, default=None, help="default: the model's stored threshold")
     p.add_argument("--min-size", type=int, default=None, help="drop 3D components smaller than this (voxels)")
-    p.add_argument("--largest-component", action=argparse.BooleanOptionalAction, default=None,
-                   help="keep only the largest 3D component (default: stored setting)")
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
-                   help="flip test-time augmentation (default: stored setting)")
+    p.add_argument(
+        "--largest-component",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep only the largest 3D component (default: stored setting)",
+    )
+    p.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="flip test-time augmentation (default: stored setting)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (model files only)")
-    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
-                   help="bfloat16 autocast on CPU (model files only; default off)")
+    p.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bfloat16 autocast on CPU (model files only; default off)",
+    )
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (.onnx only; default: all)")
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
     p.set_defaults(func=_cmd_predict)
@@ -381,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
         args.func(args)
-    except (ValueError, TypeError, RuntimeError, FileNotFoundError) as err:
+    except (ValueError, TypeError, RuntimeError, OSError) as err:
         if args.verbose:
             raise
         print(f"gliomaseg {args.command}: error: {err}", file=sys.stderr)

@@ -500,7 +500,9 @@ def _draw_figures(
     out.append(("Distribution of per-patient volume Dice", path))
     from gliomaseg.training import read_training_log
 
-    curves = plot_learning_curves(fig_dir / "learning_curves.png", read_training_log(ckpt_path.parent), best_epoch=epoch)
+    curves = plot_learning_curves(
+        fig_dir / "learning_curves.png", read_training_log(ckpt_path.parent), best_epoch=epoch
+    )
     if curves is not None:
         out.append(("Learning curves of the training run", curves))
     return out

@@ -174,9 +174,7 @@ def dice_from_counts(intersection: Any, pred_sum: Any, truth_sum: Any) -> float 
         raise ValueError(f"counts must be >= 0, got intersection={i}, pred_sum={p}, truth_sum={t}.")
     # A small tolerance allows float-accumulated soft counts.
     if (i > np.minimum(p, t) * (1 + 1e-6) + 1e-6).any():
-        raise ValueError(
-            f"intersection {i} exceeds pred_sum {p} or truth_sum {t}; check the accumulated counts."
-        )
+        raise ValueError(f"intersection {i} exceeds pred_sum {p} or truth_sum {t}; check the accumulated counts.")
     with np.errstate(invalid="ignore", divide="ignore"):
         dice = np.where(t > 0, 2.0 * i / (p + t), np.nan)
     return float(dice) if dice.ndim == 0 else dice
@@ -362,12 +360,8 @@ def _summarise_frame(df: pd.DataFrame, columns: Sequence[str], n_boot: int, ci: 
         "n_cases": len(df),
         "cases": counts,
         # hd95 is undefined for these; they are inside the dice/iou/sensitivity/precision means as 0.
-        "n_tumour_empty_prediction": int((tumour & (df["pred_pixels"] == 0)).sum())
-        if "pred_pixels" in df
-        else None,
-        "false_positive_rate_on_empty_truth": counts["false_positive"] / empty_truth
-        if empty_truth
-        else math.nan,
+        "n_tumour_empty_prediction": int((tumour & (df["pred_pixels"] == 0)).sum()) if "pred_pixels" in df else None,
+        "false_positive_rate_on_empty_truth": counts["false_positive"] / empty_truth if empty_truth else math.nan,
         "metrics": {},
     }
     for col in columns:
@@ -412,16 +406,13 @@ def summarise_table(
     """
     missing = [c for c in ("case", *columns, *([group] if group else [])) if c not in df.columns]
     if missing:
-        raise ValueError(
-            f"summarise_table: column(s) {missing} not in the table; available: {list(df.columns)}."
-        )
+        raise ValueError(f"summarise_table: column(s) {missing} not in the table; available: {list(df.columns)}.")
     unknown = sorted(set(df["case"].astype(str)) - set(CASES))
     if unknown:
         raise ValueError(f"summarise_table: unknown case label(s) {unknown}; expected one of {CASES}.")
     out = _summarise_frame(df, columns, n_boot, ci, seed)
     if group is not None:
         out["groups"] = {
-            str(key): _summarise_frame(sub, columns, n_boot, ci, seed)
-            for key, sub in df.groupby(group, sort=True)
+            str(key): _summarise_frame(sub, columns, n_boot, ci, seed) for key, sub in df.groupby(group, sort=True)
         }
     return out

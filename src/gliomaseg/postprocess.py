@@ -62,22 +62,14 @@ class PostprocessConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.threshold, bool) or not isinstance(self.threshold, int | float):
-            raise TypeError(
-                f"PostprocessConfig.threshold must be a number in (0, 1), got {self.threshold!r}."
-            )
+            raise TypeError(f"PostprocessConfig.threshold must be a number in (0, 1), got {self.threshold!r}.")
         if not 0.0 < float(self.threshold) < 1.0:
-            raise ValueError(
-                f"PostprocessConfig.threshold must be in (0, 1) (a probability), got {self.threshold!r}."
-            )
+            raise ValueError(f"PostprocessConfig.threshold must be in (0, 1) (a probability), got {self.threshold!r}.")
         self.threshold = float(self.threshold)
         if isinstance(self.min_size, bool) or not isinstance(self.min_size, int | np.integer):
-            raise ValueError(
-                f"PostprocessConfig.min_size must be an integer >= 0 (voxels), got {self.min_size!r}."
-            )
+            raise ValueError(f"PostprocessConfig.min_size must be an integer >= 0 (voxels), got {self.min_size!r}.")
         if self.min_size < 0:
-            raise ValueError(
-                f"PostprocessConfig.min_size must be >= 0 voxels (0 = off), got {self.min_size!r}."
-            )
+            raise ValueError(f"PostprocessConfig.min_size must be >= 0 voxels (0 = off), got {self.min_size!r}.")
         self.min_size = int(self.min_size)
         for name in ("largest_component", "tta"):
             value = getattr(self, name)
@@ -148,8 +140,7 @@ def _label(mask: Any, connectivity: int) -> tuple[np.ndarray, int, np.ndarray]:
         raise ValueError(f"mask must be S x H x W (or H x W), got shape {m.shape}.")
     if not 1 <= connectivity <= m.ndim:
         raise ValueError(
-            f"connectivity must be in 1..{m.ndim} (1 = 6-connected, 3 = 26-connected in 3D), "
-            f"got {connectivity!r}."
+            f"connectivity must be in 1..{m.ndim} (1 = 6-connected, 3 = 26-connected in 3D), got {connectivity!r}."
         )
     structure = ndimage.generate_binary_structure(m.ndim, connectivity)
     labels, n = ndimage.label(m, structure=structure)
@@ -263,26 +254,18 @@ def flip_tta(
     if images.ndim != 4:
         raise ValueError(f"images must be B x C x H x W, got shape {tuple(images.shape)}.")
     if isinstance(flips, str):
-        raise ValueError(
-            f"flips must be a sequence of flip names such as ('none', 'h'), got the string {flips!r}."
-        )
+        raise ValueError(f"flips must be a sequence of flip names such as ('none', 'h'), got the string {flips!r}.")
     flips = tuple(flips)
     unknown = [f for f in flips if f not in FLIPS]
     if not flips or unknown or len(set(flips)) != len(flips):
-        raise ValueError(
-            f"flips must be a non-empty list of distinct names from {sorted(FLIPS)}, got {list(flips)}."
-        )
+        raise ValueError(f"flips must be a non-empty list of distinct names from {sorted(FLIPS)}, got {list(flips)}.")
     total = torch.zeros(())
     with torch.no_grad():
         for name in flips:
             dims = FLIPS[name]
             x = torch.flip(images, dims) if dims else images
             logits = predict_fn(x)
-            if (
-                logits.ndim != 4
-                or logits.shape[0] != images.shape[0]
-                or logits.shape[-2:] != images.shape[-2:]
-            ):
+            if logits.ndim != 4 or logits.shape[0] != images.shape[0] or logits.shape[-2:] != images.shape[-2:]:
                 raise ValueError(
                     f"predict_fn returned shape {tuple(logits.shape)} for input {tuple(images.shape)}; "
                     "expected logits B x K x H x W with the same B, H, W."

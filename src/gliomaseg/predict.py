@@ -42,7 +42,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +54,7 @@ from scipy import ndimage
 from gliomaseg.data.io import read_image_any, write_image, write_mask
 from gliomaseg.inference import Segmenter, load_segmenter
 from gliomaseg.postprocess import PostprocessConfig
-from gliomaseg.utils import atomic_write_text
+from gliomaseg.utils import atomic_write, atomic_write_text
 
 __all__ = [
     "AREAS_COLUMNS",
@@ -377,14 +376,7 @@ def _write_nifti(path: Path, mask: np.ndarray, source: Any, overwrite: bool) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.name[len(_nifti_stem(path) or "") :]
     # nibabel picks the format from the suffix, so the temporary file keeps it.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        nib.save(image, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: nib.save(image, tmp), suffix=suffix)
 
 
 def _write_case(case: Case, mask: np.ndarray, overwrite: bool, overlays: bool) -> dict[str, Any]:

@@ -282,9 +282,7 @@ class GliomaDataModule(L.LightningDataModule):
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
             raise ValueError(f"num_workers={num_workers!r} must be an int >= 0")
         if tumour_fraction is not None and not 0.0 <= float(tumour_fraction) <= 1.0:
-            raise ValueError(
-                f"tumour_fraction={tumour_fraction!r} must be in [0, 1] (or None for plain shuffling)"
-            )
+            raise ValueError(f"tumour_fraction={tumour_fraction!r} must be in [0, 1] (or None for plain shuffling)")
         part_patients(splits, "train", fold)  # validates fold early
         self.cache_dir = Path(cache_dir)
         self.splits = splits
@@ -342,9 +340,7 @@ class GliomaDataModule(L.LightningDataModule):
                 f"{len(missing)} patient(s) of the splits are not in the cache {self.cache_dir}: {shown}. "
                 "Build the cache and the splits from the same index."
             )
-        self.train_dataset = self._dataset(
-            cache, self.train_patients, build_augmentation(self.augment, seed=self.seed)
-        )
+        self.train_dataset = self._dataset(cache, self.train_patients, build_augmentation(self.augment, seed=self.seed))
         self.val_dataset = self._dataset(cache, self.val_patients, None)
         self.test_dataset = self._dataset(cache, self.test_patients, None)
         self.cache = cache

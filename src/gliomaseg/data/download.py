@@ -91,9 +91,7 @@ def download_dataset(dest: str | os.PathLike[str], *, overwrite: bool = False) -
     try:
         import kagglehub
     except ImportError as err:
-        raise RuntimeError(
-            f"kagglehub is not installed: pip install 'gliomaseg[download]'. {_MANUAL}"
-        ) from err
+        raise RuntimeError(f"kagglehub is not installed: pip install 'gliomaseg[download]'. {_MANUAL}") from err
     logger.info("downloading %s with kagglehub (credentials from %s)", KAGGLE_DATASET, source)
     try:
         downloaded = Path(kagglehub.dataset_download(KAGGLE_DATASET))

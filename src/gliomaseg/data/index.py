@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from gliomaseg.data.io import read_image, read_mask
+from gliomaseg.utils import atomic_write
 
 __all__ = [
     "INDEX_COLUMNS",
@@ -119,9 +119,7 @@ def _is_hidden(p: Path) -> bool:
 
 def _slice_files(folder: Path) -> list[Path]:
     return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and not _is_hidden(p) and p.suffix.lower() in SLICE_SUFFIXES
+        p for p in folder.iterdir() if p.is_file() and not _is_hidden(p) and p.suffix.lower() in SLICE_SUFFIXES
     )
 
 
@@ -237,9 +235,7 @@ def _read_data_csv(path: Path) -> pd.DataFrame:
     return df
 
 
-def index_dataset(
-    root: str | os.PathLike[str], *, skip_bad: bool = False, progress: bool = False
-) -> IndexResult:
+def index_dataset(root: str | os.PathLike[str], *, skip_bad: bool = False, progress: bool = False) -> IndexResult:
     """Scan a dataset folder into a table with one row per slice, validating every file.
 
     Args:
@@ -405,26 +401,16 @@ def save_index(table: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
             import pyarrow  # noqa: F401
         except ImportError as err:
             raise ValueError(f"{path}: writing Parquet needs pyarrow; install it or use a .csv path") from err
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        if parquet:
-            table.to_parquet(tmp, index=False)
-        else:
-            table.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    if parquet:
+        return atomic_write(path, lambda tmp: table.to_parquet(tmp, index=False))
+    return atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
 
 
 def _check_columns(table: pd.DataFrame, where: str) -> None:
     missing = [c for c in INDEX_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(
-            f"{where}: not an index table, missing column(s) {', '.join(missing)}; "
-            "re-create it with `gliomaseg index`"
+            f"{where}: not an index table, missing column(s) {', '.join(missing)}; re-create it with `gliomaseg index`"
         )
 
 
@@ -495,9 +481,7 @@ def summarise_index(table: pd.DataFrame) -> str:
         f"slices with tumour: {n_tumour} ({pct:.1f}%)",
         "sites (patients / slices):",
     ]
-    per_site = table.groupby("site", sort=True).agg(
-        patients=("patient_id", "nunique"), slices=("patient_id", "size")
-    )
+    per_site = table.groupby("site", sort=True).agg(patients=("patient_id", "nunique"), slices=("patient_id", "size"))
     for site, row in per_site.iterrows():
         lines.append(f"  {site}: {row['patients']} / {row['slices']}")
     for col, label in (("has_pre", "pre-contrast"), ("has_post", "post-contrast")):

@@ -9,11 +9,12 @@ folder is easy to find and fix.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from gliomaseg.utils import atomic_write
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -40,9 +41,7 @@ class _ChannelError(Exception):
 
 def _check_suffix(path: Path) -> None:
     if path.suffix.lower() not in IMAGE_SUFFIXES:
-        raise ValueError(
-            f"{path}: unsupported file type {path.suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}"
-        )
+        raise ValueError(f"{path}: unsupported file type {path.suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
 
 
 def _load(path: str | os.PathLike[str], expected: str) -> np.ndarray:
@@ -177,17 +176,7 @@ def _atomic_save(path: Path, img: Image.Image, overwrite: bool) -> Path:
         raise ValueError(f"{path}: cannot write {suffix!r}; use one of {', '.join(_PIL_FORMATS)}")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Write beside the target so os.replace is a same-filesystem rename: readers never see half a file.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            img.save(fh, format=_PIL_FORMATS[suffix])
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: img.save(tmp, format=_PIL_FORMATS[suffix]))
 
 
 def write_image(path: str | os.PathLike[str], image: np.ndarray, *, overwrite: bool = False) -> Path:

@@ -16,13 +16,13 @@ import io
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
 from gliomaseg.data.io import write_image, write_mask
+from gliomaseg.utils import atomic_write_text
 
 __all__ = ["DATA_CSV_COLUMNS", "PHANTOM_SITES", "synthesise_dataset", "synthesise_volume"]
 
@@ -84,9 +84,7 @@ _LESION = np.array([-0.07, 0.42, 0.07], np.float32)
 def _interp_matrix(n_out: int, n_in: int) -> np.ndarray:
     """``n_out x n_in`` linear-interpolation weights mapping a coarse grid onto a fine one."""
     pos = (np.arange(n_out, dtype=np.float64) + 0.5) * n_in / n_out - 0.5
-    return np.stack([np.interp(pos, np.arange(n_in), np.eye(n_in)[j]) for j in range(n_in)], 1).astype(
-        np.float32
-    )
+    return np.stack([np.interp(pos, np.arange(n_in), np.eye(n_in)[j]) for j in range(n_in)], 1).astype(np.float32)
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int, int], grid: int) -> np.ndarray:
@@ -228,17 +226,6 @@ def _csv_text(rows: list[dict[str, int | str | None]]) -> str:
     return buf.getvalue()
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def synthesise_dataset(
     out: str | os.PathLike[str],
     n_patients: int = 12,
@@ -313,5 +300,5 @@ def synthesise_dataset(
             blank_p = 0.7 if col == "ethnicity" else 0.1
             row[col] = None if rng.random() < blank_p else int(rng.integers(a, b + 1))
         rows.append(row)
-    _write_text_atomic(out / "data.csv", _csv_text(rows))
+    atomic_write_text(out / "data.csv", _csv_text(rows))
     return out

@@ -119,9 +119,7 @@ class PreprocessConfig:
 def _check_volume(volume: np.ndarray, name: str = "volume") -> np.ndarray:
     volume = np.asarray(volume)
     if volume.dtype != np.uint8:
-        raise TypeError(
-            f"{name} has dtype {volume.dtype}; expected uint8 S x H x W x 3 (read it with io.read_image)"
-        )
+        raise TypeError(f"{name} has dtype {volume.dtype}; expected uint8 S x H x W x 3 (read it with io.read_image)")
     if volume.ndim == 3 and volume.shape[-1] == 3:
         volume = volume[None]  # one slice is a volume of one
     if volume.ndim != 4 or volume.shape[-1] != 3:
@@ -339,9 +337,7 @@ def _file_stamp(path: str) -> list[Any]:
 def _check_table(table: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in ("patient_id", "slice", "image_path", "mask_path") if c not in table.columns]
     if missing:
-        raise ValueError(
-            f"index table lacks column(s) {missing}; build it with gliomaseg.data.index.index_dataset"
-        )
+        raise ValueError(f"index table lacks column(s) {missing}; build it with gliomaseg.data.index.index_dataset")
     if len(table) == 0:
         raise ValueError("index table is empty: nothing to cache")
     return table.reset_index(drop=True)
@@ -494,9 +490,7 @@ def build_cache(
                     bar.update()
         else:
             with _make_executor(workers, executor) as pool:
-                futures = [
-                    pool.submit(_process_patient, str(tmp), r, i, m, cfg.to_dict()) for r, i, m in jobs
-                ]
+                futures = [pool.submit(_process_patient, str(tmp), r, i, m, cfg.to_dict()) for r, i, m in jobs]
                 try:
                     for fut in as_completed(futures):
                         r, t = fut.result()

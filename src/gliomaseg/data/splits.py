@@ -17,7 +17,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold, train_test_split
+
+from gliomaseg.utils import atomic_write_text
 
 __all__ = [
     "SPLITS_FORMAT",
@@ -48,9 +49,7 @@ def _patient_table(table: pd.DataFrame) -> pd.DataFrame:
     """One row per patient: ``site`` and total ``tumour_pixels``, sorted by ``patient_id``."""
     missing = [c for c in ("patient_id", "site", "tumour_pixels") if c not in table.columns]
     if missing:
-        raise ValueError(
-            f"index table lacks column(s) {missing}; build it with gliomaseg.data.index.index_dataset"
-        )
+        raise ValueError(f"index table lacks column(s) {missing}; build it with gliomaseg.data.index.index_dataset")
     if len(table) == 0:
         raise ValueError("index table is empty: there are no patients to split")
     patients = (
@@ -76,9 +75,7 @@ def _merge_small_sites(sites: pd.Series, min_count: int) -> pd.Series:
         if sum(counts[s] for s in small) >= min_count:
             break
         small.add(site)
-    logger.info(
-        "merging site(s) %s into %r so every site group has >= %d patients", sorted(small), _OTHER, min_count
-    )
+    logger.info("merging site(s) %s into %r so every site group has >= %d patients", sorted(small), _OTHER, min_count)
     return sites.where(~sites.isin(small), _OTHER)
 
 
@@ -109,18 +106,14 @@ def _try_split(
         # StratifiedKFold only warns when a class is smaller than n_splits; treat that as too small.
         warnings.simplefilter("error", UserWarning)
         if n_test > 0:
-            rest, test = train_test_split(
-                patients, test_size=n_test, stratify=labels, random_state=seed, shuffle=True
-            )
+            rest, test = train_test_split(patients, test_size=n_test, stratify=labels, random_state=seed, shuffle=True)
             rest_labels = labels[np.isin(patients, rest)]
             rest = patients[np.isin(patients, rest)]
         else:
             test, rest, rest_labels = np.array([], dtype=patients.dtype), patients, labels
         folds: list[dict[str, list[str]]] = []
         if n_folds == 1:
-            train, val = train_test_split(
-                rest, test_size=n_val, stratify=rest_labels, random_state=seed, shuffle=True
-            )
+            train, val = train_test_split(rest, test_size=n_val, stratify=rest_labels, random_state=seed, shuffle=True)
             folds.append({"train": sorted(map(str, train)), "val": sorted(map(str, val))})
         else:
             skf = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
@@ -218,9 +211,7 @@ def make_splits(
             last_error = ValueError(f"stratum {counts.idxmin()!r} has {counts.min()} < {n_parts} patients")
             continue
         try:
-            test, folds = _try_split(
-                ids, label_arr, n_test=n_test, n_val=n_val, n_folds=n_folds, seed=int(seed)
-            )
+            test, folds = _try_split(ids, label_arr, n_test=n_test, n_val=n_val, n_folds=n_folds, seed=int(seed))
         except (ValueError, UserWarning) as err:
             if not used:
                 raise ValueError(f"cannot split {n} patient(s): {err}") from err
@@ -251,20 +242,6 @@ def make_splits(
 
 def _canonical(splits: dict[str, Any]) -> str:
     return json.dumps(splits, sort_keys=True, separators=(",", ":"))
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _validate(splits: Any, source: str) -> dict[str, Any]:
@@ -331,7 +308,7 @@ def save_splits(splits: dict[str, Any], path: str | os.PathLike[str], *, overwri
             f"{path} already holds different splits; splits are written once and reused so results "
             "stay comparable (use --overwrite / overwrite=True to replace them)"
         )
-    _atomic_write_text(path, json.dumps(splits, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(path, json.dumps(splits, indent=2, sort_keys=True) + "\n")
     return path
 
 
