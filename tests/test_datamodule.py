@@ -164,6 +164,21 @@ def test_brightness_contrast_does_not_clip_zscores() -> None:
     np.testing.assert_allclose(out, alpha * img + beta, atol=1e-5)
 
 
+def test_missing_sequence_copies_flair_into_pre_post_or_both() -> None:
+    cfg = AugmentConfig(hflip_p=0.0, vflip_p=0.0, affine_p=0.0, brightness_contrast_p=0.0, missing_sequence_p=1.0)
+    aug = build_augmentation(cfg, seed=0)
+    img = np.stack([np.full((4, 4), c, np.float32) for c in (10.0, 20.0, 30.0)], axis=-1)
+    mask = np.eye(4, dtype=np.uint8)
+    seen = set()
+    for _ in range(40):
+        out = aug(image=img, mask=mask)
+        np.testing.assert_array_equal(out["mask"], mask)
+        assert out["image"][..., 1].max() == 20.0  # FLAIR itself never changes
+        seen.add(tuple(out["image"][0, 0]))
+    assert seen == {(20.0, 20.0, 30.0), (10.0, 20.0, 20.0), (20.0, 20.0, 20.0)}
+    assert img[0, 0, 0] == 10.0  # the input is not modified in place
+
+
 def test_no_augmentation_pipeline() -> None:
     assert build_augmentation(None) is None
     assert build_augmentation(NO_AUG) is None

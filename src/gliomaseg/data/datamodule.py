@@ -59,6 +59,9 @@ class AugmentConfig:
         brightness_contrast_p: probability of a brightness/contrast change.
         brightness_limit: brightness shift range ``±brightness_limit`` (in z-score units).
         contrast_limit: contrast factor range ``1 ± contrast_limit``.
+        missing_sequence_p: probability of replacing the pre-contrast, the post-contrast or both
+            channels with FLAIR, which is how kaggle_3m fills a missing sequence (5 of 90 patients
+            lack pre-contrast, 9 post-contrast); teaches the network to cope with such patients.
     """
 
     enabled: bool = True
@@ -71,9 +74,10 @@ class AugmentConfig:
     brightness_contrast_p: float = 0.5
     brightness_limit: float = 0.2
     contrast_limit: float = 0.2
+    missing_sequence_p: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("hflip_p", "vflip_p", "affine_p", "brightness_contrast_p"):
+        for name in ("hflip_p", "vflip_p", "affine_p", "brightness_contrast_p", "missing_sequence_p"):
             value = getattr(self, name)
             if not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"augment {name}={value!r} must be a probability in [0, 1]")
@@ -112,6 +116,7 @@ AUGMENT_PRESETS: dict[str, AugmentConfig] = {
     "none": AugmentConfig(enabled=False),
     "flips": AugmentConfig(affine_p=0.0, brightness_contrast_p=0.0),
     "flips_intensity": AugmentConfig(affine_p=0.0),
+    "flips_intensity_missing": AugmentConfig(affine_p=0.0, missing_sequence_p=0.2),
     "full": AugmentConfig(),
 }
 
@@ -134,6 +139,23 @@ class _UnclippedBrightnessContrast(A.RandomBrightnessContrast):
         if img.dtype == np.float32:
             return (img * np.float32(alpha) + np.float32(beta)).astype(np.float32, copy=False)
         return super().apply(img, alpha=alpha, beta=beta, **params)
+
+
+class _MissingSequence(A.ImageOnlyTransform):
+    """Copy FLAIR (channel 1) into pre-contrast (0), post-contrast (2) or both, chosen at random.
+
+    Per-channel z-scoring maps a FLAIR copy to the same values as the FLAIR channel, so doing this on
+    normalised slices gives what the preprocessing of a filled-in volume gives.
+    """
+
+    def get_params(self) -> dict[str, Any]:
+        return {"channels": self.py_random.choice(((0,), (2,), (0, 2)))}
+
+    def apply(self, img: np.ndarray, channels: tuple[int, ...] = (), **params: Any) -> np.ndarray:
+        img = img.copy()
+        for channel in channels:
+            img[..., channel] = img[..., 1]
+        return img
 
 
 def build_augmentation(cfg: AugmentConfig | None, seed: int | None = None) -> A.Compose | None:
@@ -177,6 +199,8 @@ def build_augmentation(cfg: AugmentConfig | None, seed: int | None = None) -> A.
                 p=cfg.brightness_contrast_p,
             )
         )
+    if cfg.missing_sequence_p > 0:
+        transforms.append(_MissingSequence(p=cfg.missing_sequence_p))
     if not transforms:
         return None
     return A.Compose(transforms, seed=seed)
