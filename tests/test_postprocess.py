@@ -227,3 +227,21 @@ def test_tta_all_flips_average_by_hand() -> None:
 def test_tta_rejects(images: torch.Tensor, flips, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         flip_tta(shift_net("h"), images, flips=flips)
+
+
+def test_fill_holes_per_slice_fills_enclosed_cores_only():
+    from gliomaseg.postprocess import PostprocessConfig, fill_holes_per_slice, postprocess_volume
+
+    ring = np.zeros((2, 9, 9), bool)
+    ring[0, 2:7, 2:7] = True
+    ring[0, 4, 4] = False  # enclosed core
+    ring[1, 2:7, 2:7] = True
+    ring[1, 4, 2:5] = False  # a notch open to the outside is not a hole
+    filled = fill_holes_per_slice(ring)
+    assert filled[0, 4, 4] and filled[0].sum() == 25
+    np.testing.assert_array_equal(filled[1], ring[1])
+    prob = ring.astype(np.float32)
+    assert postprocess_volume(prob, PostprocessConfig(fill_holes=True))[0, 4, 4]
+    assert not postprocess_volume(prob, PostprocessConfig())[0, 4, 4]
+    with pytest.raises(TypeError, match="fill_holes"):
+        PostprocessConfig(fill_holes="yes")

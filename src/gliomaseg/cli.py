@@ -183,20 +183,31 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 
 # ----------------------------------------------------------------------------- evaluation
+_POSTPROCESS_FLAGS = ("threshold", "min_size", "largest_component", "tta", "fill_holes")
+
+
+def _add_postprocess_flags(p: argparse.ArgumentParser) -> None:
+    """Flags that change single post-processing settings; the model file's stored ones fill the rest."""
+    p.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
+    p.add_argument("--min-size", type=int, help="remove 3D components smaller than this many voxels")
+    on_off = {"action": argparse.BooleanOptionalAction, "default": None}
+    p.add_argument("--largest-component", **on_off, help="keep only the largest 3D component per volume")
+    p.add_argument("--tta", **on_off, help="flip test-time augmentation")
+    p.add_argument("--fill-holes", **on_off, help="fill holes enclosed by the mask in each slice")
+
+
+def _postprocess_changes(args: argparse.Namespace) -> dict[str, object]:
+    return {k: getattr(args, k) for k in _POSTPROCESS_FLAGS if getattr(args, k) is not None}
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from gliomaseg.checkpoint import load_checkpoint
     from gliomaseg.evaluation import evaluate
     from gliomaseg.postprocess import PostprocessConfig
 
     # Flags change single settings of the checkpoint's stored post-processing; the rest is kept.
-    flags = {
-        "threshold": args.threshold,
-        "min_size": args.min_size,
-        "largest_component": args.largest_component,
-        "tta": args.tta,
-    }
     stored = load_checkpoint(args.checkpoint).get("postprocess") or {}
-    post = PostprocessConfig.from_dict({**stored, **{k: v for k, v in flags.items() if v is not None}})
+    post = PostprocessConfig.from_dict({**stored, **_postprocess_changes(args)})
     patients = [p.strip() for p in (args.patients or "").split(",") if p.strip()]
     out = evaluate(
         args.checkpoint,
@@ -241,19 +252,14 @@ def _print_eval_summary(out: Path) -> None:
 def _cmd_predict(args: argparse.Namespace) -> None:
     from gliomaseg.predict import predict_inputs
 
-    changes = {
-        "threshold": args.threshold,
-        "min_size": args.min_size,
-        "largest_component": args.largest_component,
-        "tta": args.tta,
-    }
+    changes = _postprocess_changes(args)
     t0 = time.perf_counter()
     table = predict_inputs(
         args.checkpoint,
         args.inputs,
         args.out,
         overwrite=args.overwrite,
-        postprocess={k: v for k, v in changes.items() if v is not None},
+        postprocess=changes,
         batch_size=args.batch_size,
         device=args.device,
         bf16=args.bf16,
@@ -341,15 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", help="index.csv (default: the training run's)")
     p.add_argument("--splits", help="splits.json (default: the training run's)")
     p.add_argument("--fold", type=int, help="fold for --split train/val (default: the checkpoint's)")
-    p.add_argument("--threshold", type=float, help="probability threshold (default: the checkpoint's)")
-    p.add_argument("--min-size", type=int, help="remove 3D components smaller than this many voxels")
-    p.add_argument(
-        "--largest-component",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="keep only the largest 3D component per patient",
-    )
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="flip test-time augmentation")
+    _add_postprocess_flags(p)
     p.add_argument("--patients", help="comma list of patient ids to draw overlays for")
     p.add_argument("--no-figures", action="store_true", help="tables and report only (faster)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
@@ -368,20 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (names mirror the inputs)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--batch-size", type=int, default=None, help="slices per forward pass")
-    p.add_argument("--threshold", type=float, default=None, help="default: the model's stored threshold")
-    p.add_argument("--min-size", type=int, default=None, help="drop 3D components smaller than this (voxels)")
-    p.add_argument(
-        "--largest-component",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="keep only the largest 3D component (default: stored setting)",
-    )
-    p.add_argument(
-        "--tta",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="flip test-time augmentation (default: stored setting)",
-    )
+    _add_postprocess_flags(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (model files only)")
     p.add_argument(
         "--bf16",

@@ -58,6 +58,7 @@ class TrainConfig:
     min_size: int = 0
     largest_component: bool = False
     tta: bool = False
+    fill_holes: bool = False
     # hardware
     accelerator: str = "auto"
     devices: int = 1
@@ -122,6 +123,7 @@ class TrainConfig:
             "min_size": self.min_size,
             "largest_component": self.largest_component,
             "tta": self.tta,
+            "fill_holes": self.fill_holes,
         }
 
     @property
@@ -158,8 +160,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "weight_decay": 1e-4,
         "scheduler": "onecycle",
         "epochs": 100,
-        "augment": "full",
+        "augment": "full_missing",
         "tumour_fraction": 0.5,
+        "largest_component": True,
         "precision": "auto",
         "num_workers": 4,
     },
@@ -174,8 +177,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "weight_decay": 1e-4,
         "scheduler": "onecycle",
         "epochs": 24,
-        "augment": "flips_intensity",
+        "augment": "flips_intensity_missing",
         "tumour_fraction": 0.5,
+        # chosen on the validation patients (docs/accuracy.md): +0.011 per-patient Dice, no TTA cost
+        "largest_component": True,
         # bf16 autocast measured slower than fp32 channels-last here (29 vs 34 slices/s)
         "precision": "32-true",
         # a loader process competes with the 2 compute threads on a 2-core machine

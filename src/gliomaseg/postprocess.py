@@ -49,6 +49,9 @@ class PostprocessConfig:
             al. reference post-processing).
         tta: average sigmoid probabilities over flips at prediction time (see :func:`flip_tta`);
             :func:`postprocess_volume` receives probabilities that already include it.
+        fill_holes: fill holes enclosed by the mask in each slice (2D). The kaggle_3m masks
+            include necrotic or cystic cores, which are dark on FLAIR and which a network tends to
+            leave out when it traces the bright rim.
 
     Raises:
         ValueError: a threshold outside (0, 1) or a negative / non-integer ``min_size``.
@@ -59,6 +62,7 @@ class PostprocessConfig:
     min_size: int = 0
     largest_component: bool = False
     tta: bool = False
+    fill_holes: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.threshold, bool) or not isinstance(self.threshold, int | float):
@@ -71,7 +75,7 @@ class PostprocessConfig:
         if self.min_size < 0:
             raise ValueError(f"PostprocessConfig.min_size must be >= 0 voxels (0 = off), got {self.min_size!r}.")
         self.min_size = int(self.min_size)
-        for name in ("largest_component", "tta"):
+        for name in ("largest_component", "tta", "fill_holes"):
             value = getattr(self, name)
             if not isinstance(value, bool | np.bool_):
                 raise TypeError(f"PostprocessConfig.{name} must be true or false, got {value!r}.")
@@ -199,7 +203,8 @@ def postprocess_volume(prob: Any, cfg: PostprocessConfig | None = None) -> np.nd
     """Turn one patient's probability volume into its final mask.
 
     Steps: threshold (``prob >= cfg.threshold``), then remove 3D components smaller than
-    ``cfg.min_size`` voxels, then (if ``cfg.largest_component``) keep the largest 3D component.
+    ``cfg.min_size`` voxels, then (if ``cfg.largest_component``) keep the largest 3D component,
+    then (if ``cfg.fill_holes``) fill enclosed holes slice by slice.
     ``cfg.tta`` is not applied here: TTA happens at prediction time (:func:`flip_tta`).
 
     Args:
@@ -221,7 +226,21 @@ def postprocess_volume(prob: Any, cfg: PostprocessConfig | None = None) -> np.nd
         mask = remove_small_components(mask, cfg.min_size)
     if cfg.largest_component:
         mask = keep_largest_component(mask)
+    if cfg.fill_holes:
+        mask = fill_holes_per_slice(mask)
     return mask
+
+
+def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
+    """Fill background regions enclosed by the mask in each ``H x W`` slice of ``S x H x W``.
+
+    2D on purpose: a hole is a region the mask surrounds in-plane (as annotators draw it); in 3D
+    almost nothing is enclosed, since tumours end within the stack.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 3:
+        raise ValueError(f"mask must be S x H x W, got shape {mask.shape}.")
+    return np.stack([ndimage.binary_fill_holes(s) for s in mask]) if len(mask) else mask.copy()
 
 
 def flip_tta(

@@ -118,6 +118,7 @@ AUGMENT_PRESETS: dict[str, AugmentConfig] = {
     "flips_intensity": AugmentConfig(affine_p=0.0),
     "flips_intensity_missing": AugmentConfig(affine_p=0.0, missing_sequence_p=0.2),
     "full": AugmentConfig(),
+    "full_missing": AugmentConfig(missing_sequence_p=0.2),
 }
 
 
