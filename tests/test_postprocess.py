@@ -21,7 +21,13 @@ from gliomaseg.postprocess import (
 
 def test_config_round_trip() -> None:
     cfg = PostprocessConfig(threshold=0.4, min_size=10, largest_component=True, tta=True)
-    assert cfg.to_dict() == {"threshold": 0.4, "min_size": 10, "largest_component": True, "tta": True}
+    assert cfg.to_dict() == {
+        "threshold": 0.4,
+        "min_size": 10,
+        "largest_component": True,
+        "tta": True,
+        "fill_holes": False,
+    }
     assert PostprocessConfig.from_dict(cfg.to_dict()) == cfg
     assert PostprocessConfig.from_dict({}) == PostprocessConfig()
 
