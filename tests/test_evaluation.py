@@ -301,7 +301,13 @@ def test_cli_evaluate_overrides_single_postprocess_settings(run, tmp_path, capsy
     assert "per-patient Dice: mean" in printed and "95% CI" in printed
     assert str(out / "report.html") in printed
     summary = _strict_json(out / "summary.json")
-    assert summary["postprocess"] == {"threshold": 0.7, "min_size": 0, "largest_component": True, "tta": False}
+    assert summary["postprocess"] == {
+        "threshold": 0.7,
+        "min_size": 0,
+        "largest_component": True,
+        "tta": False,
+        "fill_holes": False,
+    }
     assert not (out / "figures").exists()
     # a second run into the same folder is refused without --overwrite
     assert main(argv) == 2
