@@ -171,6 +171,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
             "epochs": args.epochs,
             "augment": "flips",
             "tumour_fraction": 0.5,
+            "largest_component": True,
             "num_workers": 0,
             "seed": args.seed,
         }
@@ -388,8 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="synthesise phantoms, index, split, train briefly, report")
     p.add_argument("--out", default="demo")
-    p.add_argument("--patients", type=int, default=16)
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--patients", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_demo)
     return parser
