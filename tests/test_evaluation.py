@@ -25,16 +25,6 @@ N_PATIENTS = 4
 SIZE = 64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Two intra-op threads on a 2-core machine that other processes also use make tiny convolutions
-    # spin-wait for each other (100x slower); one thread keeps the suite fast and deterministic.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
