@@ -124,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         variants = {
             NAIVE: eager(1, channels_last=False, inference_mode=False, bf16=False),
             DEFAULT: Segmenter.from_checkpoint(ckpt),
+            "from_checkpoint(graph_fusion=False) (eager, folded BN, channels_last, batch8)": Segmenter.from_checkpoint(
+                ckpt, graph_fusion=False
+            ),
             "onnxruntime (from_onnx defaults)": Segmenter.from_onnx(onnx_path),
         }
         if not args.quick:

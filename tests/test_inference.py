@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,30 @@ def test_default_path_matches_naive_eager(files: tuple[Path, Path], volume: np.n
     assert proba.shape == (5, 40, 48) and proba.dtype == np.float32
     np.testing.assert_allclose(proba, reference, atol=1e-4)
     assert proba.min() >= 0.0 and proba.max() <= 1.0
+
+
+@pytest.mark.skipif(
+    platform.machine().lower() not in ("x86_64", "amd64") or not torch.backends.mkldnn.is_available(),
+    reason="oneDNN Graph fusion is only expected on x86-64 CPU builds of torch",
+)
+def test_default_cpu_path_is_the_fused_graph(files: tuple[Path, Path], volume: np.ndarray):
+    ckpt, _ = files
+    fused = Segmenter.from_checkpoint(ckpt, device="cpu", batch_size=2)  # 5 slices: last chunk padded
+    eager = Segmenter.from_checkpoint(ckpt, device="cpu", batch_size=2, graph_fusion=False)
+    assert (fused.backend, eager.backend) == ("torchscript-onednn", "eager")
+    assert not torch.jit.onednn_fusion_enabled()  # the global switch is restored after loading...
+    np.testing.assert_allclose(fused.predict_proba(volume), eager.predict_proba(volume), atol=1e-4)
+    assert not torch.jit.onednn_fusion_enabled()  # ...and after predicting
+    tta = fused.with_postprocess(tta=True)
+    assert tta.backend == "torchscript-onednn"
+    np.testing.assert_allclose(
+        tta.predict_proba(volume), _naive(ckpt).with_postprocess(tta=True).predict_proba(volume), atol=1e-4
+    )
+
+
+def test_bf16_runs_the_eager_model(files: tuple[Path, Path]):
+    assert Segmenter.from_checkpoint(files[0], device="cpu", bf16=True).backend == "eager"
+    assert Segmenter.from_onnx(files[1]).backend == "onnxruntime"
 
 
 @pytest.mark.parametrize("batch_size", [1, 2, 16])

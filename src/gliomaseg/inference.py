@@ -9,10 +9,12 @@ own size, then threshold and the configured post-processing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,71 @@ def _fold_batchnorm(model: torch.nn.Module, size: int, device: torch.device) -> 
     return fused
 
 
+@contextlib.contextmanager
+def _onednn_fusion() -> Iterator[None]:
+    """oneDNN Graph fusion for TorchScript graphs run inside, restored afterwards (the switch is global)."""
+    previous = torch.jit.onednn_fusion_enabled()
+    torch.jit.enable_onednn_fusion(True)
+    try:
+        yield
+    finally:
+        torch.jit.enable_onednn_fusion(previous)
+
+
+def _graph_fused(model: torch.nn.Module, batch_size: int, size: int) -> LogitsFn | None:
+    """A CPU logits function running ``model`` as a frozen TorchScript graph with oneDNN Graph fusion.
+
+    oneDNN Graph fuses convolutions with their ReLU and writes into the skip concatenations, which
+    removes most of the memory passes of an eager U-Net on CPU. TorchScript specialises the fused
+    graph to the input shape during its first calls (each new shape costs about two slow calls), so
+    the graph is warmed up here at ``batch_size x 3 x size x size`` and smaller batches (a volume's
+    last chunk) are zero-padded to that shape; slices do not interact in an eval-mode network, so the
+    padding does not change the real slices' logits. Other shapes run the eager model.
+
+    Args:
+        model: eval-mode network (BatchNorm folded, channels-last) on the CPU.
+        batch_size: slices per call the graph is specialised to.
+        size: the training size (inputs are ``B x 3 x size x size``).
+
+    Returns:
+        The logits function, or None when tracing fails, oneDNN Graph is not available in this torch
+        build, or the fused graph's logits differ from the eager model's (atol/rtol 1e-4).
+    """
+    example = torch.randn(batch_size, 3, size, size, generator=torch.Generator().manual_seed(0))
+    example = example.contiguous(memory_format=torch.channels_last)
+    try:
+        # TorchScript is deprecated (torch 2.13 warns) but is the only way to oneDNN Graph without a
+        # compile step of many seconds (torch.compile); if a later torch drops it, the except below
+        # falls back to the eager model.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            graph = torch.jit.freeze(torch.jit.trace(model, example, check_trace=False))
+        with torch.inference_mode(), _onednn_fusion():
+            for _ in range(3):  # profiling runs, then the fused plan
+                fused = graph(example)
+            eager = model(example)
+    except Exception as err:  # noqa: BLE001 - tracing and fusion fail in many ways; eager still works
+        log.debug("oneDNN Graph fusion skipped (%s: %s)", type(err).__name__, err)
+        return None
+    if fused.shape != eager.shape or not torch.allclose(fused, eager, atol=1e-4, rtol=1e-4):
+        log.debug("oneDNN Graph fusion skipped: the fused graph's logits differ from eager")
+        return None
+
+    def logits_fn(images: torch.Tensor) -> torch.Tensor:
+        n = images.shape[0]
+        x = images.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            if n > batch_size or tuple(images.shape[1:]) != (3, size, size):
+                return model(x).float()
+            if n < batch_size:
+                pad = x.new_zeros((batch_size - n, *x.shape[1:])).contiguous(memory_format=torch.channels_last)
+                x = torch.cat([x, pad])
+            with _onednn_fusion():
+                return graph(x)[:n].float()
+
+    return logits_fn
+
+
 def _resolve_device(device: str) -> torch.device:
     if device == "auto":
         if torch.cuda.is_available():
@@ -75,6 +142,8 @@ class Segmenter:
         postprocess: threshold, component filtering, TTA.
         batch_size: slices per forward pass.
         meta: the checkpoint's metadata (model, split id, metrics...), for reports.
+        backend: how the network runs, for reports: ``"torchscript-onednn"``, ``"eager"``,
+            ``"onnxruntime"`` or ``"custom"`` (a ``logits_fn`` given directly).
     """
 
     def __init__(
@@ -85,6 +154,7 @@ class Segmenter:
         *,
         batch_size: int = 16,
         meta: dict[str, Any] | None = None,
+        backend: str = "custom",
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}: must be >= 1")
@@ -93,6 +163,7 @@ class Segmenter:
         self.postprocess = postprocess or PostprocessConfig()
         self.batch_size = batch_size
         self.meta = meta or {}
+        self.backend = backend
 
     @classmethod
     def from_checkpoint(
@@ -103,12 +174,15 @@ class Segmenter:
         postprocess: PostprocessConfig | None = None,
         batch_size: int = 8,
         bf16: bool = False,
+        graph_fusion: bool = True,
     ) -> Segmenter:
         """Load a ``best.pt``/``last.pt`` model file (``weights_only=True``).
 
         The network runs in eval mode with BatchNorm folded into the convolutions (when exact),
-        channels-last on CPU and under ``inference_mode``: the fastest correct combination measured
-        by ``benchmarks/inference_speed.py`` (about 1.8x plain eager batch-1 on 2 cores).
+        channels-last and under ``inference_mode``; on the CPU it is also traced to a frozen
+        TorchScript graph with oneDNN Graph fusion (when that reproduces the eager logits). This is
+        the fastest correct combination measured by ``benchmarks/inference_speed.py`` on 2 cores;
+        loading costs about half a second more for the trace and warm-up.
 
         Args:
             path: the model file.
@@ -117,10 +191,14 @@ class Segmenter:
             batch_size: slices per forward pass (8 measured fastest on a 2-core CPU; 16 and 40 were
                 slower, 1 much slower).
             bf16: bfloat16 autocast. Off by default: on CPUs with AVX512-BF16 but no AMX it measured
-                slower than float32, and it changes probabilities slightly.
+                slower than float32, and it changes probabilities slightly. Runs the eager model.
+            graph_fusion: on the CPU, run the network as a TorchScript graph fused by oneDNN Graph
+                (float32, same logits within 1e-4, checked at load); False keeps the eager model.
         """
         from gliomaseg.checkpoint import load_model
 
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size}: must be >= 1")
         model, payload = load_model(path)
         preprocess = PreprocessConfig.from_dict(payload["preprocess"])
         dev = _resolve_device(device)
@@ -129,16 +207,21 @@ class Segmenter:
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
 
-        def logits_fn(images: torch.Tensor) -> torch.Tensor:
+        def eager_fn(images: torch.Tensor) -> torch.Tensor:
             x = images.to(dev)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
                 return model(x).float().cpu()
 
+        fused = None
+        if graph_fusion and dev.type == "cpu" and not bf16:
+            fused = _graph_fused(model, batch_size, preprocess.size)
+        logits_fn = fused or eager_fn
         post = postprocess or PostprocessConfig.from_dict(payload.get("postprocess", {}))
         meta = {k: v for k, v in payload.items() if k != "state_dict"}
-        return cls(logits_fn, preprocess, post, batch_size=batch_size, meta=meta)
+        backend = "torchscript-onednn" if fused else "eager"
+        return cls(logits_fn, preprocess, post, batch_size=batch_size, meta=meta, backend=backend)
 
     @classmethod
     def from_onnx(
@@ -195,7 +278,14 @@ class Segmenter:
             return torch.from_numpy(session.run(None, {input_name: x})[0])
 
         post = postprocess or PostprocessConfig.from_dict(meta.get("postprocess") or {})
-        return cls(logits_fn, PreprocessConfig.from_dict(meta["preprocess"]), post, batch_size=batch_size, meta=meta)
+        return cls(
+            logits_fn,
+            PreprocessConfig.from_dict(meta["preprocess"]),
+            post,
+            batch_size=batch_size,
+            meta=meta,
+            backend="onnxruntime",
+        )
 
     def with_postprocess(self, **changes: Any) -> Segmenter:
         """A copy with some post-processing settings changed (e.g. ``tta=True``)."""
@@ -205,6 +295,7 @@ class Segmenter:
             replace(self.postprocess, **changes),
             batch_size=self.batch_size,
             meta=self.meta,
+            backend=self.backend,
         )
 
     def predict_proba(self, volume: np.ndarray) -> np.ndarray:
@@ -239,7 +330,7 @@ class Segmenter:
             if p.shape[-2:] != (height, width):
                 p = F.interpolate(p, size=(height, width), mode="bilinear", align_corners=False)
             probs.append(p[:, 0])
-        return torch.cat(probs).numpy().astype(np.float32)
+        return torch.cat(probs).numpy().astype(np.float32, copy=False)
 
     def predict_volume(self, volume: np.ndarray) -> np.ndarray:
         """``S x H x W x 3`` uint8 volume -> ``S x H x W`` bool mask after post-processing."""
