@@ -181,8 +181,9 @@ class Segmenter:
         The network runs in eval mode with BatchNorm folded into the convolutions (when exact),
         channels-last and under ``inference_mode``; on the CPU it is also traced to a frozen
         TorchScript graph with oneDNN Graph fusion (when that reproduces the eager logits). This is
-        the fastest correct combination measured by ``benchmarks/inference_speed.py`` on 2 cores;
-        loading costs about half a second more for the trace and warm-up.
+        the fastest correct combination measured by ``benchmarks/inference_speed.py`` on 2 cores
+        (about 2x plain eager batch-1 end to end); loading costs about half a second more for the
+        trace and warm-up.
 
         Args:
             path: the model file.
