@@ -120,6 +120,9 @@ def test_load_segmenter_dispatch(files: tuple[Path, Path], volume: np.ndarray):
         load_segmenter(onnx_path, device="cuda")
     with pytest.raises(ValueError, match="threads"):
         load_segmenter(ckpt, threads=2)
+    with pytest.raises(ValueError, match="graph_fusion"):
+        load_segmenter(onnx_path, graph_fusion=False)
+    assert load_segmenter(ckpt, device="cpu", graph_fusion=False).backend == "eager"
 
 
 def test_from_onnx_errors(tmp_path: Path):

@@ -277,4 +277,5 @@ def test_cli_predict(tmp_path: Path, models: dict[str, Path], capsys: pytest.Cap
     assert _mask_values(tmp_path / "out" / "s_mask.tif").min() == 255
     assert main(args) == 2
     assert "--overwrite" in capsys.readouterr().err
-    assert main([*args, "--overwrite", "--no-overlays"]) == 0
+    assert main([*args, "--overwrite", "--no-overlays", "--no-graph-fusion"]) == 0
+    assert _mask_values(tmp_path / "out" / "s_mask.tif").min() == 255

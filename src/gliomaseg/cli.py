@@ -266,6 +266,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         bf16=args.bf16,
         threads=args.threads,
         overlays=not args.no_overlays,
+        graph_fusion=args.graph_fusion,
     )
     n_slices = int(table["slices"].sum())
     print(table.drop(columns=["input", "mask"]).to_string(index=False))
@@ -376,6 +377,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="bfloat16 autocast on CPU (model files only; default off)",
     )
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (.onnx only; default: all)")
+    p.add_argument(
+        "--graph-fusion",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="CPU: run the network as a TorchScript graph fused by oneDNN Graph (model files only; default on; "
+        "--no-graph-fusion skips its ~0.45 s set-up, faster below ~800 slices)",
+    )
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
     p.set_defaults(func=_cmd_predict)
 

@@ -346,6 +346,7 @@ def load_segmenter(
     batch_size: int | None = None,
     bf16: bool | None = None,
     threads: int | None = None,
+    graph_fusion: bool | None = None,
 ) -> Segmenter:
     """A :class:`Segmenter` from either a ``.onnx`` export or a ``best.pt``/``last.pt`` model file.
 
@@ -356,6 +357,8 @@ def load_segmenter(
         batch_size: slices per forward pass; None takes the backend's default.
         bf16: bfloat16 autocast (model files only); None takes the default.
         threads: onnxruntime intra-op threads (ONNX only); None = all cores.
+        graph_fusion: TorchScript + oneDNN Graph on the CPU (model files only); None takes the
+            default (on). Off saves about 0.45 s of loading, which is more than it gains below ~800 slices.
 
     Raises:
         ValueError: options that do not apply to the file's backend, or an unreadable file.
@@ -365,6 +368,8 @@ def load_segmenter(
     if path.suffix.lower() == ".onnx":
         if bf16:
             raise ValueError(f"{path}: bf16 applies to PyTorch model files; the ONNX model runs in float32")
+        if graph_fusion is not None:
+            raise ValueError(f"{path}: graph_fusion applies to PyTorch model files, not to ONNX models")
         if device not in ("auto", "cpu"):
             raise ValueError(f"{path}: ONNX models run on the CPU; got device={device!r} (use auto or cpu)")
         return Segmenter.from_onnx(path, threads=threads, postprocess=postprocess, **extra)
@@ -372,4 +377,6 @@ def load_segmenter(
         raise ValueError(f"{path}: threads applies to ONNX models; use torch.set_num_threads for model files")
     if bf16 is not None:
         extra["bf16"] = bf16
+    if graph_fusion is not None:
+        extra["graph_fusion"] = graph_fusion
     return Segmenter.from_checkpoint(path, device=device, postprocess=postprocess, **extra)

@@ -443,6 +443,7 @@ def predict_inputs(
     bf16: bool | None = None,
     threads: int | None = None,
     overlays: bool = True,
+    graph_fusion: bool | None = None,
 ) -> pd.DataFrame:
     """Segment slices, folders and NIfTI volumes and write masks, overlays and ``areas.csv``.
 
@@ -458,6 +459,7 @@ def predict_inputs(
         bf16: bfloat16 autocast for model files (None: the default).
         threads: onnxruntime threads for ``.onnx`` models (None: all cores).
         overlays: also write the overlay PNGs.
+        graph_fusion: oneDNN Graph fusion for model files on the CPU (None: the default, on).
 
     Returns:
         The ``areas.csv`` table (columns :data:`AREAS_COLUMNS`), one row per case.
@@ -484,7 +486,9 @@ def predict_inputs(
     if isinstance(model_path, Segmenter):
         seg = model_path
     else:
-        seg = load_segmenter(model_path, device=device, batch_size=batch_size, bf16=bf16, threads=threads)
+        seg = load_segmenter(
+            model_path, device=device, batch_size=batch_size, bf16=bf16, threads=threads, graph_fusion=graph_fusion
+        )
     seg = _apply_postprocess(seg, postprocess)
     rows = []
     for case in cases:
