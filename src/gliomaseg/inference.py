@@ -68,7 +68,7 @@ def _onednn_fusion() -> Iterator[None]:
         torch.jit.enable_onednn_fusion(previous)
 
 
-def _graph_fused(model: torch.nn.Module, batch_size: int, size: int) -> LogitsFn | None:
+def _graph_fused(model: torch.nn.Module, eager_fn: LogitsFn, batch_size: int, size: int) -> LogitsFn | None:
     """A CPU logits function running ``model`` as a frozen TorchScript graph with oneDNN Graph fusion.
 
     oneDNN Graph fuses convolutions with their ReLU and writes into the skip concatenations, which
@@ -76,10 +76,11 @@ def _graph_fused(model: torch.nn.Module, batch_size: int, size: int) -> LogitsFn
     graph to the input shape during its first calls (each new shape costs about two slow calls), so
     the graph is warmed up here at ``batch_size x 3 x size x size`` and smaller batches (a volume's
     last chunk) are zero-padded to that shape; slices do not interact in an eval-mode network, so the
-    padding does not change the real slices' logits. Other shapes run the eager model.
+    padding does not change the real slices' logits. Other shapes go to ``eager_fn``.
 
     Args:
         model: eval-mode network (BatchNorm folded, channels-last) on the CPU.
+        eager_fn: the eager logits function of ``model``, for inputs of other shapes.
         batch_size: slices per call the graph is specialised to.
         size: the training size (inputs are ``B x 3 x size x size``).
 
@@ -109,15 +110,13 @@ def _graph_fused(model: torch.nn.Module, batch_size: int, size: int) -> LogitsFn
 
     def logits_fn(images: torch.Tensor) -> torch.Tensor:
         n = images.shape[0]
+        if n > batch_size or tuple(images.shape[1:]) != (3, size, size):
+            return eager_fn(images)
+        if n < batch_size:
+            images = torch.cat([images, images.new_zeros((batch_size - n, *images.shape[1:]))])
         x = images.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode():
-            if n > batch_size or tuple(images.shape[1:]) != (3, size, size):
-                return model(x).float()
-            if n < batch_size:
-                pad = x.new_zeros((batch_size - n, *x.shape[1:])).contiguous(memory_format=torch.channels_last)
-                x = torch.cat([x, pad])
-            with _onednn_fusion():
-                return graph(x)[:n].float()
+        with torch.inference_mode(), _onednn_fusion():
+            return graph(x)[:n].float()
 
     return logits_fn
 
@@ -198,8 +197,6 @@ class Segmenter:
         """
         from gliomaseg.checkpoint import load_model
 
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size}: must be >= 1")
         model, payload = load_model(path)
         preprocess = PreprocessConfig.from_dict(payload["preprocess"])
         dev = _resolve_device(device)
@@ -217,7 +214,7 @@ class Segmenter:
 
         fused = None
         if graph_fusion and dev.type == "cpu" and not bf16:
-            fused = _graph_fused(model, batch_size, preprocess.size)
+            fused = _graph_fused(model, eager_fn, batch_size, preprocess.size)
         logits_fn = fused or eager_fn
         post = postprocess or PostprocessConfig.from_dict(payload.get("postprocess", {}))
         meta = {k: v for k, v in payload.items() if k != "state_dict"}
