@@ -20,7 +20,8 @@ from pathlib import Path
 
 from gliomaseg import __version__
 from gliomaseg.data.index import index_dataset, load_index, save_index
-from gliomaseg.data.preprocess import PreprocessConfig, build_cache
+from gliomaseg.data.cache import build_cache
+from gliomaseg.data.normalise import PreprocessConfig
 
 RESULTS = Path(__file__).resolve().parent / "results" / "data_pipeline.json"
 

@@ -35,11 +35,11 @@ import torch
 from gliomaseg import __version__
 from gliomaseg.checkpoint import load_model, save_checkpoint
 from gliomaseg.data.phantoms import synthesise_volume
-from gliomaseg.data.preprocess import PreprocessConfig
-from gliomaseg.export import export_onnx
+from gliomaseg.data.normalise import PreprocessConfig
+from gliomaseg.inference.export import export_onnx
 from gliomaseg.inference import Segmenter
-from gliomaseg.models import create_model
-from gliomaseg.postprocess import PostprocessConfig
+from gliomaseg.training.models import create_model
+from gliomaseg.evaluation.postprocess import PostprocessConfig
 
 NAIVE = "naive eager batch1 fp32 (no_grad)"
 DEFAULT = "default: Segmenter.from_checkpoint(path)"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from gliomaseg.config import PRESETS, TrainConfig, load_config_file, resolve_config
+from gliomaseg.training.config import PRESETS, TrainConfig, load_config_file, resolve_config
 
 
 def test_defaults_are_the_seed_recipe():

@@ -10,14 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from gliomaseg.data.datamodule import (
-    AugmentConfig,
-    GliomaDataModule,
-    SliceDataset,
-    _seed_worker,
-    build_augmentation,
-)
-from gliomaseg.data.preprocess import PreprocessConfig, build_cache, open_cache
+from gliomaseg.data.augment import AugmentConfig, build_augmentation
+from gliomaseg.data.cache import build_cache, open_cache
+from gliomaseg.data.datamodule import GliomaDataModule, SliceDataset, _seed_worker
+from gliomaseg.data.normalise import PreprocessConfig
 from gliomaseg.data.splits import SPLITS_FORMAT
 
 HW = 32

@@ -17,9 +17,9 @@ from gliomaseg.data.phantoms import synthesise_dataset
 from gliomaseg.data.splits import make_splits, save_splits, split_id
 from gliomaseg.evaluation import evaluate
 from gliomaseg.inference import Segmenter
-from gliomaseg.metrics import binary_metrics
-from gliomaseg.models import create_model
-from gliomaseg.postprocess import PostprocessConfig
+from gliomaseg.evaluation.metrics import binary_metrics
+from gliomaseg.training.models import create_model
+from gliomaseg.evaluation.postprocess import PostprocessConfig
 
 N_PATIENTS = 4
 SIZE = 64
@@ -305,7 +305,7 @@ def test_cli_evaluate_overrides_single_postprocess_settings(run, tmp_path, capsy
 
 
 def test_predict_on_a_patient_folder_gives_the_masks_evaluate_scored(run, workspace, tmp_path):
-    from gliomaseg.predict import predict_inputs
+    from gliomaseg.inference.predict import predict_inputs
 
     per_patient = pd.read_csv(run["out"] / "per_patient.csv").set_index("patient_id")
     pid = per_patient.index[1]

@@ -16,9 +16,9 @@ from PIL import Image
 from gliomaseg import __version__
 from gliomaseg.checkpoint import load_model, save_checkpoint
 from gliomaseg.cli import main
-from gliomaseg.export import ONNX_FORMAT, export_onnx
-from gliomaseg.models import create_model
-from gliomaseg.predict import predict_inputs
+from gliomaseg.inference.export import ONNX_FORMAT, export_onnx
+from gliomaseg.training.models import create_model
+from gliomaseg.inference.predict import predict_inputs
 
 META = {
     "model": {"name": "unet", "kwargs": {"features": 4}},

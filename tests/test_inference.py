@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from gliomaseg.checkpoint import load_model, save_checkpoint
-from gliomaseg.data.preprocess import PreprocessConfig
-from gliomaseg.export import export_onnx
+from gliomaseg.data.normalise import PreprocessConfig
+from gliomaseg.inference.export import export_onnx
 from gliomaseg.inference import Segmenter, load_segmenter
-from gliomaseg.models import create_model
-from gliomaseg.postprocess import PostprocessConfig
+from gliomaseg.training.models import create_model
+from gliomaseg.evaluation.postprocess import PostprocessConfig
 
 META = {
     "model": {"name": "unet", "kwargs": {"features": 4}},

@@ -1,4 +1,4 @@
-"""Tests for gliomaseg.losses: hand-computed values on tiny masks."""
+"""Tests for gliomaseg.training.losses: hand-computed values on tiny masks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from gliomaseg.losses import create_loss, list_losses
+from gliomaseg.training.losses import create_loss, list_losses
 
 BIG = 20.0  # sigmoid(20) = 1 - 2e-9: a "certain" logit
 ALL_LOSSES = ["bce", "bce_dice", "dice", "focal", "focal_tversky", "tversky"]

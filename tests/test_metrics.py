@@ -1,4 +1,4 @@
-"""Tests for gliomaseg.metrics: hand-computed masks, empty-case convention, HD95, bootstrap summaries."""
+"""Tests for gliomaseg.evaluation.metrics: hand-computed masks, empty-case convention, HD95, bootstrap summaries."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from gliomaseg.metrics import (
+from gliomaseg.evaluation.metrics import (
     METRIC_KEYS,
     binary_metrics,
     dice_from_counts,

@@ -1,4 +1,4 @@
-"""Tests for gliomaseg.models: every registered model, tiny widths."""
+"""Tests for gliomaseg.training.models: every registered model, tiny widths."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from gliomaseg.models import (
+from gliomaseg.training.models import (
     SIZE_MULTIPLE,
     check_spatial_size,
     count_parameters,

@@ -1,4 +1,4 @@
-"""Tests for gliomaseg.postprocess: config, 3D connected components, flip TTA with real conv nets."""
+"""Tests for gliomaseg.evaluation.postprocess: config, 3D connected components, flip TTA with real conv nets."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from gliomaseg.postprocess import (
+from gliomaseg.evaluation.postprocess import (
     PostprocessConfig,
     binarise,
     flip_tta,
@@ -236,7 +236,7 @@ def test_tta_rejects(images: torch.Tensor, flips, match: str) -> None:
 
 
 def test_fill_holes_per_slice_fills_enclosed_cores_only():
-    from gliomaseg.postprocess import PostprocessConfig, fill_holes_per_slice, postprocess_volume
+    from gliomaseg.evaluation.postprocess import PostprocessConfig, fill_holes_per_slice, postprocess_volume
 
     ring = np.zeros((2, 9, 9), bool)
     ring[0, 2:7, 2:7] = True

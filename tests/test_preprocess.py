@@ -13,15 +13,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from gliomaseg.data.preprocess import (
-    PreprocessConfig,
-    build_cache,
-    cache_key,
-    normalise_volume,
-    open_cache,
-    preprocess_volume,
-    resize_volume,
-)
+from gliomaseg.data.cache import build_cache, cache_key, open_cache
+from gliomaseg.data.normalise import PreprocessConfig, normalise_volume, preprocess_volume, resize_volume
 
 
 def _make_dataset(root: Path, slices: dict[str, int], hw: int = 32, seed: int = 0) -> pd.DataFrame:

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gliomaseg.report import (
+from gliomaseg.evaluation.figures import (
     outline,
     overlay_frames,
     plot_dice_distribution,
@@ -15,8 +15,8 @@ from gliomaseg.report import (
     plot_patient_overlays,
     save_gif,
     select_slices,
-    write_report,
 )
+from gliomaseg.evaluation.html import write_report
 
 GREEN, RED, YELLOW = [0, 255, 0], [255, 0, 0], [255, 255, 0]
 

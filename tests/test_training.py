@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from gliomaseg.checkpoint import load_checkpoint, load_model
-from gliomaseg.config import resolve_config
+from gliomaseg.training.config import resolve_config
 from gliomaseg.data.phantoms import synthesise_dataset
 from gliomaseg.training import read_training_log, train
 

@@ -4,40 +4,63 @@ The public names are re-exported here and imported on first use, so ``import gli
 fast (the training stack pulls in Lightning):
 
 >>> from gliomaseg import create_model, Segmenter
+>>> create_model("unet", features=8).__class__.__name__
+'BudaUNet'
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from gliomaseg._lazy import lazy_exports
+
+try:
+    __version__ = version("gliomaseg")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
 
 _EXPORTS = {
-    "create_model": "gliomaseg.models",
-    "list_models": "gliomaseg.models",
-    "create_loss": "gliomaseg.losses",
-    "list_losses": "gliomaseg.losses",
-    "TrainConfig": "gliomaseg.config",
-    "resolve_config": "gliomaseg.config",
-    "train": "gliomaseg.training",
-    "evaluate": "gliomaseg.evaluation",
-    "Segmenter": "gliomaseg.inference",
-    "load_segmenter": "gliomaseg.inference",
-    "predict_inputs": "gliomaseg.predict",
-    "export_onnx": "gliomaseg.export",
+    "create_model": "gliomaseg.training.models",
+    "list_models": "gliomaseg.training.models",
+    "create_loss": "gliomaseg.training.losses",
+    "list_losses": "gliomaseg.training.losses",
+    "TrainConfig": "gliomaseg.training.config",
+    "resolve_config": "gliomaseg.training.config",
+    "train": "gliomaseg.training.trainer",
+    "evaluate": "gliomaseg.evaluation.evaluator",
+    "Segmenter": "gliomaseg.inference.segmenter",
+    "load_segmenter": "gliomaseg.inference.segmenter",
+    "read_volume": "gliomaseg.inference.inputs",
+    "predict_inputs": "gliomaseg.inference.predict",
+    "export_onnx": "gliomaseg.inference.export",
     "load_model": "gliomaseg.checkpoint",
-    "PostprocessConfig": "gliomaseg.postprocess",
-    "binary_metrics": "gliomaseg.metrics",
+    "PostprocessConfig": "gliomaseg.evaluation.postprocess",
+    "binary_metrics": "gliomaseg.evaluation.metrics",
     "index_dataset": "gliomaseg.data.index",
     "make_splits": "gliomaseg.data.splits",
     "synthesise_dataset": "gliomaseg.data.phantoms",
+    "GliomasegError": "gliomaseg.errors",
+    "OutputExistsError": "gliomaseg.errors",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__getattr__, __dir__, _names = lazy_exports(__name__, _EXPORTS)
+__all__ = ["__version__", *_names]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'gliomaseg' has no attribute {name!r}")
+if TYPE_CHECKING:
+    from gliomaseg.checkpoint import load_model
+    from gliomaseg.data.index import index_dataset
+    from gliomaseg.data.phantoms import synthesise_dataset
+    from gliomaseg.data.splits import make_splits
+    from gliomaseg.errors import GliomasegError, OutputExistsError
+    from gliomaseg.evaluation.evaluator import evaluate
+    from gliomaseg.evaluation.metrics import binary_metrics
+    from gliomaseg.evaluation.postprocess import PostprocessConfig
+    from gliomaseg.inference.export import export_onnx
+    from gliomaseg.inference.inputs import read_volume
+    from gliomaseg.inference.predict import predict_inputs
+    from gliomaseg.inference.segmenter import Segmenter, load_segmenter
+    from gliomaseg.training.config import TrainConfig, resolve_config
+    from gliomaseg.training.losses import create_loss, list_losses
+    from gliomaseg.training.models import create_model, list_models
+    from gliomaseg.training.trainer import train

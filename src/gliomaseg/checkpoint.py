@@ -4,8 +4,8 @@ A model file (``best.pt``/``last.pt``) is a plain dictionary of strings, numbers
 tensors, saved with :func:`torch.save` and read with ``torch.load(weights_only=True)``:
 
 - ``format``: ``"gliomaseg-model/1"``; ``package_version``
-- ``model``: ``{"name": ..., "kwargs": {...}}`` for :func:`gliomaseg.models.create_model`
-- ``preprocess``: :class:`gliomaseg.data.preprocess.PreprocessConfig` as a dict (size, normalisation)
+- ``model``: ``{"name": ..., "kwargs": {...}}`` for :func:`gliomaseg.training.models.create_model`
+- ``preprocess``: :class:`gliomaseg.data.normalise.PreprocessConfig` as a dict (size, normalisation)
 - ``postprocess``: threshold and post-processing settings
 - ``split_id``: hash of ``splits.json`` and the fold the model was selected on
 - ``epoch``, ``metrics``: the validation metrics when it was saved
@@ -67,7 +67,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the network stored in ``path`` in eval mode; returns ``(model, checkpoint_dict)``."""
-    from gliomaseg.models import create_model
+    from gliomaseg.training.models import create_model
 
     payload = load_checkpoint(path)
     spec = payload["model"]

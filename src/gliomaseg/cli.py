@@ -77,8 +77,9 @@ def _cmd_split(args: argparse.Namespace) -> None:
 
 
 def _cmd_cache(args: argparse.Namespace) -> None:
-    from gliomaseg.data.preprocess import PreprocessConfig, build_cache
-    from gliomaseg.workspace import ensure_index
+    from gliomaseg.data.cache import build_cache
+    from gliomaseg.data.normalise import PreprocessConfig
+    from gliomaseg.data.workspace import ensure_index
 
     t0 = time.perf_counter()
     table = ensure_index(args.data, Path(args.workdir) / "index.csv")
@@ -107,7 +108,7 @@ def _train_flag_type(hint: object) -> Callable[[str], object]:
 
 
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
-    from gliomaseg.config import PRESETS, TrainConfig
+    from gliomaseg.training.config import PRESETS, TrainConfig
 
     hints = typing.get_type_hints(TrainConfig)
     p.add_argument("--preset", choices=sorted(PRESETS), help="cpu or gpu recipe (see README)")
@@ -124,7 +125,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 def _train_config(args: argparse.Namespace):  # noqa: ANN202 - TrainConfig imported lazily
     import dataclasses as dc
 
-    from gliomaseg.config import TrainConfig, resolve_config
+    from gliomaseg.training.config import TrainConfig, resolve_config
 
     flags = {f.name: getattr(args, f.name, None) for f in dc.fields(TrainConfig) if f.name != "extra"}
     flags["preset"] = args.preset
@@ -145,10 +146,10 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 # ----------------------------------------------------------------------------- demo
 def _cmd_demo(args: argparse.Namespace) -> None:
-    from gliomaseg.config import resolve_config
     from gliomaseg.data.phantoms import synthesise_dataset
     from gliomaseg.evaluation import evaluate
     from gliomaseg.training import train
+    from gliomaseg.training.config import resolve_config
 
     out = Path(args.out)
     data = out / "kaggle_3m"
@@ -204,7 +205,7 @@ def _postprocess_changes(args: argparse.Namespace) -> dict[str, object]:
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from gliomaseg.checkpoint import load_checkpoint
     from gliomaseg.evaluation import evaluate
-    from gliomaseg.postprocess import PostprocessConfig
+    from gliomaseg.evaluation.postprocess import PostprocessConfig
 
     # Flags change single settings of the checkpoint's stored post-processing; the rest is kept.
     stored = load_checkpoint(args.checkpoint).get("postprocess") or {}
@@ -251,7 +252,7 @@ def _print_eval_summary(out: Path) -> None:
 
 # ----------------------------------------------------------------------------- predict / export
 def _cmd_predict(args: argparse.Namespace) -> None:
-    from gliomaseg.predict import predict_inputs
+    from gliomaseg.inference.predict import predict_inputs
 
     changes = _postprocess_changes(args)
     t0 = time.perf_counter()
@@ -277,7 +278,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from gliomaseg.export import export_onnx
+    from gliomaseg.inference.export import export_onnx
 
     result = export_onnx(args.checkpoint, args.out, opset=args.opset, overwrite=args.overwrite)
     print(f"wrote {result.path} (opset {result.opset}); onnxruntime vs PyTorch max abs diff {result.max_abs_diff:.2e}")

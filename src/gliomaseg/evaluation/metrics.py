@@ -116,7 +116,7 @@ def _as_binary_array(x: Any, name: str) -> np.ndarray:
         example = x[bad].flat[0].item()
         raise ValueError(
             f"{name} is not binary: it contains {example!r} besides 0/1. Binarise it first "
-            "(e.g. mask > 0 for 0/255 masks, or gliomaseg.postprocess.binarise for probabilities)."
+            "(e.g. mask > 0 for 0/255 masks, or gliomaseg.evaluation.postprocess.binarise for probabilities)."
         )
     return x != 0
 

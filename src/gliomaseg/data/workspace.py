@@ -14,8 +14,9 @@ from typing import Any
 
 import pandas as pd
 
+from gliomaseg.data.cache import build_cache
 from gliomaseg.data.index import index_dataset, load_index, save_index
-from gliomaseg.data.preprocess import PreprocessConfig, build_cache
+from gliomaseg.data.normalise import PreprocessConfig
 from gliomaseg.data.splits import load_splits, make_splits, save_splits
 
 __all__ = ["Workspace", "ensure_index", "ensure_splits", "prepare"]

@@ -4,7 +4,7 @@ For every patient of the chosen split the slices are read at their own size (256
 kaggle_3m), segmented with :meth:`gliomaseg.inference.Segmenter.predict_proba` (which resizes the
 probabilities back to that size), post-processed as configured (threshold, small 3D components,
 largest 3D component; flip TTA at prediction time) and compared with the ground truth per slice
-and per patient volume with :mod:`gliomaseg.metrics` and its empty-case convention.
+and per patient volume with :mod:`gliomaseg.evaluation.metrics` and its empty-case convention.
 
 Outputs (in ``out``, by default ``<checkpoint folder>/eval_<split>/``):
 
@@ -39,9 +39,9 @@ from gliomaseg import __version__
 from gliomaseg.data.index import index_dataset, load_index
 from gliomaseg.data.io import read_image, read_mask
 from gliomaseg.data.splits import load_splits, part_patients, split_id
-from gliomaseg.inference import Segmenter
-from gliomaseg.metrics import binary_metrics, dice_from_counts, slice_metrics, summarise_table
-from gliomaseg.postprocess import PostprocessConfig, postprocess_volume
+from gliomaseg.evaluation.metrics import binary_metrics, dice_from_counts, slice_metrics, summarise_table
+from gliomaseg.evaluation.postprocess import PostprocessConfig, postprocess_volume
+from gliomaseg.inference.segmenter import Segmenter
 from gliomaseg.utils import atomic_write, atomic_write_text
 
 __all__ = ["EVAL_FORMAT", "SPLITS", "evaluate"]
@@ -441,7 +441,7 @@ def evaluate(
     _write_csv(per_slice_all, out_dir / "per_slice.csv")
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
 
-    from gliomaseg.report import write_report
+    from gliomaseg.evaluation.html import write_report
 
     order = chosen + [ranked[k] for k in ("best", "median", "worst") if k in ranked]
     order += [pid for pid in ids if pid not in order]
@@ -456,7 +456,7 @@ def _dice_text(dice: float) -> str:
 
 
 def _gif(path: Path, images: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> Path:
-    from gliomaseg.report import save_gif
+    from gliomaseg.evaluation.figures import save_gif
 
     return save_gif(path, images, truth, pred)
 
@@ -472,7 +472,7 @@ def _draw_figures(
     epoch: int | None,
 ) -> list[tuple[str, Path]]:
     """Overlays (chosen, best, median, worst), Dice distribution and learning curves."""
-    from gliomaseg.report import plot_dice_distribution, plot_learning_curves, plot_patient_overlays
+    from gliomaseg.evaluation.figures import plot_dice_distribution, plot_learning_curves, plot_patient_overlays
 
     labels: dict[str, list[str]] = {pid: ["chosen"] for pid in chosen}
     for label, pid in ranked.items():
@@ -498,7 +498,7 @@ def _draw_figures(
             out.append((f"{tag} patient {pid}: FLAIR with ground truth (green) and prediction (red)", path))
     path = plot_dice_distribution(fig_dir / "dice_distribution.png", per_patient["dice"])
     out.append(("Distribution of per-patient volume Dice", path))
-    from gliomaseg.training import read_training_log
+    from gliomaseg.training.logs import read_training_log
 
     curves = plot_learning_curves(
         fig_dir / "learning_curves.png", read_training_log(ckpt_path.parent), best_epoch=epoch

@@ -94,7 +94,7 @@ def export_onnx(
     import onnxruntime as ort
 
     from gliomaseg.checkpoint import load_model
-    from gliomaseg.data.preprocess import PreprocessConfig
+    from gliomaseg.data.normalise import PreprocessConfig
 
     checkpoint = Path(checkpoint)
     target = Path(out) if out is not None else checkpoint.with_suffix(".onnx")

@@ -1,4 +1,4 @@
-"""Evaluation figures (matplotlib, Agg backend), per-patient GIFs and one self-contained HTML report.
+"""Evaluation figures (matplotlib, Agg backend): overlays, per-patient GIFs, Dice distribution, learning curves.
 
 Colours everywhere: the FLAIR channel (channel 1 of a kaggle_3m slice) in grey, the ground truth
 outlined in green, the prediction outlined in red (yellow where both outlines coincide).
@@ -7,13 +7,9 @@ Figures are written atomically; nothing is printed.
 
 from __future__ import annotations
 
-import base64
-import html
-import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -37,7 +33,6 @@ __all__ = [
     "plot_patient_overlays",
     "save_gif",
     "select_slices",
-    "write_report",
 ]
 
 #: Channel of a kaggle_3m slice that shows the tumour best (pre-contrast, FLAIR, post-contrast).
@@ -339,211 +334,3 @@ def plot_learning_curves(path: str | Path, log: pd.DataFrame, *, best_epoch: int
     ax_d.legend(fontsize=8, loc="lower right")
     fig.suptitle("Learning curves (validation at the training resolution)", fontsize=11)
     return _save_figure(fig, path)
-
-
-# ----------------------------------------------------------------------------------------------------
-# HTML
-
-
-def _data_uri(path: Path) -> str:
-    mime = {".png": "image/png", ".gif": "image/gif"}.get(path.suffix.lower(), "application/octet-stream")
-    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float | np.floating):
-        return "–" if math.isnan(value) else f"{value:.{digits}f}"
-    return html.escape(str(value))
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, sortable: bool = False) -> str:
-    cls = ' class="sortable"' if sortable else ""
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = []
-    for row in rows:
-        cells = []
-        for v in row:
-            num = isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
-            key = f' data-v="{float(v)}"' if num and not (isinstance(v, float) and math.isnan(v)) else ""
-            cells.append(f"<td{key}>{_fmt(v)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def _summary_table(block: Mapping[str, Any]) -> str:
-    rows = []
-    for metric, s in block.get("metrics", {}).items():
-        rows.append(
-            [
-                metric,
-                s.get("n"),
-                s.get("mean"),
-                s.get("median"),
-                s.get("std"),
-                s.get("ci_low"),
-                s.get("ci_high"),
-            ]
-        )
-    return _table(["metric", "n", "mean", "median", "std", "95% CI low", "95% CI high"], rows)
-
-
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:1.5em auto;
-max-width:1100px;color:#222;padding:0 1em}
-h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
-table{border-collapse:collapse;margin:.5em 0;font-size:.85em}
-th,td{border:1px solid #ccc;padding:.2em .5em;text-align:right}th{background:#f2f2f2}
-td:first-child,th:first-child{text-align:left}
-table.sortable th{cursor:pointer}table.sortable th:hover{background:#e0e0ff}
-.warn{background:#fff3cd;border:1px solid #e0c060;padding:.5em 1em;margin:.5em 0}
-figure{margin:1em 0}figcaption{font-size:.85em;color:#555}img{max-width:100%}
-.gifs{display:flex;flex-wrap:wrap;gap:1em}.gifs figure{margin:0}
-.scroll{max-height:32em;overflow:auto}
-"""
-
-_SORT_JS = """
-document.querySelectorAll('table.sortable').forEach(function(t){
- t.querySelectorAll('th').forEach(function(th,i){th.addEventListener('click',function(){
-  var b=t.tBodies[0],rows=Array.from(b.rows),asc=th.dataset.asc!=='1';th.dataset.asc=asc?'1':'0';
-  rows.sort(function(a,c){var x=a.cells[i],y=c.cells[i];
-   var u=x.dataset.v,v=y.dataset.v;
-   if(u!==undefined&&v!==undefined){return asc?u-v:v-u;}
-   if(u===undefined&&v!==undefined){return 1;} if(v===undefined&&u!==undefined){return -1;}
-   return asc?x.textContent.localeCompare(y.textContent):y.textContent.localeCompare(x.textContent);});
-  rows.forEach(function(r){b.appendChild(r);});});});});
-"""
-
-#: Per-patient columns shown in the HTML table, in order (those present are used).
-_PATIENT_COLUMNS = (
-    "patient_id",
-    "n_slices",
-    "n_tumour_slices",
-    "case",
-    "dice",
-    "iou",
-    "precision",
-    "sensitivity",
-    "hd95",
-    "truth_pixels",
-    "pred_pixels",
-    "n_false_positive_slices",
-    "n_missed_tumour_slices",
-    "slice_dice_mean",
-)
-
-
-def write_report(
-    path: str | Path,
-    summary: Mapping[str, Any],
-    per_patient: pd.DataFrame,
-    *,
-    figures: Sequence[tuple[str, Path]] = (),
-    gifs: Sequence[tuple[str, Path]] = (),
-    max_gif_bytes: int = 12_000_000,
-) -> Path:
-    """Write one self-contained HTML report (images embedded as base64 data URIs).
-
-    Args:
-        path: the ``.html`` file.
-        summary: the evaluation summary (as written to ``summary.json``).
-        per_patient: one row per patient.
-        figures: ``(caption, png_path)`` pairs, shown in order.
-        gifs: ``(caption, gif_path)`` pairs, most important first; embedded while their total
-            size stays under ``max_gif_bytes``, linked by relative path after that.
-        max_gif_bytes: budget for embedded GIFs (keeps the report small for large splits).
-
-    Returns:
-        ``path``.
-    """
-    path = Path(path)
-    s = summary
-    parts = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>gliomaseg evaluation: {html.escape(str(s.get('split', {}).get('name', '')))}</title>",
-        f"<style>{_CSS}</style></head><body>",
-        "<h1>gliomaseg evaluation report</h1>",
-    ]
-    for w in s.get("warnings", []):
-        parts.append(f"<div class='warn'>⚠ {html.escape(w)}</div>")
-
-    ckpt, split, data = s.get("checkpoint", {}), s.get("split", {}), s.get("data", {})
-    settings = [
-        ("checkpoint", ckpt.get("path")),
-        ("model", json.dumps(ckpt.get("model"))),
-        ("checkpoint epoch", ckpt.get("epoch")),
-        ("preprocessing", json.dumps(s.get("preprocess"))),
-        ("post-processing", json.dumps(s.get("postprocess"))),
-        ("split", f"{split.get('name')} (fold {split.get('fold')})"),
-        (
-            "split id (evaluation / checkpoint)",
-            f"{split.get('split_id')} / {split.get('checkpoint_split_id')}",
-        ),
-        ("index", data.get("index")),
-        ("resolution of the metrics", data.get("resolution")),
-        ("patients / slices", f"{s.get('n_patients')} / {s.get('n_slices')}"),
-        ("created", s.get("created")),
-        ("time (s)", json.dumps(s.get("seconds"))),
-    ]
-    parts.append("<h2>Settings</h2>")
-    shown = [[k, "–" if v is None else ", ".join(map(str, v)) if isinstance(v, list) else str(v)] for k, v in settings]
-    parts.append(_table(["setting", "value"], shown))
-
-    vol, sl = s.get("volume", {}), s.get("slice", {})
-    parts.append("<h2>Per-patient volume metrics</h2>")
-    parts.append(
-        "<p>Metrics of each patient's whole predicted volume against its ground truth, at the data's own "
-        "resolution; overlap metrics over patients with tumour, 95% CI by bootstrap over patients. "
-        "HD95 in pixels (3D, one slice = one pixel).</p>"
-    )
-    parts.append(_summary_table(vol))
-    if s.get("global_dice") is not None:
-        parts.append(f"<p>Global Dice (all voxels of all patients pooled): {_fmt(s.get('global_dice'))}</p>")
-    parts.append("<h2>Per-slice metrics (tumour slices)</h2>")
-    parts.append(
-        "<p>Overlap metrics over slices with tumour; accuracy and specificity over all slices. Slices of one "
-        "patient are correlated, so these intervals are narrower than they should be.</p>"
-    )
-    parts.append(_summary_table(sl))
-
-    empty = s.get("empty_cases", {})
-    parts.append("<h2>Empty cases</h2>")
-    parts.append(_table(["count", "value"], [[k, v] for k, v in empty.items()]))
-
-    parts.append("<h2>Patients</h2><p>Click a column header to sort.</p>")
-    cols = [c for c in _PATIENT_COLUMNS if c in per_patient.columns]
-    rows = [[r[c] for c in cols] for r in per_patient[cols].to_dict("records")]
-    parts.append("<div class='scroll'>" + _table(cols, rows, sortable=True) + "</div>")
-
-    if figures:
-        parts.append("<h2>Figures</h2>")
-        for caption, fig in figures:
-            parts.append(
-                f"<figure><img alt='{html.escape(caption)}' src='{_data_uri(Path(fig))}'>"
-                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-            )
-    if gifs:
-        parts.append("<h2>Slice-by-slice animations</h2><div class='gifs'>")
-        used = 0
-        for caption, gif in gifs:
-            gif = Path(gif)
-            size = gif.stat().st_size
-            if used + size <= max_gif_bytes:
-                used += size
-                src = _data_uri(gif)
-            else:
-                try:
-                    src = html.escape(gif.relative_to(path.parent).as_posix())
-                except ValueError:
-                    src = html.escape(gif.as_uri())
-            parts.append(
-                f"<figure><img alt='{html.escape(caption)}' src='{src}'>"
-                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-            )
-        parts.append("</div>")
-    parts.append(f"<script>{_SORT_JS}</script></body></html>")
-    text = "\n".join(parts)
-    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))

@@ -80,7 +80,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Check values; raises ValueError naming the bad setting."""
-        from gliomaseg.data.datamodule import AUGMENT_PRESETS
+        from gliomaseg.data.augment import AUGMENT_PRESETS
 
         checks = [
             (self.optimizer in _OPTIMIZERS, f"optimizer={self.optimizer!r}: choose one of {_OPTIMIZERS}"),
@@ -117,7 +117,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def postprocess_dict(self) -> dict[str, Any]:
-        """The post-processing settings as :class:`gliomaseg.postprocess.PostprocessConfig` fields."""
+        """The post-processing settings as :class:`gliomaseg.evaluation.postprocess.PostprocessConfig` fields."""
         return {
             "threshold": self.threshold,
             "min_size": self.min_size,

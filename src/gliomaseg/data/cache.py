@@ -1,35 +1,15 @@
-"""Per-volume intensity normalisation, resizing, and the on-disk memory-mapped slice cache.
-
-Normalisation works on whole patient volumes ``S x H x W x 3`` (uint8, channels pre-contrast, FLAIR,
-post-contrast), because MRI intensities are only comparable within one acquisition. Modes:
-
-- ``"zscore"`` (default): per volume and channel, clip at the channel's 99.5th percentile (bright
-  outliers such as vessels or fat), then subtract the mean and divide by the standard deviation of the
-  voxels inside the head (voxels > 0 of that channel; if fewer than 1 % of the voxels are > 0, all voxels
-  are used). The background is not forced to 0: it keeps the value raw 0 maps to, ``-mean / std``
-  (about -1 to -2), so it stays the darkest value and resizing/augmentation do not create a bright rim.
-- ``"reference"``: what the Buda et al. reference implementation does (``utils.normalize_volume``):
-  rescale the whole volume's 10th–99th percentile range (over all channels) to [0, 1] with clipping
-  (``skimage.exposure.rescale_intensity`` semantics), then z-score each channel over the whole volume.
-- ``"scale"``: ``x / 255`` (no volume statistics).
-
-A single slice is treated as a volume of one slice, so its statistics come from that slice alone
-(used when predicting on loose slices).
-
-Order: normalise at full resolution first, then resize (bilinear for images, nearest for masks), so
-the statistics do not depend on the target size and match what prediction on full-size slices sees.
-Because the inputs are uint8, every mode reduces to a 256-entry lookup table per channel built from a
-histogram of the volume; percentiles, means and standard deviations are exact (numpy's ``linear``
-percentile method) without ever materialising a float64 copy of the volume.
+"""The on-disk memory-mapped slice cache: preprocessed slices of a whole index, built once.
 
 The cache (:func:`build_cache`) stores the preprocessed slices of a whole index table under
 ``cache_root/<key>/`` where ``key`` hashes the settings and the source files (paths, sizes, mtimes), so
 changing either gives a new cache and an unchanged one is reused at once.
+
+A build runs in parallel worker processes, each writing its patients' rows straight into the
+memory maps of a temporary folder that is renamed into place when complete.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -44,238 +24,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pandas as pd
 
 from gliomaseg.data.io import read_image, read_mask
+from gliomaseg.data.normalise import PreprocessConfig, preprocess_volume, resize_volume
 
-__all__ = [
-    "CACHE_FORMAT",
-    "NORMALISATIONS",
-    "Cache",
-    "PreprocessConfig",
-    "build_cache",
-    "cache_key",
-    "normalise_volume",
-    "open_cache",
-    "preprocess_volume",
-    "resize_volume",
-]
+__all__ = ["CACHE_FORMAT", "Cache", "build_cache", "cache_key", "open_cache"]
 
 logger = logging.getLogger(__name__)
 
 CACHE_FORMAT = "gliomaseg-cache/1"
-NORMALISATIONS = ("zscore", "reference", "scale")
-_ZSCORE_CLIP_PERCENTILE = 99.5
-_HEAD_MIN_FRACTION = 0.01
-_REF_LOW, _REF_HIGH = 10.0, 99.0
-_EPS = 1e-6
-
-
-@dataclass(frozen=True)
-class PreprocessConfig:
-    """Preprocessing settings; part of the cache key and of every checkpoint.
-
-    Args:
-        size: output height and width in pixels (multiple of 16, >= 32, so U-Nets of depth 4 fit).
-        normalisation: ``"zscore"``, ``"reference"`` or ``"scale"`` (see module docstring).
-    """
-
-    size: int = 256
-    normalisation: str = "zscore"
-
-    def __post_init__(self) -> None:
-        if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)):
-            raise TypeError(f"size={self.size!r} must be an int (e.g. 256)")
-        if self.size < 32 or self.size % 16:
-            raise ValueError(f"size={self.size} must be a multiple of 16 and >= 32 (e.g. 64, 128, 256)")
-        if self.normalisation not in NORMALISATIONS:
-            raise ValueError(f"normalisation={self.normalisation!r} must be one of {list(NORMALISATIONS)}")
-        object.__setattr__(self, "size", int(self.size))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for JSON/YAML."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error.
-
-        Raises:
-            ValueError: unknown keys or invalid values.
-        """
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown preprocessing setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**data)
-
-
-# ----------------------------------------------------------------------------------------------------
-# normalisation
-
-
-def _check_volume(volume: np.ndarray, name: str = "volume") -> np.ndarray:
-    volume = np.asarray(volume)
-    if volume.dtype != np.uint8:
-        raise TypeError(f"{name} has dtype {volume.dtype}; expected uint8 S x H x W x 3 (read it with io.read_image)")
-    if volume.ndim == 3 and volume.shape[-1] == 3:
-        volume = volume[None]  # one slice is a volume of one
-    if volume.ndim != 4 or volume.shape[-1] != 3:
-        raise ValueError(f"{name} has shape {volume.shape}; expected S x H x W x 3 (or H x W x 3)")
-    return volume
-
-
-def _hist_percentile(counts: np.ndarray, q: float) -> float:
-    """``np.percentile(x, q)`` (linear method) of the values whose histogram over 0..K-1 is ``counts``."""
-    cum = np.cumsum(counts)
-    n = int(cum[-1])
-    pos = q / 100.0 * (n - 1)
-    lo, frac = int(np.floor(pos)), pos - np.floor(pos)
-    v_lo = int(np.searchsorted(cum, lo, side="right"))
-    v_hi = int(np.searchsorted(cum, min(lo + 1, n - 1), side="right"))
-    return float(v_lo + frac * (v_hi - v_lo))
-
-
-def _weighted_mean_std(values: np.ndarray, counts: np.ndarray) -> tuple[float, float]:
-    n = counts.sum()
-    mean = float((values * counts).sum() / n)
-    var = float((((values - mean) ** 2) * counts).sum() / n)
-    return mean, float(np.sqrt(var))
-
-
-def _channel_histograms(volume: np.ndarray) -> np.ndarray:
-    """``3 x 256`` int64 histograms of an ``S x H x W x 3`` uint8 volume.
-
-    ``cv2.calcHist`` is ~20x faster than ``np.bincount`` on a strided channel, and faster still on
-    a contiguous plane (hence ``cv2.split``: 9 ms instead of 14 ms for 40 slices of 256 x 256); it
-    counts in float32, so it is fed chunks of fewer than 2**24 pixels to keep the counts exact.
-    """
-    flat = volume.reshape(-1, volume.shape[2], 3)
-    step = max(1, (1 << 23) // max(1, volume.shape[2]))
-    hists = np.zeros((3, 256), dtype=np.int64)
-    for start in range(0, flat.shape[0], step):
-        planes = cv2.split(np.ascontiguousarray(flat[start : start + step]))
-        for c, plane in enumerate(planes):
-            hists[c] += cv2.calcHist([plane], [0], None, [256], [0, 256]).ravel().astype(np.int64)
-    return hists
-
-
-def _luts(volume: np.ndarray, mode: str) -> np.ndarray:
-    """Per-channel lookup tables ``3 x 256`` (float32) mapping raw uint8 to normalised values."""
-    levels = np.arange(256, dtype=np.float64)
-    if mode == "scale":
-        return np.tile((levels / 255.0).astype(np.float32), (3, 1))
-    hists = _channel_histograms(volume)
-    luts = np.empty((3, 256), dtype=np.float32)
-    if mode == "zscore":
-        for c in range(3):
-            top = _hist_percentile(hists[c], _ZSCORE_CLIP_PERCENTILE)
-            clipped = np.minimum(levels, top)
-            head = hists[c].copy()
-            head[0] = 0
-            if head.sum() < _HEAD_MIN_FRACTION * hists[c].sum():
-                head = hists[c]
-            mean, std = _weighted_mean_std(clipped, head)
-            luts[c] = (clipped - mean) / (std if std > _EPS else 1.0)
-        return luts
-    if mode == "reference":
-        total = hists.sum(axis=0)
-        p_lo = _hist_percentile(total, _REF_LOW)
-        p_hi = _hist_percentile(total, _REF_HIGH)
-        if p_hi > p_lo:
-            rescaled = (np.clip(levels, p_lo, p_hi) - p_lo) / (p_hi - p_lo)
-        else:  # constant volume: skimage would divide by zero; map everything to 0
-            rescaled = np.zeros_like(levels)
-        for c in range(3):
-            mean, std = _weighted_mean_std(rescaled, hists[c])
-            luts[c] = (rescaled - mean) / (std if std > _EPS else 1.0)
-        return luts
-    raise ValueError(f"normalisation={mode!r} must be one of {list(NORMALISATIONS)}")
-
-
-def normalise_volume(volume: np.ndarray, mode: str = "zscore") -> np.ndarray:
-    """Normalise one patient volume.
-
-    Args:
-        volume: ``S x H x W x 3`` uint8 (``H x W x 3`` is taken as a volume of one slice).
-        mode: ``"zscore"``, ``"reference"`` or ``"scale"`` (see module docstring).
-
-    Returns:
-        float32 array of the same shape as ``volume`` (``1 x H x W x 3`` for a single slice).
-
-    Raises:
-        TypeError: ``volume`` is not uint8.
-        ValueError: wrong shape or unknown mode.
-    """
-    if mode not in NORMALISATIONS:
-        raise ValueError(f"normalisation={mode!r} must be one of {list(NORMALISATIONS)}")
-    volume = _check_volume(volume)
-    luts = _luts(volume, mode)
-    # One 3-channel LUT over the volume seen as a tall image: each channel uses its own table.
-    flat = np.ascontiguousarray(volume).reshape(-1, volume.shape[2], 3)
-    out = cv2.LUT(flat, np.ascontiguousarray(luts.T.reshape(1, 256, 3)))
-    return out.reshape(volume.shape)
-
-
-# ----------------------------------------------------------------------------------------------------
-# resizing
-
-
-def resize_volume(volume: np.ndarray, size: int, kind: str = "image") -> np.ndarray:
-    """Resize every slice of a volume to ``size x size``.
-
-    Images use bilinear interpolation (``cv2.INTER_LINEAR``); masks use nearest neighbour
-    (``cv2.INTER_NEAREST_EXACT``, which unlike ``INTER_NEAREST`` has no half-pixel shift), so they stay
-    binary. Non-square slices are stretched to a square.
-
-    Args:
-        volume: images ``S x H x W x C`` (any float/uint8 dtype) or masks ``S x H x W``.
-        size: output height and width.
-        kind: ``"image"`` or ``"mask"``.
-
-    Returns:
-        Array ``S x size x size (x C)`` of the input dtype (unchanged input if already that size).
-
-    Raises:
-        ValueError: unknown ``kind``, bad ``size`` or wrong number of dimensions.
-    """
-    if kind not in ("image", "mask"):
-        raise ValueError(f"kind={kind!r} must be 'image' or 'mask'")
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-        raise ValueError(f"size={size!r} must be a positive int")
-    volume = np.asarray(volume)
-    want_ndim = 4 if kind == "image" else 3
-    if volume.ndim != want_ndim:
-        shape = "S x H x W x C" if kind == "image" else "S x H x W"
-        raise ValueError(f"{kind} volume has shape {volume.shape}; expected {shape}")
-    if volume.shape[1] == size and volume.shape[2] == size:
-        return volume
-    interp = cv2.INTER_LINEAR if kind == "image" else cv2.INTER_NEAREST_EXACT
-    out_shape = (volume.shape[0], size, size, *volume.shape[3:])
-    out = np.empty(out_shape, dtype=volume.dtype)
-    for i in range(volume.shape[0]):
-        res = cv2.resize(np.ascontiguousarray(volume[i]), (size, size), interpolation=interp)
-        out[i] = res.reshape(out_shape[1:])
-    return out
-
-
-def preprocess_volume(images: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
-    """Normalise at full resolution, then resize.
-
-    Args:
-        images: ``S x H x W x 3`` uint8 (or ``H x W x 3``: one slice, stats from it alone).
-        cfg: preprocessing settings.
-
-    Returns:
-        float32 ``S x size x size x 3``.
-    """
-    return resize_volume(normalise_volume(images, cfg.normalisation), cfg.size, "image")
-
-
-# ----------------------------------------------------------------------------------------------------
-# cache
 
 
 @dataclass

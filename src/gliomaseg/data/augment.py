@@ -1,0 +1,184 @@
+"""Training-time augmentation: named Albumentations recipes and the two custom transforms they need.
+
+Augmentation runs on the float32 z-scored images. Albumentations' ``RandomBrightnessContrast`` clips
+float32 output to [0, 1] (it assumes images scaled to [0, 1]), which would wipe out z-scores; the
+pipeline therefore uses a subclass that applies the same ``alpha * x + beta`` without clipping. For
+float32 input Albumentations samples ``beta`` as ``brightness_limit * 1.0`` (the float32 "max value"),
+so the brightness shift is up to ``brightness_limit`` standard deviations and the contrast factor is
+``1 ± contrast_limit``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import albumentations as A
+import cv2
+import numpy as np
+
+__all__ = ["AUGMENT_PRESETS", "AugmentConfig", "augment_config", "build_augmentation"]
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training-time augmentation settings (val/test are never augmented).
+
+    Args:
+        enabled: apply any augmentation at all.
+        hflip_p: probability of a horizontal (left-right) flip.
+        vflip_p: probability of a vertical flip.
+        affine_p: probability of a random affine transform.
+        rotate_deg: rotation range ``±rotate_deg`` degrees.
+        shift: translation range ``±shift`` as a fraction of height/width (0.0625 = 16 px at 256).
+        scale: zoom range ``1 ± scale``.
+        brightness_contrast_p: probability of a brightness/contrast change.
+        brightness_limit: brightness shift range ``±brightness_limit`` (in z-score units).
+        contrast_limit: contrast factor range ``1 ± contrast_limit``.
+        missing_sequence_p: probability of replacing the pre-contrast, the post-contrast or both
+            channels with FLAIR, which is how kaggle_3m fills a missing sequence (5 of 90 patients
+            lack pre-contrast, 9 post-contrast); teaches the network to cope with such patients.
+    """
+
+    enabled: bool = True
+    hflip_p: float = 0.5
+    vflip_p: float = 0.5
+    affine_p: float = 0.5
+    rotate_deg: float = 15.0
+    shift: float = 0.0625
+    scale: float = 0.10
+    brightness_contrast_p: float = 0.5
+    brightness_limit: float = 0.2
+    contrast_limit: float = 0.2
+    missing_sequence_p: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("hflip_p", "vflip_p", "affine_p", "brightness_contrast_p", "missing_sequence_p"):
+            value = getattr(self, name)
+            if not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"augment {name}={value!r} must be a probability in [0, 1]")
+        limits = {
+            "rotate_deg": 180.0,
+            "shift": 0.5,
+            "scale": 0.9,
+            "brightness_limit": 1.0,
+            "contrast_limit": 0.9,
+        }
+        for name, top in limits.items():
+            value = getattr(self, name)
+            if not 0.0 <= float(value) <= top:
+                raise ValueError(f"augment {name}={value!r} must be in [0, {top}]")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON/YAML."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AugmentConfig:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ValueError: unknown keys or invalid values.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown augmentation setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+
+# Named recipes for the ``augment`` training setting; ``full`` is the seed's list.
+AUGMENT_PRESETS: dict[str, AugmentConfig] = {
+    "none": AugmentConfig(enabled=False),
+    "flips": AugmentConfig(affine_p=0.0, brightness_contrast_p=0.0),
+    "flips_intensity": AugmentConfig(affine_p=0.0),
+    "flips_intensity_missing": AugmentConfig(affine_p=0.0, missing_sequence_p=0.2),
+    "full": AugmentConfig(),
+    "full_missing": AugmentConfig(missing_sequence_p=0.2),
+}
+
+
+def augment_config(name: str) -> AugmentConfig:
+    """The :class:`AugmentConfig` of a named recipe (``none``, ``flips``, ``flips_intensity``, ``full``).
+
+    Raises:
+        ValueError: unknown name (the message lists the valid ones).
+    """
+    if name not in AUGMENT_PRESETS:
+        raise ValueError(f"unknown augmentation {name!r}; choose one of {sorted(AUGMENT_PRESETS)}")
+    return AUGMENT_PRESETS[name]
+
+
+class _UnclippedBrightnessContrast(A.RandomBrightnessContrast):
+    """``RandomBrightnessContrast`` that does not clip float32 images to [0, 1] (z-scores are unbounded)."""
+
+    def apply(self, img: np.ndarray, alpha: float, beta: float, **params: Any) -> np.ndarray:
+        if img.dtype == np.float32:
+            return (img * np.float32(alpha) + np.float32(beta)).astype(np.float32, copy=False)
+        return super().apply(img, alpha=alpha, beta=beta, **params)
+
+
+class _MissingSequence(A.ImageOnlyTransform):
+    """Copy FLAIR (channel 1) into pre-contrast (0), post-contrast (2) or both, chosen at random.
+
+    Per-channel z-scoring maps a FLAIR copy to the same values as the FLAIR channel, so doing this on
+    normalised slices gives what the preprocessing of a filled-in volume gives.
+    """
+
+    def get_params(self) -> dict[str, Any]:
+        return {"channels": self.py_random.choice(((0,), (2,), (0, 2)))}
+
+    def apply(self, img: np.ndarray, channels: tuple[int, ...] = (), **params: Any) -> np.ndarray:
+        img = img.copy()
+        for channel in channels:
+            img[..., channel] = img[..., 1]
+        return img
+
+
+def build_augmentation(cfg: AugmentConfig | None, seed: int | None = None) -> A.Compose | None:
+    """Albumentations pipeline applied identically to the image (``H x W x 3`` float32) and mask.
+
+    Geometric transforms use bilinear interpolation for the image and nearest for the mask, so the mask
+    stays {0, 1}. Pixels shifted in from outside replicate the border (background in these scans), not
+    0, which after z-scoring would be mid-grey tissue.
+
+    Args:
+        cfg: settings; ``None`` or ``enabled=False`` gives no pipeline.
+        seed: seed of the pipeline's own random state (DataLoader workers are reseeded per worker).
+
+    Returns:
+        ``A.Compose`` or ``None`` when nothing would be applied.
+    """
+    if cfg is None or not cfg.enabled:
+        return None
+    transforms: list[Any] = []
+    if cfg.hflip_p > 0:
+        transforms.append(A.HorizontalFlip(p=cfg.hflip_p))
+    if cfg.vflip_p > 0:
+        transforms.append(A.VerticalFlip(p=cfg.vflip_p))
+    if cfg.affine_p > 0:
+        transforms.append(
+            A.Affine(
+                scale=(1.0 - cfg.scale, 1.0 + cfg.scale),
+                translate_percent=(-cfg.shift, cfg.shift),
+                rotate=(-cfg.rotate_deg, cfg.rotate_deg),
+                interpolation=cv2.INTER_LINEAR,
+                mask_interpolation=cv2.INTER_NEAREST,
+                border_mode=cv2.BORDER_REPLICATE,
+                p=cfg.affine_p,
+            )
+        )
+    if cfg.brightness_contrast_p > 0:
+        transforms.append(
+            _UnclippedBrightnessContrast(
+                brightness_limit=cfg.brightness_limit,
+                contrast_limit=cfg.contrast_limit,
+                p=cfg.brightness_contrast_p,
+            )
+        )
+    if cfg.missing_sequence_p > 0:
+        transforms.append(_MissingSequence(p=cfg.missing_sequence_p))
+    if not transforms:
+        return None
+    return A.Compose(transforms, seed=seed)

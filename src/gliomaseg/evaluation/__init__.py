@@ -1,0 +1,84 @@
+"""Evaluation stage: metrics, post-processing, ``evaluate()``, figures and HTML reports.
+
+Public names load on first use (see :mod:`gliomaseg._lazy`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gliomaseg._lazy import lazy_exports
+
+_EXPORTS = {
+    "CASES": "gliomaseg.evaluation.metrics",
+    "METRIC_KEYS": "gliomaseg.evaluation.metrics",
+    "OVERLAP_METRICS": "gliomaseg.evaluation.metrics",
+    "SUMMARY_COLUMNS": "gliomaseg.evaluation.metrics",
+    "binary_metrics": "gliomaseg.evaluation.metrics",
+    "case_from_counts": "gliomaseg.evaluation.metrics",
+    "dice_from_counts": "gliomaseg.evaluation.metrics",
+    "slice_metrics": "gliomaseg.evaluation.metrics",
+    "summarise": "gliomaseg.evaluation.metrics",
+    "summarise_table": "gliomaseg.evaluation.metrics",
+    "FLIPS": "gliomaseg.evaluation.postprocess",
+    "PostprocessConfig": "gliomaseg.evaluation.postprocess",
+    "binarise": "gliomaseg.evaluation.postprocess",
+    "flip_tta": "gliomaseg.evaluation.postprocess",
+    "keep_largest_component": "gliomaseg.evaluation.postprocess",
+    "postprocess_volume": "gliomaseg.evaluation.postprocess",
+    "remove_small_components": "gliomaseg.evaluation.postprocess",
+    "EVAL_FORMAT": "gliomaseg.evaluation.evaluator",
+    "SPLITS": "gliomaseg.evaluation.evaluator",
+    "evaluate": "gliomaseg.evaluation.evaluator",
+    "FLAIR": "gliomaseg.evaluation.figures",
+    "outline": "gliomaseg.evaluation.figures",
+    "overlay_frames": "gliomaseg.evaluation.figures",
+    "plot_dice_distribution": "gliomaseg.evaluation.figures",
+    "plot_learning_curves": "gliomaseg.evaluation.figures",
+    "plot_patient_overlays": "gliomaseg.evaluation.figures",
+    "save_gif": "gliomaseg.evaluation.figures",
+    "select_slices": "gliomaseg.evaluation.figures",
+    "data_uri": "gliomaseg.evaluation.html",
+    "figure": "gliomaseg.evaluation.html",
+    "fmt": "gliomaseg.evaluation.html",
+    "html_table": "gliomaseg.evaluation.html",
+    "page": "gliomaseg.evaluation.html",
+    "write_report": "gliomaseg.evaluation.html",
+}
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from gliomaseg.evaluation.evaluator import EVAL_FORMAT, SPLITS, evaluate
+    from gliomaseg.evaluation.figures import (
+        FLAIR,
+        outline,
+        overlay_frames,
+        plot_dice_distribution,
+        plot_learning_curves,
+        plot_patient_overlays,
+        save_gif,
+        select_slices,
+    )
+    from gliomaseg.evaluation.html import data_uri, figure, fmt, html_table, page, write_report
+    from gliomaseg.evaluation.metrics import (
+        CASES,
+        METRIC_KEYS,
+        OVERLAP_METRICS,
+        SUMMARY_COLUMNS,
+        binary_metrics,
+        case_from_counts,
+        dice_from_counts,
+        slice_metrics,
+        summarise,
+        summarise_table,
+    )
+    from gliomaseg.evaluation.postprocess import (
+        FLIPS,
+        PostprocessConfig,
+        binarise,
+        flip_tta,
+        keep_largest_component,
+        postprocess_volume,
+        remove_small_components,
+    )

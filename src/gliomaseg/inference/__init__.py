@@ -1,0 +1,59 @@
+"""Inference stage: ``Segmenter`` and its backends, reading the user's inputs, ``predict``, ONNX export.
+
+Importing this package pulls in neither Lightning, scikit-learn nor Albumentations.
+
+Public names load on first use (see :mod:`gliomaseg._lazy`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gliomaseg._lazy import lazy_exports
+
+_EXPORTS = {
+    "Segmenter": "gliomaseg.inference.segmenter",
+    "load_segmenter": "gliomaseg.inference.segmenter",
+    "LoadedModel": "gliomaseg.inference.backends",
+    "load_onnx": "gliomaseg.inference.backends",
+    "load_torch": "gliomaseg.inference.backends",
+    "resolve_device": "gliomaseg.inference.backends",
+    "LogitsFn": "gliomaseg.inference.fusion",
+    "fold_batchnorm": "gliomaseg.inference.fusion",
+    "graph_fused": "gliomaseg.inference.fusion",
+    "NIFTI_SUFFIXES": "gliomaseg.inference.inputs",
+    "SLICE_SUFFIXES": "gliomaseg.inference.inputs",
+    "SUPPORTED_INPUTS": "gliomaseg.inference.inputs",
+    "Case": "gliomaseg.inference.inputs",
+    "discover_inputs": "gliomaseg.inference.inputs",
+    "nifti_stem": "gliomaseg.inference.inputs",
+    "nifti_to_uint8": "gliomaseg.inference.inputs",
+    "read_case": "gliomaseg.inference.inputs",
+    "read_volume": "gliomaseg.inference.inputs",
+    "AREAS_COLUMNS": "gliomaseg.inference.predict",
+    "overlay": "gliomaseg.inference.predict",
+    "predict_inputs": "gliomaseg.inference.predict",
+    "ONNX_FORMAT": "gliomaseg.inference.export",
+    "ExportResult": "gliomaseg.inference.export",
+    "export_onnx": "gliomaseg.inference.export",
+}
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from gliomaseg.inference.backends import LoadedModel, load_onnx, load_torch, resolve_device
+    from gliomaseg.inference.export import ONNX_FORMAT, ExportResult, export_onnx
+    from gliomaseg.inference.fusion import LogitsFn, fold_batchnorm, graph_fused
+    from gliomaseg.inference.inputs import (
+        NIFTI_SUFFIXES,
+        SLICE_SUFFIXES,
+        SUPPORTED_INPUTS,
+        Case,
+        discover_inputs,
+        nifti_stem,
+        nifti_to_uint8,
+        read_case,
+        read_volume,
+    )
+    from gliomaseg.inference.predict import AREAS_COLUMNS, overlay, predict_inputs
+    from gliomaseg.inference.segmenter import Segmenter, load_segmenter

@@ -1,0 +1,150 @@
+"""Backends: a model file or an ONNX export turned into a logits function and its settings.
+
+:class:`~gliomaseg.inference.segmenter.Segmenter` wraps what these return; keeping them apart keeps
+the class small and lets each backend import its own runtime (PyTorch or onnxruntime) only when used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gliomaseg.data.normalise import PreprocessConfig
+from gliomaseg.errors import GliomasegError
+from gliomaseg.inference.fusion import LogitsFn, fold_batchnorm, graph_fused
+
+__all__ = ["LoadedModel", "load_onnx", "load_torch", "resolve_device"]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A network ready to run, with what the model file says about it.
+
+    Attributes:
+        logits_fn: maps a float32 ``B x 3 x h x w`` tensor (preprocessed, training size) to
+            ``B x 1 x h x w`` logits on the CPU.
+        preprocess: the preprocessing the model was trained with.
+        meta: the model file's metadata (everything but the weights).
+        backend: ``"torchscript-onednn"``, ``"eager"`` or ``"onnxruntime"``.
+    """
+
+    logits_fn: LogitsFn
+    preprocess: PreprocessConfig
+    meta: dict[str, Any]
+    backend: str
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA, else Apple MPS, else CPU; any other string is a torch device."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def load_torch(
+    path: str | Path, *, device: str = "auto", batch_size: int = 8, bf16: bool = False, graph_fusion: bool = True
+) -> LoadedModel:
+    """A gliomaseg model file as an eval-mode PyTorch network, made fast where that is exact.
+
+    BatchNorm is folded into the convolutions (when exact), the model runs channels-last under
+    ``inference_mode``, and on the CPU it is traced to a frozen TorchScript graph with oneDNN Graph
+    fusion (when that reproduces the eager logits): the fastest correct combination measured by
+    ``benchmarks/inference_speed.py`` on 2 cores. Loading costs about half a second more for the
+    trace and warm-up.
+
+    Args:
+        path: the model file (loaded with ``weights_only=True``).
+        device: ``auto`` or a torch device string.
+        batch_size: slices per call the fused graph is specialised to.
+        bf16: bfloat16 autocast (eager model). Off by default: slower than float32 on CPUs
+            without AMX, and it changes probabilities slightly.
+        graph_fusion: allow the TorchScript + oneDNN Graph path on the CPU.
+
+    Returns:
+        The :class:`LoadedModel`.
+
+    Raises:
+        GliomasegError: the file is not a gliomaseg model file.
+    """
+    from gliomaseg.checkpoint import load_model
+
+    model, payload = load_model(path)
+    preprocess = PreprocessConfig.from_dict(payload["preprocess"])
+    dev = resolve_device(device)
+    model = fold_batchnorm(model.to(dev), preprocess.size, dev)
+    channels_last = dev.type == "cpu"
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    def eager_fn(images: torch.Tensor) -> torch.Tensor:
+        x = images.to(dev)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+            return model(x).float().cpu()
+
+    fused = None
+    if graph_fusion and dev.type == "cpu" and not bf16:
+        fused = graph_fused(model, eager_fn, batch_size, preprocess.size)
+    meta = {k: v for k, v in payload.items() if k != "state_dict"}
+    return LoadedModel(fused or eager_fn, preprocess, meta, "torchscript-onednn" if fused else "eager")
+
+
+def load_onnx(path: str | Path, *, threads: int | None = None) -> LoadedModel:
+    """A model exported by :func:`gliomaseg.inference.export.export_onnx`, run by onnxruntime on the CPU.
+
+    Args:
+        path: the ``.onnx`` file; its ``metadata_props`` hold the preprocessing and post-processing.
+        threads: onnxruntime intra-op threads; default: all cores (``os.cpu_count()``), which
+            measured fastest on 2 cores.
+
+    Returns:
+        The :class:`LoadedModel`.
+
+    Raises:
+        GliomasegError: the file is missing, not ONNX, or lacks the gliomaseg metadata.
+    """
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise GliomasegError(f"ONNX model {path} does not exist")
+    if threads is not None and threads < 1:
+        raise GliomasegError(f"threads={threads}: must be >= 1 (or None for all cores)")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise GliomasegError(
+            f"{path} is not an ONNX model onnxruntime can load ({type(err).__name__}: {err}); "
+            "export one with `gliomaseg export CHECKPOINT --format onnx`"
+        ) from err
+    props = session.get_modelmeta().custom_metadata_map
+    if "preprocess" not in props:
+        raise GliomasegError(f"{path} has no gliomaseg metadata (preprocess); export it with `gliomaseg export`")
+    meta: dict[str, Any] = {}
+    for key, value in props.items():
+        try:
+            meta[key] = json.loads(value)
+        except json.JSONDecodeError:
+            meta[key] = value
+    input_name = session.get_inputs()[0].name
+
+    def logits_fn(images: torch.Tensor) -> torch.Tensor:
+        x = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
+        return torch.from_numpy(session.run(None, {input_name: x})[0])
+
+    return LoadedModel(logits_fn, PreprocessConfig.from_dict(meta["preprocess"]), meta, "onnxruntime")

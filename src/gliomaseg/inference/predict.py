@@ -1,0 +1,215 @@
+"""``predict``: segment the user's own images (see :mod:`gliomaseg.inference.inputs`) and write
+masks, overlays and tumour areas.
+
+Outputs under ``out`` mirror the input names (a folder input ``.../P1/`` writes into ``out/P1/``,
+sub-folders likewise):
+
+- a mask per slice, ``<stem>_mask.<ext>``, same ``H x W`` as the input, uint8 0/255 like the
+  dataset; TIFF -> TIFF, PNG -> PNG, JPEG -> PNG (a lossy mask would not stay binary);
+- for NIfTI, ``<stem>_mask.nii[.gz]``: uint8 0/1, spatial shape ``X x Y x Z`` of the input, with
+  its affine and header geometry (qform/sform, voxel sizes, units);
+- an overlay per slice, ``<stem>_overlay.png`` (NIfTI: ``<stem>_overlay/<stem>_<z>.png``, ``z``
+  0-based): FLAIR in grey with the predicted tumour outlined in red;
+- ``areas.csv``: one row per case with columns ``input, case, kind, slices, slices_with_tumour,
+  tumour_pixels, voxel_mm3, tumour_mm3, mask`` (``tumour_pixels`` counts voxels for volumes; the
+  mm^3 columns need voxel sizes, so they are filled for NIfTI only).
+
+Existing outputs are never replaced without ``overwrite``; every target is checked, and every
+input read, before anything is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from gliomaseg.data.io import write_image, write_mask
+from gliomaseg.evaluation.postprocess import PostprocessConfig
+from gliomaseg.inference.inputs import Case, discover_inputs, nifti_stem, read_case
+from gliomaseg.inference.segmenter import Segmenter, load_segmenter
+from gliomaseg.utils import atomic_write, atomic_write_text
+
+__all__ = ["AREAS_COLUMNS", "overlay", "predict_inputs"]
+
+log = logging.getLogger(__name__)
+
+AREAS_COLUMNS: tuple[str, ...] = (
+    "input",
+    "case",
+    "kind",
+    "slices",
+    "slices_with_tumour",
+    "tumour_pixels",
+    "voxel_mm3",
+    "tumour_mm3",
+    "mask",
+)
+_RED = np.array([255, 0, 0], np.uint8)
+
+
+def overlay(flair: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """FLAIR in grey with the mask's outline in red.
+
+    Args:
+        flair: ``H x W`` uint8.
+        mask: ``H x W`` bool.
+
+    Returns:
+        ``H x W x 3`` uint8 RGB.
+    """
+    rgb = np.repeat(flair[..., None], 3, axis=-1)
+    edge = mask & ~ndimage.binary_erosion(mask)
+    rgb[edge] = _RED
+    return rgb
+
+
+def _write_nifti(path: Path, mask: np.ndarray, source: Any, overwrite: bool) -> None:
+    import nibabel as nib
+
+    header = source.header.copy()
+    header.set_data_dtype(np.uint8)
+    header.set_intent("none")
+    header["cal_min"], header["cal_max"] = 0, 1
+    image = type(source)(mask, source.affine, header)
+    image.header.set_slope_inter(1, 0)
+    if path.exists() and not overwrite:
+        raise ValueError(f"{path} exists; pass --overwrite to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.name[len(nifti_stem(path) or "") :]
+    # nibabel picks the format from the suffix, so the temporary file keeps it.
+    atomic_write(path, lambda tmp: nib.save(image, tmp), suffix=suffix)
+
+
+def _write_case(case: Case, mask: np.ndarray, overwrite: bool, overlays: bool) -> dict[str, Any]:
+    volume = case.volume if case.volume is not None else read_case(case)
+    tumour = int(mask.sum())
+    row: dict[str, Any] = {
+        "input": str(case.source),
+        "case": case.name,
+        "kind": case.kind,
+        "slices": int(mask.shape[0]),
+        "slices_with_tumour": int(mask.reshape(mask.shape[0], -1).any(axis=1).sum()),
+        "tumour_pixels": tumour,
+        "voxel_mm3": np.nan,
+        "tumour_mm3": np.nan,
+    }
+    if case.kind == "nifti":
+        spatial = case.nifti.shape[:3] if len(case.nifti.shape) >= 3 else case.nifti.shape[:2]
+        data = np.moveaxis(mask, 0, 2).astype(np.uint8).reshape(spatial)  # back to X x Y x Z
+        _write_nifti(case.masks[0], data, case.nifti, overwrite)
+        zooms = case.nifti.header.get_zooms()[: len(spatial)]
+        voxel = float(np.prod(zooms))
+        row["voxel_mm3"], row["tumour_mm3"] = voxel, tumour * voxel
+        row["mask"] = str(case.masks[0])
+        if overlays:
+            folder = case.masks[0].parent / f"{case.name}_overlay"
+            for z in range(mask.shape[0]):
+                target = folder / f"{case.name}_{z:03d}.png"
+                write_image(target, overlay(volume[z, ..., 1], mask[z]), overwrite=overwrite)
+        return row
+    for z, (mask_path, overlay_path) in enumerate(zip(case.masks, case.overlays)):
+        write_mask(mask_path, mask[z], overwrite=overwrite)
+        if overlays:
+            write_image(overlay_path, overlay(volume[z, ..., 1], mask[z]), overwrite=overwrite)
+    row["mask"] = str(case.masks[0] if case.kind == "slice" else case.masks[0].parent)
+    return row
+
+
+def _nifti_overlays(case: Case, n_slices: int) -> list[Path]:
+    folder = case.masks[0].parent / f"{case.name}_overlay"
+    return [folder / f"{case.name}_{z:03d}.png" for z in range(n_slices)]
+
+
+def _apply_postprocess(seg: Segmenter, postprocess: PostprocessConfig | Mapping[str, Any] | None) -> Segmenter:
+    if postprocess is None:
+        return seg
+    changes = postprocess.to_dict() if isinstance(postprocess, PostprocessConfig) else dict(postprocess)
+    changes = {k: v for k, v in changes.items() if v is not None}
+    allowed = set(PostprocessConfig().to_dict())
+    unknown = sorted(set(changes) - allowed)
+    if unknown:
+        raise ValueError(f"unknown postprocess option(s) {unknown}; allowed: {sorted(allowed)}")
+    return seg.with_postprocess(**changes)
+
+
+def predict_inputs(
+    model_path: str | os.PathLike[str] | Segmenter,
+    inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    postprocess: PostprocessConfig | Mapping[str, Any] | None = None,
+    batch_size: int | None = None,
+    device: str = "auto",
+    bf16: bool | None = None,
+    threads: int | None = None,
+    overlays: bool = True,
+    graph_fusion: bool | None = None,
+) -> pd.DataFrame:
+    """Segment slices, folders and NIfTI volumes and write masks, overlays and ``areas.csv``.
+
+    Args:
+        model_path: a model file (``best.pt``), an ``.onnx`` export, or a ready :class:`Segmenter`.
+        inputs: one input or several (see the module docstring for the kinds).
+        out: output folder (created); outputs mirror the input names.
+        overwrite: replace existing outputs; without it nothing is written if any target exists.
+        postprocess: a :class:`PostprocessConfig`, or a mapping of the settings to change from the
+            model's stored defaults (e.g. ``{"threshold": 0.4, "tta": True}``; None values ignored).
+        batch_size: slices per forward pass (None: the backend's default).
+        device: PyTorch device for model files (``auto``, ``cpu``, ``cuda``...).
+        bf16: bfloat16 autocast for model files (None: the default).
+        threads: onnxruntime threads for ``.onnx`` models (None: all cores).
+        overlays: also write the overlay PNGs.
+        graph_fusion: oneDNN Graph fusion for model files on the CPU (None: the default, on).
+
+    Returns:
+        The ``areas.csv`` table (columns :data:`AREAS_COLUMNS`), one row per case.
+
+    Raises:
+        ValueError: unsupported, missing or corrupt inputs (naming the file), existing outputs
+            without ``overwrite``, or an unusable model.
+    """
+    out = Path(out)
+    cases = discover_inputs(inputs if not isinstance(inputs, (str, os.PathLike)) else [inputs], out)
+    for case in cases:
+        read_case(case)
+        if case.kind == "nifti" and overlays:
+            case.overlays = _nifti_overlays(case, case.volume.shape[0])  # type: ignore[union-attr]
+    areas_path = out / "areas.csv"
+    targets = [t for case in cases for t in (case.targets if overlays else case.masks)] + [areas_path]
+    existing = [t for t in targets if t.exists()]
+    if existing and not overwrite:
+        shown = ", ".join(str(p) for p in existing[:3]) + (", ..." if len(existing) > 3 else "")
+        raise ValueError(
+            f"{len(existing)} output file(s) exist already ({shown}); pass --overwrite (overwrite=True) "
+            "to replace them, or choose another --out folder"
+        )
+    if isinstance(model_path, Segmenter):
+        seg = model_path
+    else:
+        seg = load_segmenter(
+            model_path, device=device, batch_size=batch_size, bf16=bf16, threads=threads, graph_fusion=graph_fusion
+        )
+    seg = _apply_postprocess(seg, postprocess)
+    rows = []
+    for case in cases:
+        mask = seg.predict_volume(case.volume)  # type: ignore[arg-type]
+        rows.append(_write_case(case, mask, overwrite, overlays))
+        log.info(
+            "%s (%s): %d slice(s), %d tumour pixels",
+            case.name,
+            case.kind,
+            mask.shape[0],
+            rows[-1]["tumour_pixels"],
+        )
+        case.volume = None  # free memory as we go
+    table = pd.DataFrame(rows, columns=list(AREAS_COLUMNS))
+    atomic_write_text(areas_path, table.to_csv(index=False))
+    return table

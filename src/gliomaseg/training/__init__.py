@@ -1,0 +1,54 @@
+"""Training stage: settings and presets, the model and loss registries, the LightningModule, ``train()``.
+
+Public names load on first use (see :mod:`gliomaseg._lazy`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gliomaseg._lazy import lazy_exports
+
+_EXPORTS = {
+    "PRESETS": "gliomaseg.training.config",
+    "TrainConfig": "gliomaseg.training.config",
+    "load_config_file": "gliomaseg.training.config",
+    "resolve_config": "gliomaseg.training.config",
+    "save_config": "gliomaseg.training.config",
+    "SIZE_MULTIPLE": "gliomaseg.training.models",
+    "BudaUNet": "gliomaseg.training.models",
+    "UNetPlusPlus": "gliomaseg.training.models",
+    "check_spatial_size": "gliomaseg.training.models",
+    "count_parameters": "gliomaseg.training.models",
+    "create_model": "gliomaseg.training.models",
+    "list_models": "gliomaseg.training.models",
+    "BinarySegmentationLoss": "gliomaseg.training.losses",
+    "FocalTverskyLoss": "gliomaseg.training.losses",
+    "create_loss": "gliomaseg.training.losses",
+    "list_losses": "gliomaseg.training.losses",
+    "MONITOR": "gliomaseg.training.module",
+    "SegmentationModule": "gliomaseg.training.module",
+    "ModelFileCallback": "gliomaseg.training.trainer",
+    "train": "gliomaseg.training.trainer",
+    "csv_version": "gliomaseg.training.logs",
+    "log_session": "gliomaseg.training.logs",
+    "read_training_log": "gliomaseg.training.logs",
+}
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from gliomaseg.training.config import PRESETS, TrainConfig, load_config_file, resolve_config, save_config
+    from gliomaseg.training.logs import csv_version, log_session, read_training_log
+    from gliomaseg.training.losses import BinarySegmentationLoss, FocalTverskyLoss, create_loss, list_losses
+    from gliomaseg.training.models import (
+        SIZE_MULTIPLE,
+        BudaUNet,
+        UNetPlusPlus,
+        check_spatial_size,
+        count_parameters,
+        create_model,
+        list_models,
+    )
+    from gliomaseg.training.module import MONITOR, SegmentationModule
+    from gliomaseg.training.trainer import ModelFileCallback, train

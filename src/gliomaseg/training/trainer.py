@@ -1,0 +1,213 @@
+"""``train()``: one training run on Lightning, from a resolved :class:`TrainConfig` to a run folder.
+
+The run folder (``runs/<model>__<loss>__fold<k>/``) holds ``config.yaml``, the self-describing
+model files ``best.pt``/``last.pt`` (written by :class:`ModelFileCallback`), Lightning's resume
+state in ``checkpoints/`` and the CSV/TensorBoard logs in ``logs/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import (
+    Callback,
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    TQDMProgressBar,
+)
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from gliomaseg.checkpoint import save_checkpoint
+from gliomaseg.data.augment import augment_config
+from gliomaseg.data.datamodule import GliomaDataModule
+from gliomaseg.data.normalise import PreprocessConfig
+from gliomaseg.data.splits import split_id
+from gliomaseg.data.workspace import prepare
+from gliomaseg.training.config import TrainConfig, save_config
+from gliomaseg.training.logs import csv_version
+from gliomaseg.training.module import MONITOR, SegmentationModule
+
+__all__ = ["ModelFileCallback", "train"]
+
+log = logging.getLogger(__name__)
+
+
+class ModelFileCallback(Callback):
+    """Writes the self-describing model files ``best.pt`` (best ``val/dice_patient``) and ``last.pt``.
+
+    Args:
+        run_dir: the run folder.
+        meta: what :func:`gliomaseg.checkpoint.save_checkpoint` stores beside the weights.
+    """
+
+    def __init__(self, run_dir: Path, meta: dict[str, Any]) -> None:
+        self.run_dir = Path(run_dir)
+        self.meta = meta
+        self.best = -math.inf
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best = state_dict["best"]
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero or MONITOR not in trainer.callback_metrics:
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        meta = {**self.meta, "epoch": trainer.current_epoch, "metrics": metrics}
+        save_checkpoint(self.run_dir / "last.pt", pl_module.model, meta)
+        if metrics[MONITOR] > self.best:
+            self.best = metrics[MONITOR]
+            save_checkpoint(self.run_dir / "best.pt", pl_module.model, meta)
+
+
+def _precision(cfg: TrainConfig) -> str:
+    if cfg.precision != "auto":
+        return cfg.precision
+    on_gpu = torch.cuda.is_available() and cfg.accelerator in ("auto", "gpu", "cuda")
+    return "16-mixed" if on_gpu else "32-true"
+
+
+def _absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    # The saved config (and the model file) must find index, splits and data from any folder.
+    changes = {
+        key: str(Path(value).expanduser().resolve())
+        for key in ("data", "workdir", "index", "splits", "runs_dir")
+        if (value := getattr(cfg, key)) is not None
+    }
+    return dataclasses.replace(cfg, **changes)
+
+
+def _global_rank() -> int:
+    # Lightning's ddp launcher, torchrun and SLURM re-run this command once per process.
+    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if var in os.environ:
+            return int(os.environ[var])
+    return 0
+
+
+def _run_dir_for(cfg: TrainConfig, resume: str | None, overwrite: bool) -> Path:
+    run_dir = cfg.run_dir
+    if _global_rank() != 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return run_dir
+    if resume is None and run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise ValueError(
+                f"run folder {run_dir} exists: pass --resume to continue it, --run-name for a new one, "
+                "or --overwrite to replace it"
+            )
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    resume: str | Path | bool | None = None,
+    overwrite: bool = False,
+    callbacks: list[Callback] | None = None,
+) -> Path:
+    """Train one model as configured; returns the run folder.
+
+    Args:
+        cfg: the resolved configuration.
+        resume: ``True`` to continue the run folder's ``checkpoints/last.ckpt``, or a path to a
+            Lightning checkpoint; restores epoch, optimiser and scheduler state.
+        overwrite: replace an existing run folder instead of refusing.
+        callbacks: extra Lightning callbacks.
+
+    Raises:
+        ValueError: the run folder exists (and neither resume nor overwrite), or the resume
+            checkpoint is missing.
+    """
+    cfg = _absolute_paths(cfg)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    ckpt_path: str | None = None
+    if resume:
+        ckpt_path = str(cfg.run_dir / "checkpoints" / "last.ckpt") if resume is True else str(resume)
+        if not Path(ckpt_path).is_file():
+            raise ValueError(f"cannot resume: {ckpt_path} does not exist")
+    run_dir = _run_dir_for(cfg, ckpt_path, overwrite)
+
+    pre = PreprocessConfig(size=cfg.size, normalisation=cfg.normalisation)
+    ws = prepare(
+        data=cfg.data, workdir=cfg.workdir, preprocess=pre, index_path=cfg.index_path, splits_path=cfg.splits_path
+    )
+    if cfg.fold >= len(ws.splits["folds"]):
+        raise ValueError(f"fold={cfg.fold}: {cfg.splits_path} has {len(ws.splits['folds'])} folds")
+    if _global_rank() == 0:
+        save_config(cfg, run_dir / "config.yaml")
+
+    dm = GliomaDataModule(
+        ws.cache_dir,
+        ws.splits,
+        fold=cfg.fold,
+        batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+        augment=augment_config(cfg.augment),
+        tumour_fraction=cfg.tumour_fraction,
+        seed=cfg.seed,
+    )
+    model_kwargs = {"in_channels": 3, "out_channels": 1, "features": cfg.features}
+    on_cpu = cfg.accelerator == "cpu" or not torch.cuda.is_available()
+    module = SegmentationModule(
+        model_name=cfg.model,
+        model_kwargs=model_kwargs,
+        loss=cfg.loss,
+        optimizer=cfg.optimizer,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        scheduler=cfg.scheduler,
+        threshold=cfg.threshold,
+        n_rows=len(ws.table),
+        channels_last=on_cpu,
+    )
+    meta = {
+        "model": {"name": cfg.model, "kwargs": model_kwargs},
+        "preprocess": pre.to_dict(),
+        "postprocess": cfg.postprocess_dict(),
+        "split_id": split_id(ws.splits, cfg.fold),
+        "config": cfg.to_dict(),
+    }
+    callbacks = [
+        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=MONITOR, mode="max", save_last=True),
+        ModelFileCallback(run_dir, meta),
+        LearningRateMonitor(logging_interval="epoch"),
+        TQDMProgressBar(refresh_rate=10),
+        *(callbacks or []),
+    ]
+    if cfg.early_stopping:
+        callbacks.append(EarlyStopping(monitor=MONITOR, mode="max", patience=cfg.early_stopping))
+    trainer = L.Trainer(
+        max_epochs=cfg.epochs,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy,
+        precision=_precision(cfg),
+        default_root_dir=run_dir,
+        logger=[
+            CSVLogger(run_dir, name="logs", version=csv_version(run_dir, ckpt_path is not None)),
+            TensorBoardLogger(run_dir, name="logs", version="tensorboard", default_hp_metric=False),
+        ],
+        callbacks=callbacks,
+        limit_train_batches=cfg.limit_train_batches,
+        limit_val_batches=cfg.limit_val_batches,
+        log_every_n_steps=10,
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    return run_dir
