@@ -67,7 +67,7 @@ def run(workspace):
     (run_dir / "logs" / "csv").mkdir(parents=True)
     log.to_csv(run_dir / "logs" / "csv" / "metrics.csv", index=False)
     chosen = workspace["table"]["patient"].iloc[0]
-    out = evaluate(ckpt, split="all", patients=[chosen], progress=False, n_boot=200)
+    out = evaluate(ckpt, split="all", patients=[chosen], progress=False, n_boot=200).out
     return {"ckpt": ckpt, "out": out, "chosen": workspace["table"]["patient_id"].iloc[0]}
 
 
@@ -161,7 +161,7 @@ def test_metrics_match_segmenter_output(run, workspace):
 
 def test_metrics_at_native_resolution_when_the_model_size_differs(workspace, tmp_path):
     ckpt = _model_file(tmp_path / "small.pt", workspace, size=32)
-    out = evaluate(ckpt, split="test", figures=False, progress=False, n_boot=50)
+    out = evaluate(ckpt, split="test", figures=False, progress=False, n_boot=50).out
     per_slice = pd.read_csv(out / "per_slice.csv")
     per_patient = pd.read_csv(out / "per_patient.csv")
     summary = _strict_json(out / "summary.json")
@@ -198,7 +198,7 @@ def test_postprocess_switches_are_recorded_and_effective(run, workspace, baselin
         figures=False,
         progress=False,
         n_boot=50,
-    )
+    ).out
     summary = _strict_json(out / "summary.json")
     assert summary["postprocess"] == cfg.to_dict()
     per_patient = pd.read_csv(out / "per_patient.csv").set_index("patient_id").loc[baseline.index]
@@ -236,7 +236,7 @@ def test_split_mismatch_and_training_patients_are_flagged(run, workspace, tmp_pa
         figures=False,
         progress=False,
         n_boot=50,
-    )
+    ).out
     summary = _strict_json(out / "summary.json")
     assert summary["split"]["split_id"] == split_id(other, 0)
     assert summary["split"]["checkpoint_split_id"] == split_id(workspace["splits"], 0)
@@ -253,7 +253,7 @@ def test_index_from_data_when_the_run_has_none(workspace, tmp_path):
         evaluate(ckpt, split="all", figures=False, progress=False)
     with pytest.raises(ValueError, match="splits"):
         evaluate(ckpt, split="test", data=workspace["data"], figures=False, progress=False)
-    out = evaluate(ckpt, split="all", data=workspace["data"], figures=False, progress=False, n_boot=50)
+    out = evaluate(ckpt, split="all", data=workspace["data"], figures=False, progress=False, n_boot=50).out
     summary = _strict_json(out / "summary.json")
     assert summary["n_patients"] == N_PATIENTS
     assert summary["split"]["split_id"] is None

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from gliomaseg import __version__
+from gliomaseg.errors import GliomasegError
 from gliomaseg.utils import atomic_write
 
 __all__ = ["FORMAT", "load_checkpoint", "load_model", "save_checkpoint"]
@@ -44,24 +45,24 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a model file with ``weights_only=True``.
 
     Raises:
-        ValueError: the file is missing, is not a gliomaseg model file (e.g. a Lightning ``.ckpt``),
+        GliomasegError: the file is missing, is not a gliomaseg model file (e.g. a Lightning ``.ckpt``),
             or lacks required keys.
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"checkpoint {path} does not exist")
+        raise GliomasegError(f"checkpoint {path} does not exist")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means "not ours"
-        raise ValueError(
+        raise GliomasegError(
             f"{path} is not a gliomaseg model file that loads safely ({type(err).__name__}: {err}). "
             "Use best.pt or last.pt from a run folder; Lightning .ckpt files are for --resume only."
         ) from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a gliomaseg model file (expected format {FORMAT!r})")
+        raise GliomasegError(f"{path} is not a gliomaseg model file (expected format {FORMAT!r})")
     missing = [k for k in _REQUIRED if k not in payload]
     if missing:
-        raise ValueError(f"{path} lacks keys {missing}")
+        raise GliomasegError(f"{path} lacks keys {missing}")
     return payload
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from gliomaseg._lazy import lazy_exports
 
 _EXPORTS = {
+    "PARTS": "gliomaseg.data.splits",
     "INDEX_COLUMNS": "gliomaseg.data.index",
     "IndexResult": "gliomaseg.data.index",
     "index_dataset": "gliomaseg.data.index",
@@ -75,5 +76,13 @@ if TYPE_CHECKING:
         resize_volume,
     )
     from gliomaseg.data.phantoms import DATA_CSV_COLUMNS, PHANTOM_SITES, synthesise_dataset, synthesise_volume
-    from gliomaseg.data.splits import SPLITS_FORMAT, load_splits, make_splits, part_patients, save_splits, split_id
+    from gliomaseg.data.splits import (
+        PARTS,
+        SPLITS_FORMAT,
+        load_splits,
+        make_splits,
+        part_patients,
+        save_splits,
+        split_id,
+    )
     from gliomaseg.data.workspace import Workspace, ensure_index, ensure_splits, prepare

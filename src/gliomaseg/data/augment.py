@@ -18,6 +18,8 @@ import albumentations as A
 import cv2
 import numpy as np
 
+from gliomaseg.errors import GliomasegError
+
 __all__ = ["AUGMENT_PRESETS", "AugmentConfig", "augment_config", "build_augmentation"]
 
 
@@ -57,7 +59,7 @@ class AugmentConfig:
         for name in ("hflip_p", "vflip_p", "affine_p", "brightness_contrast_p", "missing_sequence_p"):
             value = getattr(self, name)
             if not 0.0 <= float(value) <= 1.0:
-                raise ValueError(f"augment {name}={value!r} must be a probability in [0, 1]")
+                raise GliomasegError(f"augment {name}={value!r} must be a probability in [0, 1]")
         limits = {
             "rotate_deg": 180.0,
             "shift": 0.5,
@@ -68,7 +70,7 @@ class AugmentConfig:
         for name, top in limits.items():
             value = getattr(self, name)
             if not 0.0 <= float(value) <= top:
-                raise ValueError(f"augment {name}={value!r} must be in [0, {top}]")
+                raise GliomasegError(f"augment {name}={value!r} must be in [0, {top}]")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON/YAML."""
@@ -79,12 +81,12 @@ class AugmentConfig:
         """Inverse of :meth:`to_dict`.
 
         Raises:
-            ValueError: unknown keys or invalid values.
+            GliomasegError: unknown keys or invalid values.
         """
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown augmentation setting(s) {unknown}; known: {sorted(known)}")
+            raise GliomasegError(f"unknown augmentation setting(s) {unknown}; known: {sorted(known)}")
         return cls(**data)
 
 
@@ -103,10 +105,10 @@ def augment_config(name: str) -> AugmentConfig:
     """The :class:`AugmentConfig` of a named recipe (``none``, ``flips``, ``flips_intensity``, ``full``).
 
     Raises:
-        ValueError: unknown name (the message lists the valid ones).
+        GliomasegError: unknown name (the message lists the valid ones).
     """
     if name not in AUGMENT_PRESETS:
-        raise ValueError(f"unknown augmentation {name!r}; choose one of {sorted(AUGMENT_PRESETS)}")
+        raise GliomasegError(f"unknown augmentation {name!r}; choose one of {sorted(AUGMENT_PRESETS)}")
     return AUGMENT_PRESETS[name]
 
 

@@ -29,6 +29,7 @@ import pandas as pd
 
 from gliomaseg.data.io import read_image, read_mask
 from gliomaseg.data.normalise import PreprocessConfig, preprocess_volume, resize_volume
+from gliomaseg.errors import GliomasegError
 
 __all__ = ["CACHE_FORMAT", "Cache", "build_cache", "cache_key", "open_cache"]
 
@@ -90,16 +91,16 @@ def _file_stamp(path: str) -> list[Any]:
     try:
         st = os.stat(path)
     except OSError as err:
-        raise ValueError(f"{path}: cannot read ({err}); re-index the dataset") from err
+        raise GliomasegError(f"{path}: cannot read ({err}); re-index the dataset") from err
     return [int(st.st_size), int(st.st_mtime_ns)]
 
 
 def _check_table(table: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in ("patient_id", "slice", "image_path", "mask_path") if c not in table.columns]
     if missing:
-        raise ValueError(f"index table lacks column(s) {missing}; build it with gliomaseg.data.index.index_dataset")
+        raise GliomasegError(f"index table lacks column(s) {missing}; build it with gliomaseg.data.index.index_dataset")
     if len(table) == 0:
-        raise ValueError("index table is empty: nothing to cache")
+        raise GliomasegError("index table is empty: nothing to cache")
     return table.reset_index(drop=True)
 
 
@@ -145,12 +146,12 @@ def _process_patient(
         img = first if i == 0 else read_image(ip)
         msk = read_mask(mp)
         if img.shape != first.shape:
-            raise ValueError(
+            raise GliomasegError(
                 f"{ip}: shape {img.shape} differs from {first.shape} of {image_paths[0]} in the same "
                 "patient; all slices of a patient must have one size"
             )
         if msk.shape != img.shape[:2]:
-            raise ValueError(f"{mp}: mask shape {msk.shape} does not match its image {img.shape[:2]} ({ip})")
+            raise GliomasegError(f"{mp}: mask shape {msk.shape} does not match its image {img.shape[:2]} ({ip})")
         volume[i] = img
         masks[i] = msk
     images_out = preprocess_volume(volume, cfg).astype(np.float16)
@@ -210,11 +211,11 @@ def build_cache(
         The cache directory, to pass to :func:`open_cache`.
 
     Raises:
-        ValueError: bad table, unreadable/corrupt files (message names the file), bad ``workers``.
+        GliomasegError: bad table, unreadable/corrupt files (message names the file), bad ``workers``.
     """
     cfg = cfg or PreprocessConfig()
     if executor not in ("process", "thread"):
-        raise ValueError(f"executor={executor!r} must be 'process' or 'thread'")
+        raise GliomasegError(f"executor={executor!r} must be 'process' or 'thread'")
     table = _check_table(table)
     cache_root = Path(cache_root)
     key = cache_key(table, cfg)
@@ -224,7 +225,7 @@ def build_cache(
     if workers is None:
         workers = min(2, os.cpu_count() or 1)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers={workers!r} must be a positive int")
+        raise GliomasegError(f"workers={workers!r} must be a positive int")
 
     start = time.perf_counter()
     cache_root.mkdir(parents=True, exist_ok=True)
@@ -314,20 +315,20 @@ def open_cache(path: str | os.PathLike[str]) -> Cache:
         A :class:`Cache`.
 
     Raises:
-        ValueError: ``path`` is not a complete cache.
+        GliomasegError: ``path`` is not a complete cache.
     """
     path = Path(path)
     meta_path = path / "meta.json"
     if not meta_path.is_file():
-        raise ValueError(f"{path} is not a gliomaseg cache (no meta.json); build one with build_cache")
+        raise GliomasegError(f"{path} is not a gliomaseg cache (no meta.json); build one with build_cache")
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     if meta.get("format") != CACHE_FORMAT:
-        raise ValueError(f"{path}: cache format {meta.get('format')!r} is not {CACHE_FORMAT!r}; rebuild it")
+        raise GliomasegError(f"{path}: cache format {meta.get('format')!r} is not {CACHE_FORMAT!r}; rebuild it")
     images = np.load(path / "images.npy", mmap_mode="r")
     masks = np.load(path / "masks.npy", mmap_mode="r")
     slices = pd.read_csv(path / "slices.csv", dtype={"patient_id": str})
     if not (len(slices) == images.shape[0] == masks.shape[0] == meta.get("n")):
-        raise ValueError(f"{path}: images, masks and slices.csv disagree on the slice count; rebuild it")
+        raise GliomasegError(f"{path}: images, masks and slices.csv disagree on the slice count; rebuild it")
     patients = list(dict.fromkeys(slices["patient_id"].tolist()))
     return Cache(
         path=path,

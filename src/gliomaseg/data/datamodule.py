@@ -23,6 +23,7 @@ from gliomaseg.data.augment import AugmentConfig, build_augmentation
 from gliomaseg.data.cache import Cache, open_cache
 from gliomaseg.data.normalise import PreprocessConfig
 from gliomaseg.data.splits import part_patients
+from gliomaseg.errors import GliomasegError
 
 __all__ = ["GliomaDataModule", "SliceDataset"]
 
@@ -42,7 +43,7 @@ class SliceDataset(Dataset):
     ``patient_index`` int, ``row`` int (cache row).
 
     Raises:
-        ValueError: a row is out of range or belongs to a patient missing from ``patient_index``.
+        GliomasegError: a row is out of range or belongs to a patient missing from ``patient_index``.
     """
 
     def __init__(
@@ -55,12 +56,12 @@ class SliceDataset(Dataset):
         self.cache = cache
         self.rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         if self.rows.size and (self.rows.min() < 0 or self.rows.max() >= len(cache)):
-            raise ValueError(f"rows must be in [0, {len(cache)}) for cache {cache.path}")
+            raise GliomasegError(f"rows must be in [0, {len(cache)}) for cache {cache.path}")
         self.patient_index = dict(patient_index)
         pids = cache.slices["patient_id"].to_numpy()[self.rows]
         missing = sorted(set(pids) - set(self.patient_index))
         if missing:
-            raise ValueError(f"patient_index lacks patient(s) {missing[:5]} that own some of the rows")
+            raise GliomasegError(f"patient_index lacks patient(s) {missing[:5]} that own some of the rows")
         self._patients = np.array([self.patient_index[p] for p in pids], dtype=np.int64)
         self.has_tumour = cache.slices["has_tumour"].to_numpy(dtype=bool)[self.rows]
         self.transform = transform
@@ -109,7 +110,7 @@ class GliomaDataModule(L.LightningDataModule):
         seed: seed of the shuffling/sampling generator and of the augmentation pipeline.
 
     Raises:
-        ValueError: bad arguments; in :meth:`setup`, split patients missing from the cache.
+        GliomasegError: bad arguments; in :meth:`setup`, split patients missing from the cache.
     """
 
     def __init__(
@@ -125,11 +126,11 @@ class GliomaDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size={batch_size!r} must be a positive int")
+            raise GliomasegError(f"batch_size={batch_size!r} must be a positive int")
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-            raise ValueError(f"num_workers={num_workers!r} must be an int >= 0")
+            raise GliomasegError(f"num_workers={num_workers!r} must be an int >= 0")
         if tumour_fraction is not None and not 0.0 <= float(tumour_fraction) <= 1.0:
-            raise ValueError(f"tumour_fraction={tumour_fraction!r} must be in [0, 1] (or None for plain shuffling)")
+            raise GliomasegError(f"tumour_fraction={tumour_fraction!r} must be in [0, 1] (or None for plain shuffling)")
         part_patients(splits, "train", fold)  # validates fold early
         self.cache_dir = Path(cache_dir)
         self.splits = splits
@@ -174,7 +175,7 @@ class GliomaDataModule(L.LightningDataModule):
         """Open the cache and build the three datasets (idempotent).
 
         Raises:
-            ValueError: patients of the splits are not in the cache.
+            GliomasegError: patients of the splits are not in the cache.
         """
         if self.cache is not None:
             return
@@ -183,7 +184,7 @@ class GliomaDataModule(L.LightningDataModule):
         missing = sorted(set(wanted) - set(cache.patients))
         if missing:
             shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-            raise ValueError(
+            raise GliomasegError(
                 f"{len(missing)} patient(s) of the splits are not in the cache {self.cache_dir}: {shown}. "
                 "Build the cache and the splits from the same index."
             )
@@ -216,7 +217,7 @@ class GliomaDataModule(L.LightningDataModule):
         n_t, n_n = int(tumour.sum()), int((~tumour).sum())
         if (frac > 0 and n_t == 0) or (frac < 1 and n_n == 0):
             kind = "tumour" if n_t == 0 else "tumour-free"
-            raise ValueError(
+            raise GliomasegError(
                 f"tumour_fraction={frac} needs {kind} slices but the training part of fold {self.fold} "
                 "has none; use tumour_fraction=None"
             )
@@ -247,9 +248,9 @@ class GliomaDataModule(L.LightningDataModule):
         """Test slices ordered by patient then slice, no augmentation.
 
         Raises:
-            ValueError: the splits have no test part.
+            GliomasegError: the splits have no test part.
         """
         dataset = self._get("test")
         if len(dataset) == 0:
-            raise ValueError("these splits have no test part (test_fraction=0); evaluate on 'val' instead")
+            raise GliomasegError("these splits have no test part (test_fraction=0); evaluate on 'val' instead")
         return self._loader(dataset, shuffle=False)

@@ -11,12 +11,19 @@ import os
 import shutil
 from pathlib import Path
 
-__all__ = ["KAGGLE_DATASET", "KAGGLE_URL", "download_dataset", "find_kaggle_credentials"]
+from gliomaseg.errors import GliomasegError, OutputExistsError
+
+__all__ = ["DownloadError", "KAGGLE_DATASET", "KAGGLE_URL", "download_dataset", "find_kaggle_credentials"]
 
 logger = logging.getLogger(__name__)
 
 KAGGLE_DATASET = "mateuszbuda/lgg-mri-segmentation"
 KAGGLE_URL = f"https://www.kaggle.com/datasets/{KAGGLE_DATASET}"
+
+
+class DownloadError(GliomasegError, RuntimeError):
+    """The dataset could not be downloaded (no credentials, no kagglehub, or an unexpected archive)."""
+
 
 _MANUAL = (
     f"To download by hand: open {KAGGLE_URL}, click Download, unzip the archive and point "
@@ -57,7 +64,7 @@ def _find_kaggle_3m(downloaded: Path) -> Path:
         key=lambda p: (len(p.parts), str(p)),
     )
     if not candidates:
-        raise RuntimeError(
+        raise DownloadError(
             f"the Kaggle download in {downloaded} has no kaggle_3m folder; the dataset layout may have "
             f"changed. {_MANUAL}"
         )
@@ -75,28 +82,28 @@ def download_dataset(dest: str | os.PathLike[str], *, overwrite: bool = False) -
         ``dest`` as a Path, ready for :func:`gliomaseg.data.index.index_dataset`.
 
     Raises:
-        RuntimeError: no Kaggle credentials (raised before any network use), kagglehub is not
+        DownloadError: no Kaggle credentials (raised before any network use), kagglehub is not
             installed, or the download failed; the message says how to download by hand.
-        ValueError: ``dest`` exists, is not empty and ``overwrite`` is False.
+        GliomasegError: ``dest`` exists, is not empty and ``overwrite`` is False.
     """
     dest = Path(dest).expanduser()
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())) and not overwrite:
-        raise ValueError(f"{dest} already exists and is not empty; choose another folder or pass --overwrite")
+        raise OutputExistsError(f"{dest} already exists and is not empty; choose another folder or pass --overwrite")
     source = find_kaggle_credentials()
     if source is None:
-        raise RuntimeError(
+        raise DownloadError(
             "no Kaggle credentials found: set KAGGLE_API_TOKEN, or KAGGLE_USERNAME and KAGGLE_KEY, or put "
             "kaggle.json (from kaggle.com > Settings > API > Create New Token) in ~/.kaggle/. " + _MANUAL
         )
     try:
         import kagglehub
     except ImportError as err:
-        raise RuntimeError(f"kagglehub is not installed: pip install 'gliomaseg[download]'. {_MANUAL}") from err
+        raise DownloadError(f"kagglehub is not installed: pip install 'gliomaseg[download]'. {_MANUAL}") from err
     logger.info("downloading %s with kagglehub (credentials from %s)", KAGGLE_DATASET, source)
     try:
         downloaded = Path(kagglehub.dataset_download(KAGGLE_DATASET))
     except Exception as err:  # kagglehub raises requests/HTTP/its own errors; all mean the same here
-        raise RuntimeError(
+        raise DownloadError(
             f"downloading {KAGGLE_DATASET} failed ({type(err).__name__}: {err}); check the network and "
             f"your Kaggle credentials ({source}). {_MANUAL}"
         ) from err

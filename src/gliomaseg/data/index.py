@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from gliomaseg.data.io import read_image, read_mask
+from gliomaseg.errors import GliomasegError
 from gliomaseg.utils import atomic_write
 
 __all__ = [
@@ -102,9 +103,9 @@ def site_of(patient_id: str) -> str:
 
 def _resolve_root(root: Path) -> Path:
     if not root.exists():
-        raise ValueError(f"dataset folder {root} does not exist; {_EXPECTED_LAYOUT}")
+        raise GliomasegError(f"dataset folder {root} does not exist; {_EXPECTED_LAYOUT}")
     if not root.is_dir():
-        raise ValueError(f"{root} is not a folder; pass the folder that holds the patient folders")
+        raise GliomasegError(f"{root} is not a folder; pass the folder that holds the patient folders")
     # The Kaggle archive unpacks to <dl>/kaggle_3m (and a duplicate <dl>/lgg-mri-segmentation/kaggle_3m).
     for sub in (root / "kaggle_3m", root / "lgg-mri-segmentation" / "kaggle_3m"):
         if sub.is_dir() and not _has_slice_files(root):
@@ -217,9 +218,9 @@ def _read_data_csv(path: Path) -> pd.DataFrame:
     try:
         df = pd.read_csv(path, dtype={"Patient": str})
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: cannot read as CSV ({err}); fix or remove the file") from err
+        raise GliomasegError(f"{path}: cannot read as CSV ({err}); fix or remove the file") from err
     if "Patient" not in df.columns:
-        raise ValueError(
+        raise GliomasegError(
             f"{path}: has no 'Patient' column (columns: {', '.join(map(str, df.columns))}); "
             "it must be keyed by patient like the Kaggle data.csv, or remove it"
         )
@@ -227,7 +228,7 @@ def _read_data_csv(path: Path) -> pd.DataFrame:
     df["Patient"] = df["Patient"].str.strip()
     dup = df["Patient"][df["Patient"].duplicated()]
     if len(dup):
-        raise ValueError(f"{path}: patient {dup.iloc[0]!r} has more than one row; keep one row per patient")
+        raise GliomasegError(f"{path}: patient {dup.iloc[0]!r} has more than one row; keep one row per patient")
     clash = [c for c in df.columns if c in INDEX_COLUMNS]
     if clash:
         logger.warning("%s: renaming column(s) %s to csv_<name> to keep the index columns", path, clash)
@@ -251,7 +252,7 @@ def index_dataset(root: str | os.PathLike[str], *, skip_bad: bool = False, progr
         missing sequence with FLAIR); all-zero slices match trivially and so decide nothing.
 
     Raises:
-        ValueError: ``root`` is missing or holds no slices; or (without ``skip_bad``) the first bad
+        GliomasegError: ``root`` is missing or holds no slices; or (without ``skip_bad``) the first bad
             file in sorted order, naming problems (an image without its mask or the reverse, a
             patient folder without slices, a duplicate slice number) before pixel problems (an
             unreadable or truncated file, wrong shape or dtype, image/mask size mismatch, a
@@ -276,11 +277,11 @@ def index_dataset(root: str | os.PathLike[str], *, skip_bad: bool = False, progr
             continue
         slices += _pair_files(files, d.name, bad)
     if not slices and not bad:
-        raise ValueError(f"no slices found in {root}: {_EXPECTED_LAYOUT}")
+        raise GliomasegError(f"no slices found in {root}: {_EXPECTED_LAYOUT}")
 
     # Fail on layout problems before spending time reading pixels.
     if bad and not skip_bad:
-        raise ValueError(_message(*min(bad)))
+        raise GliomasegError(_message(*min(bad)))
 
     slices.sort(key=lambda s: (s.patient_id, s.n))
     seen: dict[tuple[str, int], _Slice] = {}
@@ -291,7 +292,7 @@ def index_dataset(root: str | os.PathLike[str], *, skip_bad: bool = False, progr
                 f"and {s.image}); keep one"
             )
             if not skip_bad:
-                raise ValueError(_message(str(s.image), reason))
+                raise GliomasegError(_message(str(s.image), reason))
             bad.append((str(s.image), reason))
         else:
             seen[s.patient_id, s.n] = s
@@ -302,12 +303,12 @@ def index_dataset(root: str | os.PathLike[str], *, skip_bad: bool = False, progr
     for s, info in zip(slices, infos):
         if isinstance(info, str):
             if not skip_bad:
-                raise ValueError(info)
+                raise GliomasegError(info)
             bad.append((str(s.image), info))
             continue
         rows.append((s, info))
     if not rows:
-        raise ValueError(
+        raise GliomasegError(
             f"no valid slices in {root} ({len(bad)} bad file(s), first: {_message(*min(bad))})"
             if bad
             else f"no slices found in {root}: {_EXPECTED_LAYOUT}"
@@ -390,7 +391,7 @@ def save_index(table: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
         The written path.
 
     Raises:
-        ValueError: a required column is missing, or ``.parquet`` without pyarrow installed.
+        GliomasegError: a required column is missing, or ``.parquet`` without pyarrow installed.
     """
     path = Path(path)
     _check_columns(table, str(path))
@@ -400,7 +401,7 @@ def save_index(table: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
         try:
             import pyarrow  # noqa: F401
         except ImportError as err:
-            raise ValueError(f"{path}: writing Parquet needs pyarrow; install it or use a .csv path") from err
+            raise GliomasegError(f"{path}: writing Parquet needs pyarrow; install it or use a .csv path") from err
     if parquet:
         return atomic_write(path, lambda tmp: table.to_parquet(tmp, index=False))
     return atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
@@ -409,7 +410,7 @@ def save_index(table: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
 def _check_columns(table: pd.DataFrame, where: str) -> None:
     missing = [c for c in INDEX_COLUMNS if c not in table.columns]
     if missing:
-        raise ValueError(
+        raise GliomasegError(
             f"{where}: not an index table, missing column(s) {', '.join(missing)}; re-create it with `gliomaseg index`"
         )
 
@@ -421,7 +422,7 @@ def _to_bool(col: pd.Series, name: str, where: str) -> pd.Series:
     out = col.astype(str).str.strip().str.lower().map(mapping)
     if out.isna().any():
         bad = col[out.isna()].iloc[0]
-        raise ValueError(f"{where}: column {name!r} has non-boolean value {bad!r}; re-create the index")
+        raise GliomasegError(f"{where}: column {name!r} has non-boolean value {bad!r}; re-create the index")
     return out.astype(bool)
 
 
@@ -436,22 +437,22 @@ def load_index(path: str | os.PathLike[str]) -> pd.DataFrame:
         bool ``has_tumour``/``has_pre``/``has_post``, other columns as pandas infers them.
 
     Raises:
-        ValueError: the file is missing or unreadable, or lacks index columns.
+        GliomasegError: the file is missing or unreadable, or lacks index columns.
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"index file {path} not found; create it with `gliomaseg index DATA_DIR`")
+        raise GliomasegError(f"index file {path} not found; create it with `gliomaseg index DATA_DIR`")
     try:
         if path.suffix.lower() == ".parquet":
             table = pd.read_parquet(path)
         else:
             table = pd.read_csv(path, dtype={c: str for c in _STR_COLUMNS})
     except (OSError, ImportError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: cannot read index ({err}); re-create it with `gliomaseg index`") from err
+        raise GliomasegError(f"{path}: cannot read index ({err}); re-create it with `gliomaseg index`") from err
     _check_columns(table, str(path))
     for c in _INT_COLUMNS:
         if table[c].isna().any():
-            raise ValueError(f"{path}: column {c!r} has empty values; re-create the index")
+            raise GliomasegError(f"{path}: column {c!r} has empty values; re-create the index")
         table[c] = table[c].astype(np.int64)
     for c in _BOOL_COLUMNS:
         table[c] = _to_bool(table[c], c, str(path))

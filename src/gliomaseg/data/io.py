@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from gliomaseg.errors import GliomasegError, OutputExistsError
 from gliomaseg.utils import atomic_write
 
 __all__ = [
@@ -41,7 +42,7 @@ class _ChannelError(Exception):
 
 def _check_suffix(path: Path) -> None:
     if path.suffix.lower() not in IMAGE_SUFFIXES:
-        raise ValueError(f"{path}: unsupported file type {path.suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
+        raise GliomasegError(f"{path}: unsupported file type {path.suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
 
 
 def _load(path: str | os.PathLike[str], expected: str) -> np.ndarray:
@@ -53,7 +54,7 @@ def _load(path: str | os.PathLike[str], expected: str) -> np.ndarray:
     path = Path(path)
     _check_suffix(path)
     if not path.is_file():
-        raise ValueError(f"{path}: file not found ({expected})")
+        raise GliomasegError(f"{path}: file not found ({expected})")
     try:
         with Image.open(path) as im:
             # load() decodes everything, so a truncated file fails here rather than later.
@@ -71,21 +72,21 @@ def _load(path: str | os.PathLike[str], expected: str) -> np.ndarray:
             mode = im.mode
             arr = np.asarray(im)
     except _ChannelError as err:
-        raise ValueError(str(err)) from None
+        raise GliomasegError(str(err)) from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise ValueError(
+        raise GliomasegError(
             f"{path}: unreadable or truncated image file ({err}); {expected}. Re-export or re-download it."
         ) from err
     if mode in ("RGBA", "LA"):
         alpha = arr[..., -1]
         if not np.all(alpha == 255):
-            raise ValueError(
+            raise GliomasegError(
                 f"{path}: has a transparency (alpha) channel that is not fully opaque; {expected}. "
                 "Save it without transparency."
             )
         arr = arr[..., :-1]
     if mode not in ("RGB", "RGBA", "L", "LA"):
-        raise ValueError(
+        raise GliomasegError(
             f"{path}: image mode {mode!r} (dtype {arr.dtype}, shape {arr.shape}); {expected}. "
             "Convert it to 8-bit RGB (or 8-bit greyscale for masks)."
         )
@@ -102,13 +103,13 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         ``H x W x 3`` uint8 array (pre-contrast, FLAIR, post-contrast).
 
     Raises:
-        ValueError: the file is missing, unreadable or truncated, has the wrong dtype (e.g. uint16),
+        GliomasegError: the file is missing, unreadable or truncated, has the wrong dtype (e.g. uint16),
             the wrong number of channels, or a non-opaque alpha channel.
     """
     arr = _load(path, _EXPECTED_IMAGE)
     if arr.ndim != 3 or arr.shape[2] != 3:
         shape = " x ".join(str(s) for s in arr.shape)
-        raise ValueError(f"{Path(path)}: got shape {shape} ({arr.dtype}); {_EXPECTED_IMAGE}.")
+        raise GliomasegError(f"{Path(path)}: got shape {shape} ({arr.dtype}); {_EXPECTED_IMAGE}.")
     return arr
 
 
@@ -122,14 +123,14 @@ def read_image_any(path: str | os.PathLike[str]) -> np.ndarray:
         ``H x W x C`` uint8 array with ``C`` in {1, 3}.
 
     Raises:
-        ValueError: as :func:`read_image`, except that one channel is accepted.
+        GliomasegError: as :func:`read_image`, except that one channel is accepted.
     """
     arr = _load(path, _EXPECTED_ANY)
     if arr.ndim == 2:
         return arr[..., None]
     if arr.ndim != 3 or arr.shape[2] != 3:
         shape = " x ".join(str(s) for s in arr.shape)
-        raise ValueError(f"{Path(path)}: got shape {shape} ({arr.dtype}); {_EXPECTED_ANY}.")
+        raise GliomasegError(f"{Path(path)}: got shape {shape} ({arr.dtype}); {_EXPECTED_ANY}.")
     return arr
 
 
@@ -145,14 +146,14 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
         ``H x W`` uint8 array with values in {0, 1} (never 255).
 
     Raises:
-        ValueError: the file is unreadable, has more than one distinct channel, or holds other values
+        GliomasegError: the file is unreadable, has more than one distinct channel, or holds other values
             (the message lists the unique values found).
     """
     path = Path(path)
     arr = _load(path, _EXPECTED_MASK)
     if arr.ndim == 3:
         if not all(np.array_equal(arr[..., 0], arr[..., c]) for c in range(1, arr.shape[2])):
-            raise ValueError(
+            raise GliomasegError(
                 f"{path}: mask has {arr.shape[2]} channels that differ; {_EXPECTED_MASK}. "
                 "Save the mask as a single-channel (greyscale) image."
             )
@@ -163,7 +164,7 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
     if not binary:
         values = np.unique(arr)
         shown = ", ".join(str(v) for v in values[:10].tolist()) + (", ..." if values.size > 10 else "")
-        raise ValueError(
+        raise GliomasegError(
             f"{path}: mask values {{{shown}}} are not binary; {_EXPECTED_MASK}. "
             "Threshold it (and save as lossless TIFF/PNG, not JPEG)."
         )
@@ -173,9 +174,9 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
 def _atomic_save(path: Path, img: Image.Image, overwrite: bool) -> Path:
     suffix = path.suffix.lower()
     if suffix not in _PIL_FORMATS:
-        raise ValueError(f"{path}: cannot write {suffix!r}; use one of {', '.join(_PIL_FORMATS)}")
+        raise GliomasegError(f"{path}: cannot write {suffix!r}; use one of {', '.join(_PIL_FORMATS)}")
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
+        raise OutputExistsError(f"{path} already exists; pass overwrite=True to replace it")
     return atomic_write(path, lambda tmp: img.save(tmp, format=_PIL_FORMATS[suffix]))
 
 
@@ -192,14 +193,14 @@ def write_image(path: str | os.PathLike[str], image: np.ndarray, *, overwrite: b
 
     Raises:
         TypeError: ``image`` is not uint8.
-        ValueError: wrong shape or unsupported suffix.
-        FileExistsError: ``path`` exists and ``overwrite`` is False.
+        GliomasegError: wrong shape or unsupported suffix.
+        OutputExistsError: ``path`` exists and ``overwrite`` is False.
     """
     image = np.asarray(image)
     if image.dtype != np.uint8:
         raise TypeError(f"write_image({path}): expected uint8, got {image.dtype}; convert with np.uint8")
     if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3))):
-        raise ValueError(f"write_image({path}): expected H x W x 3 or H x W, got shape {image.shape}")
+        raise GliomasegError(f"write_image({path}): expected H x W x 3 or H x W, got shape {image.shape}")
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[..., 0]
     return _atomic_save(Path(path), Image.fromarray(np.ascontiguousarray(image)), overwrite)
@@ -217,20 +218,20 @@ def write_mask(path: str | os.PathLike[str], mask: np.ndarray, *, overwrite: boo
         The written path.
 
     Raises:
-        ValueError: wrong shape, non-binary values, or a lossy/unsupported suffix.
-        FileExistsError: ``path`` exists and ``overwrite`` is False.
+        GliomasegError: wrong shape, non-binary values, or a lossy/unsupported suffix.
+        OutputExistsError: ``path`` exists and ``overwrite`` is False.
     """
     path = Path(path)
     if path.suffix.lower() in (".jpg", ".jpeg"):
-        raise ValueError(f"write_mask({path}): JPEG is lossy and corrupts binary masks; use .tif or .png")
+        raise GliomasegError(f"write_mask({path}): JPEG is lossy and corrupts binary masks; use .tif or .png")
     mask = np.asarray(mask)
     if mask.ndim == 3 and mask.shape[2] == 1:
         mask = mask[..., 0]
     if mask.ndim != 2:
-        raise ValueError(f"write_mask({path}): expected an H x W mask, got shape {mask.shape}")
+        raise GliomasegError(f"write_mask({path}): expected an H x W mask, got shape {mask.shape}")
     values = set(np.unique(mask).tolist())
     if not (values <= {0, 1} or values <= {0, 255}):
         shown = sorted(values)[:10]
-        raise ValueError(f"write_mask({path}): mask values {shown} are not in {{0, 1}} or {{0, 255}}")
+        raise GliomasegError(f"write_mask({path}): mask values {shown} are not in {{0, 1}} or {{0, 255}}")
     out = np.where(mask > 0, 255, 0).astype(np.uint8)
     return _atomic_save(path, Image.fromarray(out), overwrite)

@@ -32,6 +32,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from gliomaseg.errors import GliomasegError
+
 __all__ = [
     "NORMALISATIONS",
     "PreprocessConfig",
@@ -63,9 +65,9 @@ class PreprocessConfig:
         if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)):
             raise TypeError(f"size={self.size!r} must be an int (e.g. 256)")
         if self.size < 32 or self.size % 16:
-            raise ValueError(f"size={self.size} must be a multiple of 16 and >= 32 (e.g. 64, 128, 256)")
+            raise GliomasegError(f"size={self.size} must be a multiple of 16 and >= 32 (e.g. 64, 128, 256)")
         if self.normalisation not in NORMALISATIONS:
-            raise ValueError(f"normalisation={self.normalisation!r} must be one of {list(NORMALISATIONS)}")
+            raise GliomasegError(f"normalisation={self.normalisation!r} must be one of {list(NORMALISATIONS)}")
         object.__setattr__(self, "size", int(self.size))
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,12 +79,12 @@ class PreprocessConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error.
 
         Raises:
-            ValueError: unknown keys or invalid values.
+            GliomasegError: unknown keys or invalid values.
         """
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown preprocessing setting(s) {unknown}; known: {sorted(known)}")
+            raise GliomasegError(f"unknown preprocessing setting(s) {unknown}; known: {sorted(known)}")
         return cls(**data)
 
 
@@ -97,7 +99,7 @@ def _check_volume(volume: np.ndarray, name: str = "volume") -> np.ndarray:
     if volume.ndim == 3 and volume.shape[-1] == 3:
         volume = volume[None]  # one slice is a volume of one
     if volume.ndim != 4 or volume.shape[-1] != 3:
-        raise ValueError(f"{name} has shape {volume.shape}; expected S x H x W x 3 (or H x W x 3)")
+        raise GliomasegError(f"{name} has shape {volume.shape}; expected S x H x W x 3 (or H x W x 3)")
     return volume
 
 
@@ -166,7 +168,7 @@ def _luts(volume: np.ndarray, mode: str) -> np.ndarray:
             mean, std = _weighted_mean_std(rescaled, hists[c])
             luts[c] = (rescaled - mean) / (std if std > _EPS else 1.0)
         return luts
-    raise ValueError(f"normalisation={mode!r} must be one of {list(NORMALISATIONS)}")
+    raise GliomasegError(f"normalisation={mode!r} must be one of {list(NORMALISATIONS)}")
 
 
 def normalise_volume(volume: np.ndarray, mode: str = "zscore") -> np.ndarray:
@@ -181,10 +183,10 @@ def normalise_volume(volume: np.ndarray, mode: str = "zscore") -> np.ndarray:
 
     Raises:
         TypeError: ``volume`` is not uint8.
-        ValueError: wrong shape or unknown mode.
+        GliomasegError: wrong shape or unknown mode.
     """
     if mode not in NORMALISATIONS:
-        raise ValueError(f"normalisation={mode!r} must be one of {list(NORMALISATIONS)}")
+        raise GliomasegError(f"normalisation={mode!r} must be one of {list(NORMALISATIONS)}")
     volume = _check_volume(volume)
     luts = _luts(volume, mode)
     # One 3-channel LUT over the volume seen as a tall image: each channel uses its own table.
@@ -213,17 +215,17 @@ def resize_volume(volume: np.ndarray, size: int, kind: str = "image") -> np.ndar
         Array ``S x size x size (x C)`` of the input dtype (unchanged input if already that size).
 
     Raises:
-        ValueError: unknown ``kind``, bad ``size`` or wrong number of dimensions.
+        GliomasegError: unknown ``kind``, bad ``size`` or wrong number of dimensions.
     """
     if kind not in ("image", "mask"):
-        raise ValueError(f"kind={kind!r} must be 'image' or 'mask'")
+        raise GliomasegError(f"kind={kind!r} must be 'image' or 'mask'")
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-        raise ValueError(f"size={size!r} must be a positive int")
+        raise GliomasegError(f"size={size!r} must be a positive int")
     volume = np.asarray(volume)
     want_ndim = 4 if kind == "image" else 3
     if volume.ndim != want_ndim:
         shape = "S x H x W x C" if kind == "image" else "S x H x W"
-        raise ValueError(f"{kind} volume has shape {volume.shape}; expected {shape}")
+        raise GliomasegError(f"{kind} volume has shape {volume.shape}; expected {shape}")
     if volume.shape[1] == size and volume.shape[2] == size:
         return volume
     interp = cv2.INTER_LINEAR if kind == "image" else cv2.INTER_NEAREST_EXACT

@@ -22,6 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from gliomaseg.data.io import write_image, write_mask
+from gliomaseg.errors import GliomasegError
 from gliomaseg.utils import atomic_write_text
 
 __all__ = ["DATA_CSV_COLUMNS", "PHANTOM_SITES", "synthesise_dataset", "synthesise_volume"]
@@ -124,13 +125,13 @@ def synthesise_volume(
         ``S x H x W`` uint8 in {0, 1}.
 
     Raises:
-        ValueError: ``n_slices < 1``, ``size < 32`` or an unknown entry in ``missing``.
+        GliomasegError: ``n_slices < 1``, ``size < 32`` or an unknown entry in ``missing``.
     """
     if n_slices < 1 or size < 32:
-        raise ValueError(f"need n_slices >= 1 and size >= 32, got n_slices={n_slices}, size={size}")
+        raise GliomasegError(f"need n_slices >= 1 and size >= 32, got n_slices={n_slices}, size={size}")
     unknown = set(missing) - {"pre", "post"}
     if unknown:
-        raise ValueError(f"missing={missing!r}: unknown sequence(s) {sorted(unknown)}; use 'pre' or 'post'")
+        raise GliomasegError(f"missing={missing!r}: unknown sequence(s) {sorted(unknown)}; use 'pre' or 'post'")
     shape = (n_slices, size, size)
     coords = (np.arange(size, dtype=np.float32) + 0.5) / size * 2.0 - 1.0
     y = coords[None, :, None]
@@ -255,21 +256,21 @@ def synthesise_dataset(
         ``out`` as a Path.
 
     Raises:
-        ValueError: bad arguments, or ``out`` is a non-empty folder and ``overwrite`` is False.
+        GliomasegError: bad arguments, or ``out`` is a non-empty folder and ``overwrite`` is False.
     """
     out = Path(out)
     if n_patients < 1:
-        raise ValueError(f"n_patients must be >= 1, got {n_patients}")
+        raise GliomasegError(f"n_patients must be >= 1, got {n_patients}")
     lo, hi = slices
     if not 1 <= lo <= hi:
-        raise ValueError(f"slices must be (min, max) with 1 <= min <= max, got {slices}")
+        raise GliomasegError(f"slices must be (min, max) with 1 <= min <= max, got {slices}")
     if size < 32:
-        raise ValueError(f"size must be >= 32, got {size}")
+        raise GliomasegError(f"size must be >= 32, got {size}")
     if out.exists() and not out.is_dir():
-        raise ValueError(f"{out} exists and is not a folder; choose another output folder")
+        raise GliomasegError(f"{out} exists and is not a folder; choose another output folder")
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
-            raise ValueError(
+            raise GliomasegError(
                 f"{out} is not empty; choose an empty or new folder, or pass overwrite=True "
                 "(--overwrite) to replace the phantom data in it"
             )

@@ -26,9 +26,11 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
+from gliomaseg.errors import GliomasegError, OutputExistsError
 from gliomaseg.utils import atomic_write_text
 
 __all__ = [
+    "PARTS",
     "SPLITS_FORMAT",
     "load_splits",
     "make_splits",
@@ -41,7 +43,8 @@ logger = logging.getLogger(__name__)
 
 SPLITS_FORMAT = "gliomaseg-splits/1"
 _STRATIFY_KEYS = ("site", "burden")
-_PARTS = ("train", "val", "test", "all")
+PARTS: tuple[str, ...] = ("test", "val", "train", "all")
+"""The parts of a ``splits.json`` a model can be evaluated on (``all``: every patient of the index)."""
 _OTHER = "other"
 
 
@@ -49,9 +52,9 @@ def _patient_table(table: pd.DataFrame) -> pd.DataFrame:
     """One row per patient: ``site`` and total ``tumour_pixels``, sorted by ``patient_id``."""
     missing = [c for c in ("patient_id", "site", "tumour_pixels") if c not in table.columns]
     if missing:
-        raise ValueError(f"index table lacks column(s) {missing}; build it with gliomaseg.data.index.index_dataset")
+        raise GliomasegError(f"index table lacks column(s) {missing}; build it with gliomaseg.data.index.index_dataset")
     if len(table) == 0:
-        raise ValueError("index table is empty: there are no patients to split")
+        raise GliomasegError("index table is empty: there are no patients to split")
     patients = (
         table.groupby("patient_id", sort=True)
         .agg(site=("site", "first"), tumour_pixels=("tumour_pixels", "sum"))
@@ -121,7 +124,7 @@ def _try_split(
                 folds.append({"train": sorted(map(str, rest[tr])), "val": sorted(map(str, rest[va]))})
     for fold in folds:
         if not fold["train"] or not fold["val"]:
-            raise ValueError("a fold has an empty part")
+            raise GliomasegError("a fold has an empty part")
     return sorted(map(str, test)), folds
 
 
@@ -153,24 +156,24 @@ def make_splits(
         The splits dict in the ``splits.json`` format (sorted patient lists; see module docstring).
 
     Raises:
-        ValueError: bad fractions, folds or stratify keys, or too few patients for the parts.
+        GliomasegError: bad fractions, folds or stratify keys, or too few patients for the parts.
     """
     if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 1:
-        raise ValueError(f"n_folds={n_folds!r} must be an integer >= 1 (1 = single train/val holdout)")
+        raise GliomasegError(f"n_folds={n_folds!r} must be an integer >= 1 (1 = single train/val holdout)")
     n_folds = int(n_folds)
     if not 0.0 <= float(test_fraction) < 1.0:
-        raise ValueError(f"test_fraction={test_fraction!r} must be in [0, 1) (0 = no test part)")
+        raise GliomasegError(f"test_fraction={test_fraction!r} must be in [0, 1) (0 = no test part)")
     if n_folds == 1:
         if not 0.0 < float(val_fraction) < 1.0:
-            raise ValueError(f"val_fraction={val_fraction!r} must be in (0, 1) for a holdout split")
+            raise GliomasegError(f"val_fraction={val_fraction!r} must be in (0, 1) for a holdout split")
         if float(test_fraction) + float(val_fraction) >= 1.0:
-            raise ValueError(
+            raise GliomasegError(
                 f"test_fraction={test_fraction!r} + val_fraction={val_fraction!r} must be < 1 "
                 "to leave patients for training"
             )
     unknown = [s for s in stratify if s not in _STRATIFY_KEYS]
     if unknown or isinstance(stratify, str):
-        raise ValueError(f"stratify={stratify!r}: use a list of any of {list(_STRATIFY_KEYS)}")
+        raise GliomasegError(f"stratify={stratify!r}: use a list of any of {list(_STRATIFY_KEYS)}")
 
     patients = _patient_table(table)
     n = len(patients)
@@ -179,7 +182,7 @@ def make_splits(
     n_val = _n_from_fraction(float(val_fraction), n) if n_folds == 1 else 0
     need_rest = n_folds if n_folds > 1 else 2
     if n_rest < need_rest or (n_folds == 1 and n_rest - n_val < 1):
-        raise ValueError(
+        raise GliomasegError(
             f"{n} patient(s) are too few for test_fraction={test_fraction}, val_fraction={val_fraction}, "
             f"n_folds={n_folds}: lower the fractions/folds or add patients"
         )
@@ -214,7 +217,7 @@ def make_splits(
             test, folds = _try_split(ids, label_arr, n_test=n_test, n_val=n_val, n_folds=n_folds, seed=int(seed))
         except (ValueError, UserWarning) as err:
             if not used:
-                raise ValueError(f"cannot split {n} patient(s): {err}") from err
+                raise GliomasegError(f"cannot split {n} patient(s): {err}") from err
             last_error = err
             continue
         if used != wanted:
@@ -247,35 +250,35 @@ def _canonical(splits: dict[str, Any]) -> str:
 def _validate(splits: Any, source: str) -> dict[str, Any]:
     if not isinstance(splits, dict) or splits.get("format") != SPLITS_FORMAT:
         got = splits.get("format") if isinstance(splits, dict) else type(splits).__name__
-        raise ValueError(f"{source}: format {got!r} is not {SPLITS_FORMAT!r}; recreate it with make_splits")
+        raise GliomasegError(f"{source}: format {got!r} is not {SPLITS_FORMAT!r}; recreate it with make_splits")
     for key in ("test", "folds", "strata", "seed", "n_folds"):
         if key not in splits:
-            raise ValueError(f"{source}: missing key {key!r}; recreate it with make_splits")
+            raise GliomasegError(f"{source}: missing key {key!r}; recreate it with make_splits")
     folds = splits["folds"]
     if not isinstance(folds, list) or not folds:
-        raise ValueError(f"{source}: 'folds' must be a non-empty list of {{'train': [...], 'val': [...]}}")
+        raise GliomasegError(f"{source}: 'folds' must be a non-empty list of {{'train': [...], 'val': [...]}}")
     test = set(splits["test"])
     if len(test) != len(splits["test"]):
-        raise ValueError(f"{source}: a patient is listed twice in 'test'")
+        raise GliomasegError(f"{source}: a patient is listed twice in 'test'")
     pool: set[str] | None = None
     for i, fold in enumerate(folds):
         if not isinstance(fold, dict) or "train" not in fold or "val" not in fold:
-            raise ValueError(f"{source}: fold {i} must have 'train' and 'val' lists")
+            raise GliomasegError(f"{source}: fold {i} must have 'train' and 'val' lists")
         train, val = fold["train"], fold["val"]
         for name, part in (("train", train), ("val", val)):
             if len(set(part)) != len(part):
                 dup = sorted(p for p in set(part) if part.count(p) > 1)[0]
-                raise ValueError(f"{source}: patient {dup!r} is listed twice in fold {i} {name}")
+                raise GliomasegError(f"{source}: patient {dup!r} is listed twice in fold {i} {name}")
         both = sorted(set(train) & set(val))
         if both:
-            raise ValueError(f"{source}: patient {both[0]!r} is in both train and val of fold {i}")
+            raise GliomasegError(f"{source}: patient {both[0]!r} is in both train and val of fold {i}")
         leak = sorted(test & (set(train) | set(val)))
         if leak:
-            raise ValueError(f"{source}: test patient {leak[0]!r} is also in fold {i}")
+            raise GliomasegError(f"{source}: test patient {leak[0]!r} is also in fold {i}")
         here = set(train) | set(val)
         if pool is not None and here != pool:
             odd = sorted(here ^ pool)[0]
-            raise ValueError(f"{source}: patient {odd!r} is in fold {i} but not in every fold")
+            raise GliomasegError(f"{source}: patient {odd!r} is in fold {i} but not in every fold")
         pool = here
     return splits
 
@@ -292,8 +295,8 @@ def save_splits(splits: dict[str, Any], path: str | os.PathLike[str], *, overwri
         The path written.
 
     Raises:
-        FileExistsError: ``path`` holds different splits and ``overwrite`` is false.
-        ValueError: ``splits`` is malformed (see :func:`load_splits`).
+        OutputExistsError: ``path`` holds different splits and ``overwrite`` is false.
+        GliomasegError: ``splits`` is malformed (see :func:`load_splits`).
     """
     path = Path(path)
     _validate(splits, "splits to save")
@@ -304,7 +307,7 @@ def save_splits(splits: dict[str, Any], path: str | os.PathLike[str], *, overwri
             existing = None
         if existing is not None and _canonical(existing) == _canonical(splits):
             return path
-        raise FileExistsError(
+        raise OutputExistsError(
             f"{path} already holds different splits; splits are written once and reused so results "
             "stay comparable (use --overwrite / overwrite=True to replace them)"
         )
@@ -323,20 +326,20 @@ def load_splits(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: wrong format, or a patient in two parts (the message names the patient).
+        GliomasegError: wrong format, or a patient in two parts (the message names the patient).
     """
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err}); recreate it with make_splits") from err
+        raise GliomasegError(f"{path}: not valid JSON ({err}); recreate it with make_splits") from err
     return _validate(data, str(path))
 
 
 def _check_fold(splits: dict[str, Any], fold: int) -> None:
     n = len(splits["folds"])
     if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)) or not 0 <= fold < n:
-        raise ValueError(f"fold={fold!r} is out of range: these splits have {n} fold(s) (0..{n - 1})")
+        raise GliomasegError(f"fold={fold!r} is out of range: these splits have {n} fold(s) (0..{n - 1})")
 
 
 def split_id(splits: dict[str, Any], fold: int = 0) -> str:
@@ -366,10 +369,10 @@ def part_patients(splits: dict[str, Any], part: str, fold: int = 0) -> list[str]
         Sorted list of patient ids (empty for ``"test"`` when there is no test part).
 
     Raises:
-        ValueError: unknown part or fold out of range.
+        GliomasegError: unknown part or fold out of range.
     """
-    if part not in _PARTS:
-        raise ValueError(f"part={part!r} must be one of {list(_PARTS)}")
+    if part not in PARTS:
+        raise GliomasegError(f"part={part!r} must be one of {list(PARTS)}")
     _check_fold(splits, fold)
     if part == "test":
         return sorted(splits["test"])

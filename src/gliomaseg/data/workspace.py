@@ -18,6 +18,7 @@ from gliomaseg.data.cache import build_cache
 from gliomaseg.data.index import index_dataset, load_index, save_index
 from gliomaseg.data.normalise import PreprocessConfig
 from gliomaseg.data.splits import load_splits, make_splits, save_splits
+from gliomaseg.errors import GliomasegError
 
 __all__ = ["Workspace", "ensure_index", "ensure_splits", "prepare"]
 
@@ -38,7 +39,7 @@ def ensure_index(data: str | Path | None, index_path: Path, *, progress: bool = 
     """Load ``index_path`` if it exists (and matches ``data``), else index ``data`` and save it.
 
     Raises:
-        ValueError: neither an index nor a data folder is given, or the saved index was built
+        GliomasegError: neither an index nor a data folder is given, or the saved index was built
             from another folder (the message says which, and how to rebuild).
     """
     if index_path.is_file():
@@ -46,13 +47,13 @@ def ensure_index(data: str | Path | None, index_path: Path, *, progress: bool = 
         if data is not None:
             root = str(Path(data).resolve())
             if not table["image_path"].astype(str).str.startswith(root).all():
-                raise ValueError(
+                raise GliomasegError(
                     f"{index_path} was built from another folder than {root}; "
                     f"delete it, or pass --workdir/--index to use a separate one"
                 )
         return table
     if data is None:
-        raise ValueError(f"no index at {index_path}: pass --data DIR (a kaggle_3m folder) to build it")
+        raise GliomasegError(f"no index at {index_path}: pass --data DIR (a kaggle_3m folder) to build it")
     result = index_dataset(data, progress=progress)
     save_index(result.table, index_path)
     log.info("indexed %s -> %s", data, index_path)
@@ -63,7 +64,7 @@ def ensure_splits(table: pd.DataFrame, splits_path: Path, **split_kwargs: Any) -
     """Load ``splits_path`` if it exists, else make default splits from ``table`` and save them.
 
     Raises:
-        ValueError: the saved splits name patients that the index does not have.
+        GliomasegError: the saved splits name patients that the index does not have.
     """
     if splits_path.is_file():
         splits = load_splits(splits_path)
@@ -71,7 +72,7 @@ def ensure_splits(table: pd.DataFrame, splits_path: Path, **split_kwargs: Any) -
         listed = set(splits["test"]).union(*({*f["train"], *f["val"]} for f in splits["folds"]))
         unknown = sorted(listed - known)
         if unknown:
-            raise ValueError(
+            raise GliomasegError(
                 f"{splits_path} lists {len(unknown)} patients that the index lacks (e.g. {unknown[:3]}); "
                 "it belongs to another dataset: pass --splits or --workdir for this one"
             )

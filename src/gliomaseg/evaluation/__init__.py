@@ -28,7 +28,6 @@ _EXPORTS = {
     "postprocess_volume": "gliomaseg.evaluation.postprocess",
     "remove_small_components": "gliomaseg.evaluation.postprocess",
     "EVAL_FORMAT": "gliomaseg.evaluation.evaluator",
-    "SPLITS": "gliomaseg.evaluation.evaluator",
     "evaluate": "gliomaseg.evaluation.evaluator",
     "FLAIR": "gliomaseg.evaluation.figures",
     "outline": "gliomaseg.evaluation.figures",
@@ -49,7 +48,7 @@ _EXPORTS = {
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
-    from gliomaseg.evaluation.evaluator import EVAL_FORMAT, SPLITS, evaluate
+    from gliomaseg.evaluation.evaluator import EVAL_FORMAT, evaluate
     from gliomaseg.evaluation.figures import (
         FLAIR,
         outline,

@@ -22,6 +22,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
+from gliomaseg.errors import GliomasegError
 from gliomaseg.utils import atomic_write  # noqa: E402
 
 __all__ = [
@@ -46,9 +47,9 @@ _DPI = 100
 
 def _check_stack(images: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> None:
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-        raise ValueError(f"images must be S x H x W x 3 uint8, got shape {images.shape} dtype {images.dtype}")
+        raise GliomasegError(f"images must be S x H x W x 3 uint8, got shape {images.shape} dtype {images.dtype}")
     if truth.shape != images.shape[:3] or pred.shape != images.shape[:3]:
-        raise ValueError(f"truth {truth.shape} and pred {pred.shape} must both be S x H x W = {images.shape[:3]}")
+        raise GliomasegError(f"truth {truth.shape} and pred {pred.shape} must both be S x H x W = {images.shape[:3]}")
 
 
 def outline(mask: np.ndarray) -> np.ndarray:
@@ -100,7 +101,7 @@ def overlay_frames(
         ``S x h x w x 3`` uint8.
 
     Raises:
-        ValueError: mismatched shapes or non-uint8 images.
+        GliomasegError: mismatched shapes or non-uint8 images.
     """
     truth, pred = np.asarray(truth).astype(bool), np.asarray(pred).astype(bool)
     _check_stack(images, truth, pred)

@@ -47,6 +47,8 @@ import pandas as pd
 import torch
 from monai.metrics import compute_confusion_matrix_metric, compute_hausdorff_distance
 
+from gliomaseg.errors import GliomasegError
+
 __all__ = [
     "CASES",
     "METRIC_KEYS",
@@ -114,7 +116,7 @@ def _as_binary_array(x: Any, name: str) -> np.ndarray:
     bad = (x != 0) & (x != 1)
     if bad.any():
         example = x[bad].flat[0].item()
-        raise ValueError(
+        raise GliomasegError(
             f"{name} is not binary: it contains {example!r} besides 0/1. Binarise it first "
             "(e.g. mask > 0 for 0/255 masks, or gliomaseg.evaluation.postprocess.binarise for probabilities)."
         )
@@ -125,12 +127,12 @@ def _check_pair(pred: Any, target: Any, ndims: Sequence[int]) -> tuple[np.ndarra
     p = _as_binary_array(pred, "pred")
     t = _as_binary_array(target, "target")
     if p.shape != t.shape:
-        raise ValueError(f"pred and target shapes differ: {tuple(p.shape)} vs {tuple(t.shape)}.")
+        raise GliomasegError(f"pred and target shapes differ: {tuple(p.shape)} vs {tuple(t.shape)}.")
     if p.ndim not in ndims:
         want = " or ".join(f"{d}D" for d in ndims)
-        raise ValueError(f"expected a {want} mask, got shape {tuple(p.shape)}.")
+        raise GliomasegError(f"expected a {want} mask, got shape {tuple(p.shape)}.")
     if p.size == 0:
-        raise ValueError(f"pred and target are empty arrays (shape {tuple(p.shape)}).")
+        raise GliomasegError(f"pred and target are empty arrays (shape {tuple(p.shape)}).")
     return p, t
 
 
@@ -167,14 +169,14 @@ def dice_from_counts(intersection: Any, pred_sum: Any, truth_sum: Any) -> float 
         Dice as a float for scalar input, else a float64 array.
 
     Raises:
-        ValueError: negative counts or an intersection larger than either sum.
+        GliomasegError: negative counts or an intersection larger than either sum.
     """
     i, p, t = (np.asarray(v, dtype=np.float64) for v in (intersection, pred_sum, truth_sum))
     if (i < 0).any() or (p < 0).any() or (t < 0).any():
-        raise ValueError(f"counts must be >= 0, got intersection={i}, pred_sum={p}, truth_sum={t}.")
+        raise GliomasegError(f"counts must be >= 0, got intersection={i}, pred_sum={p}, truth_sum={t}.")
     # A small tolerance allows float-accumulated soft counts.
     if (i > np.minimum(p, t) * (1 + 1e-6) + 1e-6).any():
-        raise ValueError(f"intersection {i} exceeds pred_sum {p} or truth_sum {t}; check the accumulated counts.")
+        raise GliomasegError(f"intersection {i} exceeds pred_sum {p} or truth_sum {t}; check the accumulated counts.")
     with np.errstate(invalid="ignore", divide="ignore"):
         dice = np.where(t > 0, 2.0 * i / (p + t), np.nan)
     return float(dice) if dice.ndim == 0 else dice
@@ -264,7 +266,7 @@ def binary_metrics(pred: Any, target: Any) -> dict[str, float | int | str]:
 
     Raises:
         TypeError: inputs that are not numpy arrays / torch tensors.
-        ValueError: non-binary values, mismatched shapes, or not 2D/3D.
+        GliomasegError: non-binary values, mismatched shapes, or not 2D/3D.
     """
     p, t = _check_pair(pred, target, (2, 3))
     batch = _metrics_batch(p[None], t[None])
@@ -293,7 +295,7 @@ def slice_metrics(pred: Any, target: Any) -> pd.DataFrame:
 
     Raises:
         TypeError: inputs that are not numpy arrays / torch tensors.
-        ValueError: non-binary values, mismatched shapes, or not 3D.
+        GliomasegError: non-binary values, mismatched shapes, or not 3D.
     """
     p, t = _check_pair(pred, target, (3,))
     batch = _metrics_batch(p, t)
@@ -318,12 +320,12 @@ def summarise(
         NaN if n < 2), ``ci_low``, ``ci_high``. Floats are NaN when ``n == 0``.
 
     Raises:
-        ValueError: ``n_boot < 1`` or ``ci`` outside (0, 1).
+        GliomasegError: ``n_boot < 1`` or ``ci`` outside (0, 1).
     """
     if not isinstance(n_boot, int | np.integer) or n_boot < 1:
-        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}.")
+        raise GliomasegError(f"n_boot must be a positive integer, got {n_boot!r}.")
     if not 0.0 < ci < 1.0:
-        raise ValueError(f"ci must be in (0, 1), e.g. 0.95, got {ci!r}.")
+        raise GliomasegError(f"ci must be in (0, 1), e.g. 0.95, got {ci!r}.")
     x = np.asarray(values, dtype=np.float64).ravel()
     finite = ~np.isnan(x)
     x = x[finite]
@@ -402,14 +404,14 @@ def summarise_table(
         (``{str(value): same structure}``).
 
     Raises:
-        ValueError: a missing ``case``, metric or group column.
+        GliomasegError: a missing ``case``, metric or group column.
     """
     missing = [c for c in ("case", *columns, *([group] if group else [])) if c not in df.columns]
     if missing:
-        raise ValueError(f"summarise_table: column(s) {missing} not in the table; available: {list(df.columns)}.")
+        raise GliomasegError(f"summarise_table: column(s) {missing} not in the table; available: {list(df.columns)}.")
     unknown = sorted(set(df["case"].astype(str)) - set(CASES))
     if unknown:
-        raise ValueError(f"summarise_table: unknown case label(s) {unknown}; expected one of {CASES}.")
+        raise GliomasegError(f"summarise_table: unknown case label(s) {unknown}; expected one of {CASES}.")
     out = _summarise_frame(df, columns, n_boot, ci, seed)
     if group is not None:
         out["groups"] = {

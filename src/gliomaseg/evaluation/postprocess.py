@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from gliomaseg.errors import GliomasegError
+
 __all__ = [
     "FLIPS",
     "PostprocessConfig",
@@ -54,7 +56,7 @@ class PostprocessConfig:
             leave out when it traces the bright rim.
 
     Raises:
-        ValueError: a threshold outside (0, 1) or a negative / non-integer ``min_size``.
+        GliomasegError: a threshold outside (0, 1) or a negative / non-integer ``min_size``.
         TypeError: non-bool ``largest_component`` or ``tta``.
     """
 
@@ -68,12 +70,14 @@ class PostprocessConfig:
         if isinstance(self.threshold, bool) or not isinstance(self.threshold, int | float):
             raise TypeError(f"PostprocessConfig.threshold must be a number in (0, 1), got {self.threshold!r}.")
         if not 0.0 < float(self.threshold) < 1.0:
-            raise ValueError(f"PostprocessConfig.threshold must be in (0, 1) (a probability), got {self.threshold!r}.")
+            raise GliomasegError(
+                f"PostprocessConfig.threshold must be in (0, 1) (a probability), got {self.threshold!r}."
+            )
         self.threshold = float(self.threshold)
         if isinstance(self.min_size, bool) or not isinstance(self.min_size, int | np.integer):
-            raise ValueError(f"PostprocessConfig.min_size must be an integer >= 0 (voxels), got {self.min_size!r}.")
+            raise GliomasegError(f"PostprocessConfig.min_size must be an integer >= 0 (voxels), got {self.min_size!r}.")
         if self.min_size < 0:
-            raise ValueError(f"PostprocessConfig.min_size must be >= 0 voxels (0 = off), got {self.min_size!r}.")
+            raise GliomasegError(f"PostprocessConfig.min_size must be >= 0 voxels (0 = off), got {self.min_size!r}.")
         self.min_size = int(self.min_size)
         for name in ("largest_component", "tta", "fill_holes"):
             value = getattr(self, name)
@@ -90,14 +94,14 @@ class PostprocessConfig:
         """Build from a mapping such as :meth:`to_dict` output; missing keys take defaults.
 
         Raises:
-            ValueError: unknown keys (typos) or invalid values.
+            GliomasegError: unknown keys (typos) or invalid values.
         """
         if not isinstance(data, Mapping):
             raise TypeError(f"PostprocessConfig.from_dict expects a mapping, got {type(data).__name__}.")
         allowed = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - allowed)
         if unknown:
-            raise ValueError(f"unknown postprocess option(s) {unknown}; allowed: {sorted(allowed)}.")
+            raise GliomasegError(f"unknown postprocess option(s) {unknown}; allowed: {sorted(allowed)}.")
         return cls(**dict(data))
 
 
@@ -120,16 +124,16 @@ def binarise(prob: Any, threshold: float = 0.5) -> np.ndarray:
         Bool array of the same shape.
 
     Raises:
-        ValueError: a threshold outside (0, 1) or values outside [0, 1] (e.g. logits; apply a
+        GliomasegError: a threshold outside (0, 1) or values outside [0, 1] (e.g. logits; apply a
             sigmoid first).
     """
     if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold!r}.")
+        raise GliomasegError(f"threshold must be in (0, 1), got {threshold!r}.")
     p = _to_numpy(prob, "prob")
     if p.dtype == np.bool_:
         return p.copy()
     if p.size and (np.nanmin(p) < 0.0 or np.nanmax(p) > 1.0 or np.isnan(p).any()):
-        raise ValueError(
+        raise GliomasegError(
             f"prob must hold probabilities in [0, 1], found range [{np.nanmin(p)}, {np.nanmax(p)}] "
             "(or NaN); pass sigmoid(logits), not logits."
         )
@@ -141,9 +145,9 @@ def _label(mask: Any, connectivity: int) -> tuple[np.ndarray, int, np.ndarray]:
     if m.dtype != np.bool_:
         raise TypeError(f"mask must be a bool array (use binarise first), got dtype {m.dtype}.")
     if m.ndim not in (2, 3):
-        raise ValueError(f"mask must be S x H x W (or H x W), got shape {m.shape}.")
+        raise GliomasegError(f"mask must be S x H x W (or H x W), got shape {m.shape}.")
     if not 1 <= connectivity <= m.ndim:
-        raise ValueError(
+        raise GliomasegError(
             f"connectivity must be in 1..{m.ndim} (1 = 6-connected, 3 = 26-connected in 3D), got {connectivity!r}."
         )
     structure = ndimage.generate_binary_structure(m.ndim, connectivity)
@@ -163,11 +167,11 @@ def remove_small_components(mask: Any, min_size: int, connectivity: int = 3) -> 
         A new bool array; an empty mask stays empty.
 
     Raises:
-        ValueError: negative ``min_size``, bad shape or connectivity.
+        GliomasegError: negative ``min_size``, bad shape or connectivity.
         TypeError: a non-bool mask.
     """
     if isinstance(min_size, bool) or not isinstance(min_size, int | np.integer) or min_size < 0:
-        raise ValueError(f"min_size must be an integer >= 0 voxels, got {min_size!r}.")
+        raise GliomasegError(f"min_size must be an integer >= 0 voxels, got {min_size!r}.")
     m, n, labels = _label(mask, connectivity)
     if n == 0 or min_size <= 1:
         return m.copy()
@@ -188,7 +192,7 @@ def keep_largest_component(mask: Any, connectivity: int = 3) -> np.ndarray:
         A new bool array; an empty mask stays empty.
 
     Raises:
-        ValueError: bad shape or connectivity.
+        GliomasegError: bad shape or connectivity.
         TypeError: a non-bool mask.
     """
     m, n, labels = _label(mask, connectivity)
@@ -215,12 +219,12 @@ def postprocess_volume(prob: Any, cfg: PostprocessConfig | None = None) -> np.nd
         Bool mask ``S x H x W``.
 
     Raises:
-        ValueError: not 3D, or values outside [0, 1].
+        GliomasegError: not 3D, or values outside [0, 1].
     """
     cfg = cfg if cfg is not None else PostprocessConfig()
     p = _to_numpy(prob, "prob")
     if p.ndim != 3:
-        raise ValueError(f"prob must be one patient volume S x H x W, got shape {p.shape}.")
+        raise GliomasegError(f"prob must be one patient volume S x H x W, got shape {p.shape}.")
     mask = binarise(p, cfg.threshold)
     if cfg.min_size > 0:
         mask = remove_small_components(mask, cfg.min_size)
@@ -239,7 +243,7 @@ def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
     """
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 3:
-        raise ValueError(f"mask must be S x H x W, got shape {mask.shape}.")
+        raise GliomasegError(f"mask must be S x H x W, got shape {mask.shape}.")
     return np.stack([ndimage.binary_fill_holes(s) for s in mask]) if len(mask) else mask.copy()
 
 
@@ -264,20 +268,22 @@ def flip_tta(
         Probabilities ``B x K x H x W`` in [0, 1] (``B x 1 x H x W`` for a binary model).
 
     Raises:
-        ValueError: unknown/duplicate/no flips, a non-4D batch, or logits whose batch or spatial
+        GliomasegError: unknown/duplicate/no flips, a non-4D batch, or logits whose batch or spatial
             size differs from the input.
         TypeError: ``images`` not a tensor.
     """
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"images must be a torch tensor B x C x H x W, got {type(images).__name__}.")
     if images.ndim != 4:
-        raise ValueError(f"images must be B x C x H x W, got shape {tuple(images.shape)}.")
+        raise GliomasegError(f"images must be B x C x H x W, got shape {tuple(images.shape)}.")
     if isinstance(flips, str):
-        raise ValueError(f"flips must be a sequence of flip names such as ('none', 'h'), got the string {flips!r}.")
+        raise GliomasegError(f"flips must be a sequence of flip names such as ('none', 'h'), got the string {flips!r}.")
     flips = tuple(flips)
     unknown = [f for f in flips if f not in FLIPS]
     if not flips or unknown or len(set(flips)) != len(flips):
-        raise ValueError(f"flips must be a non-empty list of distinct names from {sorted(FLIPS)}, got {list(flips)}.")
+        raise GliomasegError(
+            f"flips must be a non-empty list of distinct names from {sorted(FLIPS)}, got {list(flips)}."
+        )
     total = torch.zeros(())
     with torch.no_grad():
         for name in flips:
@@ -285,7 +291,7 @@ def flip_tta(
             x = torch.flip(images, dims) if dims else images
             logits = predict_fn(x)
             if logits.ndim != 4 or logits.shape[0] != images.shape[0] or logits.shape[-2:] != images.shape[-2:]:
-                raise ValueError(
+                raise GliomasegError(
                     f"predict_fn returned shape {tuple(logits.shape)} for input {tuple(images.shape)}; "
                     "expected logits B x K x H x W with the same B, H, W."
                 )

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gliomaseg.errors import GliomasegError, OutputExistsError
 from gliomaseg.utils import atomic_write
 
 __all__ = ["ONNX_FORMAT", "ExportResult", "export_onnx"]
@@ -86,7 +87,7 @@ def export_onnx(
         An :class:`ExportResult` (path, max abs difference, opset).
 
     Raises:
-        ValueError: an unreadable checkpoint, an existing ``out`` without ``overwrite``, a target
+        GliomasegError: an unreadable checkpoint, an existing ``out`` without ``overwrite``, a target
             that does not end in ``.onnx``, or outputs that differ by more than ``atol`` (nothing is
             written then).
     """
@@ -99,11 +100,11 @@ def export_onnx(
     checkpoint = Path(checkpoint)
     target = Path(out) if out is not None else checkpoint.with_suffix(".onnx")
     if target.suffix.lower() != ".onnx":
-        raise ValueError(f"export target {target} must end in .onnx")
+        raise GliomasegError(f"export target {target} must end in .onnx")
     if target.exists() and not overwrite:
-        raise ValueError(f"{target} exists; pass --overwrite (overwrite=True) to replace it")
+        raise OutputExistsError(f"{target} exists; pass --overwrite (overwrite=True) to replace it")
     if opset < 13:
-        raise ValueError(f"opset={opset}: use 13 or newer (dynamic batch axes need it)")
+        raise GliomasegError(f"opset={opset}: use 13 or newer (dynamic batch axes need it)")
 
     model, payload = load_model(checkpoint)
     model = model.float().eval()
@@ -140,7 +141,7 @@ def export_onnx(
     got = session.run(["logits"], {"image": batch.numpy()})[0]
     diff = float(np.max(np.abs(got - expected)))
     if not diff <= atol:
-        raise ValueError(
+        raise GliomasegError(
             f"ONNX export of {checkpoint} differs from PyTorch by {diff:.3g} (> {atol}); "
             f"try another --opset (got {opset})"
         )

@@ -100,7 +100,7 @@ def nifti_stem(path: Path) -> str | None:
     return None
 
 
-def _unsupported(path: Path, why: str) -> ValueError:
+def _unsupported(path: Path, why: str) -> GliomasegError:
     return ValueError(f"{path}: {why}; supported inputs are {SUPPORTED_INPUTS}")
 
 
@@ -152,7 +152,7 @@ def _folder_cases(folder: Path, out_dir: Path, skip: Path | None) -> list[Case]:
         numbers = [n for n, _ in numbered]
         if len(set(numbers)) != len(numbers):
             dup = sorted({n for n in numbers if numbers.count(n) > 1})
-            raise ValueError(
+            raise GliomasegError(
                 f"{folder}: slices of {name!r} share numbers {dup} (e.g. the same slice as .tif and .png); "
                 "keep one file per slice"
             )
@@ -185,7 +185,7 @@ def discover_inputs(inputs: Sequence[str | os.PathLike[str]], out: str | os.Path
         volumes in name order, then sub-folders).
 
     Raises:
-        ValueError: a missing input, an unsupported file type, a folder without any slice or
+        GliomasegError: a missing input, an unsupported file type, a folder without any slice or
             NIfTI file, or two inputs that would write the same output file.
     """
     out = Path(out)
@@ -194,7 +194,7 @@ def discover_inputs(inputs: Sequence[str | os.PathLike[str]], out: str | os.Path
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     if not inputs:
-        raise ValueError(f"no inputs given; pass {SUPPORTED_INPUTS}")
+        raise GliomasegError(f"no inputs given; pass {SUPPORTED_INPUTS}")
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
@@ -210,13 +210,13 @@ def discover_inputs(inputs: Sequence[str | os.PathLike[str]], out: str | os.Path
             else:
                 raise _unsupported(path, f"unsupported file type {''.join(path.suffixes) or '(none)'!r}")
         else:
-            raise ValueError(f"input {path} does not exist; pass {SUPPORTED_INPUTS}")
+            raise GliomasegError(f"input {path} does not exist; pass {SUPPORTED_INPUTS}")
     seen: dict[Path, Path] = {}
     for case in cases:
         for target in case.targets:
             key = target.resolve()
             if key in seen and seen[key] != case.source:
-                raise ValueError(
+                raise GliomasegError(
                     f"inputs {seen[key]} and {case.source} would both write {target}; "
                     "rename one or predict them into different --out folders"
                 )
@@ -264,11 +264,11 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, Any]:
         img = nib.load(str(path))
         data = np.asanyarray(img.dataobj)
     except Exception as err:  # noqa: BLE001 - nibabel raises many types for bad files
-        raise ValueError(f"{path}: unreadable or truncated NIfTI file ({type(err).__name__}: {err})") from err
+        raise GliomasegError(f"{path}: unreadable or truncated NIfTI file ({type(err).__name__}: {err})") from err
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise _unsupported(path, f"not a NIfTI-1/2 image ({type(img).__name__})")
     if not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data):
-        raise ValueError(f"{path}: NIfTI data type {data.dtype} is not a real number type")
+        raise GliomasegError(f"{path}: NIfTI data type {data.dtype} is not a real number type")
     shape = data.shape
     if data.ndim == 5 and shape[3] == 1:  # NIfTI vector images store channels on the 5th axis
         data = data[:, :, :, 0, :]
@@ -277,7 +277,7 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, Any]:
     elif data.ndim == 3:
         data = data[..., None]
     if data.ndim != 4 or data.shape[-1] not in (1, 3):
-        raise ValueError(
+        raise GliomasegError(
             f"{path}: NIfTI shape {shape} is not supported; expected X x Y x Z (FLAIR) or X x Y x Z x C "
             "with C = 1 (FLAIR) or 3 (pre-contrast, FLAIR, post-contrast)"
         )
@@ -292,7 +292,7 @@ def read_case(case: Case) -> np.ndarray:
         ``S x H x W x 3`` uint8 (pre-contrast, FLAIR, post-contrast).
 
     Raises:
-        ValueError: an unreadable or truncated file, a wrong dtype or channel count, or slices of
+        GliomasegError: an unreadable or truncated file, a wrong dtype or channel count, or slices of
             one volume with different sizes (the message names the file).
     """
     if case.kind == "nifti":
@@ -302,7 +302,7 @@ def read_case(case: Case) -> np.ndarray:
     for path in case.files:
         image = _as_three_channels(read_image_any(path))
         if slices and image.shape != slices[0].shape:
-            raise ValueError(
+            raise GliomasegError(
                 f"{path}: size {image.shape[0]} x {image.shape[1]} differs from {case.files[0]} "
                 f"({slices[0].shape[0]} x {slices[0].shape[1]}); slices of one volume must match"
             )

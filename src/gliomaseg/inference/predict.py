@@ -31,6 +31,7 @@ import pandas as pd
 from scipy import ndimage
 
 from gliomaseg.data.io import write_image, write_mask
+from gliomaseg.errors import GliomasegError, OutputExistsError
 from gliomaseg.evaluation.postprocess import PostprocessConfig
 from gliomaseg.inference.inputs import Case, discover_inputs, nifti_stem, read_case
 from gliomaseg.inference.segmenter import Segmenter, load_segmenter
@@ -80,7 +81,7 @@ def _write_nifti(path: Path, mask: np.ndarray, source: Any, overwrite: bool) -> 
     image = type(source)(mask, source.affine, header)
     image.header.set_slope_inter(1, 0)
     if path.exists() and not overwrite:
-        raise ValueError(f"{path} exists; pass --overwrite to replace it")
+        raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.name[len(nifti_stem(path) or "") :]
     # nibabel picks the format from the suffix, so the temporary file keeps it.
@@ -135,7 +136,7 @@ def _apply_postprocess(seg: Segmenter, postprocess: PostprocessConfig | Mapping[
     allowed = set(PostprocessConfig().to_dict())
     unknown = sorted(set(changes) - allowed)
     if unknown:
-        raise ValueError(f"unknown postprocess option(s) {unknown}; allowed: {sorted(allowed)}")
+        raise GliomasegError(f"unknown postprocess option(s) {unknown}; allowed: {sorted(allowed)}")
     return seg.with_postprocess(**changes)
 
 
@@ -173,7 +174,7 @@ def predict_inputs(
         The ``areas.csv`` table (columns :data:`AREAS_COLUMNS`), one row per case.
 
     Raises:
-        ValueError: unsupported, missing or corrupt inputs (naming the file), existing outputs
+        GliomasegError: unsupported, missing or corrupt inputs (naming the file), existing outputs
             without ``overwrite``, or an unusable model.
     """
     out = Path(out)
@@ -187,7 +188,7 @@ def predict_inputs(
     existing = [t for t in targets if t.exists()]
     if existing and not overwrite:
         shown = ", ".join(str(p) for p in existing[:3]) + (", ..." if len(existing) > 3 else "")
-        raise ValueError(
+        raise OutputExistsError(
             f"{len(existing)} output file(s) exist already ({shown}); pass --overwrite (overwrite=True) "
             "to replace them, or choose another --out folder"
         )

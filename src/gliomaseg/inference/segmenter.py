@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from gliomaseg.data.normalise import PreprocessConfig, preprocess_volume
+from gliomaseg.errors import GliomasegError
 from gliomaseg.evaluation.postprocess import PostprocessConfig, flip_tta, postprocess_volume
 from gliomaseg.inference.backends import LoadedModel, load_onnx, load_torch
 from gliomaseg.inference.fusion import LogitsFn
@@ -50,7 +51,7 @@ class Segmenter:
         backend: str = "custom",
     ) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size}: must be >= 1")
+            raise GliomasegError(f"batch_size={batch_size}: must be >= 1")
         self.logits_fn = logits_fn
         self.preprocess = preprocess
         self.postprocess = postprocess or PostprocessConfig()
@@ -139,12 +140,12 @@ class Segmenter:
             ``S x H x W`` float32 probabilities at the input's own resolution.
 
         Raises:
-            ValueError: wrong shape or dtype.
+            GliomasegError: wrong shape or dtype.
         """
         if volume.ndim == 3 and volume.shape[-1] == 3:
             volume = volume[None]
         if volume.ndim != 4 or volume.shape[-1] != 3 or volume.dtype != np.uint8:
-            raise ValueError(
+            raise GliomasegError(
                 f"expected an S x H x W x 3 uint8 volume (pre-contrast, FLAIR, post-contrast), "
                 f"got shape {volume.shape} dtype {volume.dtype}"
             )
@@ -189,20 +190,20 @@ def load_segmenter(
             default (on). Off saves about 0.45 s of loading, which is more than it gains below ~800 slices.
 
     Raises:
-        ValueError: options that do not apply to the file's backend, or an unreadable file.
+        GliomasegError: options that do not apply to the file's backend, or an unreadable file.
     """
     path = Path(path)
     extra: dict[str, Any] = {} if batch_size is None else {"batch_size": batch_size}
     if path.suffix.lower() == ".onnx":
         if bf16:
-            raise ValueError(f"{path}: bf16 applies to PyTorch model files; the ONNX model runs in float32")
+            raise GliomasegError(f"{path}: bf16 applies to PyTorch model files; the ONNX model runs in float32")
         if graph_fusion is not None:
-            raise ValueError(f"{path}: graph_fusion applies to PyTorch model files, not to ONNX models")
+            raise GliomasegError(f"{path}: graph_fusion applies to PyTorch model files, not to ONNX models")
         if device not in ("auto", "cpu"):
-            raise ValueError(f"{path}: ONNX models run on the CPU; got device={device!r} (use auto or cpu)")
+            raise GliomasegError(f"{path}: ONNX models run on the CPU; got device={device!r} (use auto or cpu)")
         return Segmenter.from_onnx(path, threads=threads, postprocess=postprocess, **extra)
     if threads is not None:
-        raise ValueError(f"{path}: threads applies to ONNX models; use torch.set_num_threads for model files")
+        raise GliomasegError(f"{path}: threads applies to ONNX models; use torch.set_num_threads for model files")
     if bf16 is not None:
         extra["bf16"] = bf16
     if graph_fusion is not None:

@@ -26,6 +26,8 @@ import torch
 from monai.losses import DiceCELoss, DiceLoss, FocalLoss, TverskyLoss
 from torch import nn
 
+from gliomaseg.errors import GliomasegError
+
 __all__ = ["BinarySegmentationLoss", "FocalTverskyLoss", "create_loss", "list_losses"]
 
 DEFAULT_SMOOTH = 1.0
@@ -39,7 +41,7 @@ class BinarySegmentationLoss(nn.Module):
         loss: module computing the loss from logits and a {0, 1} target of the same shape.
 
     Raises (in ``forward``):
-        ValueError: shapes differ or are not ``B x C x H x W``, or ``target`` has values other
+        GliomasegError: shapes differ or are not ``B x C x H x W``, or ``target`` has values other
             than 0 and 1 (such as a 0/255 mask).
     """
 
@@ -56,14 +58,14 @@ class BinarySegmentationLoss(nn.Module):
             the scalar loss.
         """
         if logits.shape != target.shape or logits.dim() != 4:
-            raise ValueError(
+            raise GliomasegError(
                 f"logits and target must both be B x 1 x H x W with equal shapes, got logits "
                 f"{tuple(logits.shape)} and target {tuple(target.shape)}."
             )
         # One elementwise pass: much cheaper than the network, and it catches 0/255 masks, which
         # would otherwise train silently on a loss without meaning.
         if ((target != 0) & (target != 1)).any():
-            raise ValueError(
+            raise GliomasegError(
                 f"target must contain only 0 and 1, got values in [{target.min().item()}, "
                 f"{target.max().item()}]; normalise masks to {{0, 1}} (e.g. mask / 255 or mask > 0)."
             )
@@ -102,7 +104,7 @@ class FocalTverskyLoss(nn.Module):
     ):
         super().__init__()
         if gamma <= 0:
-            raise ValueError(f"gamma must be positive, got {gamma!r}.")
+            raise GliomasegError(f"gamma must be positive, got {gamma!r}.")
         self.gamma = gamma
         self.tversky = TverskyLoss(
             sigmoid=True,
@@ -231,15 +233,15 @@ def create_loss(name: str, **kwargs: Any) -> nn.Module:
         target outside {0, 1} or a shape mismatch with ``ValueError``.
 
     Raises:
-        ValueError: unknown ``name`` (the message lists valid names) or keyword arguments the
+        GliomasegError: unknown ``name`` (the message lists valid names) or keyword arguments the
             loss does not accept (the message names them and lists the accepted ones).
     """
     if name not in _REGISTRY:
-        raise ValueError(f"Unknown loss {name!r}; choose one of: {', '.join(list_losses())}.")
+        raise GliomasegError(f"Unknown loss {name!r}; choose one of: {', '.join(list_losses())}.")
     builder, accepted, _ = _REGISTRY[name]
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
-        raise ValueError(
+        raise GliomasegError(
             f"Loss {name!r} does not accept {', '.join(map(repr, unknown))}; "
             f"accepted arguments: {', '.join(sorted(accepted))}."
         )

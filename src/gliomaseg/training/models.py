@@ -23,6 +23,8 @@ from monai.networks.nets import AttentionUnet, BasicUNetPlusPlus
 from monai.networks.nets import UNet as MonaiUNet
 from torch import nn
 
+from gliomaseg.errors import GliomasegError
+
 __all__ = [
     "SIZE_MULTIPLE",
     "BudaUNet",
@@ -232,7 +234,7 @@ def list_models() -> list[str]:
 def _check_positive_int(value: Any, what: str) -> None:
     # bool is an int subclass, but `features=True` is surely a mistake.
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}.")
+        raise GliomasegError(f"{what} must be a positive integer, got {value!r}.")
 
 
 def create_model(
@@ -256,19 +258,19 @@ def create_model(
         ``H`` and ``W`` must be divisible by :data:`SIZE_MULTIPLE` (16).
 
     Raises:
-        ValueError: unknown ``name`` (the message lists valid names), ``in_channels``,
+        GliomasegError: unknown ``name`` (the message lists valid names), ``in_channels``,
             ``out_channels`` or ``features`` not a positive integer, or keyword arguments the
             model does not accept (the message names them and lists the accepted ones).
     """
     if name not in _REGISTRY:
-        raise ValueError(f"Unknown model {name!r}; choose one of: {', '.join(list_models())}.")
+        raise GliomasegError(f"Unknown model {name!r}; choose one of: {', '.join(list_models())}.")
     _check_positive_int(in_channels, "in_channels")
     _check_positive_int(out_channels, "out_channels")
     _check_positive_int(features, "features")
     builder, accepted, _ = _REGISTRY[name]
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
-        raise ValueError(
+        raise GliomasegError(
             f"Model {name!r} does not accept {', '.join(map(repr, unknown))}; "
             f"accepted extra arguments: {', '.join(sorted(accepted)) or 'none'}."
         )
@@ -283,13 +285,13 @@ def check_spatial_size(height: int, width: int) -> None:
         width: image width in pixels.
 
     Raises:
-        ValueError: if either side is not a positive multiple of :data:`SIZE_MULTIPLE`; the
+        GliomasegError: if either side is not a positive multiple of :data:`SIZE_MULTIPLE`; the
             message suggests the nearest valid size to resize or pad to.
     """
     for side, value in (("height", height), ("width", width)):
         if value < SIZE_MULTIPLE or value % SIZE_MULTIPLE:
             valid = max(SIZE_MULTIPLE, round(value / SIZE_MULTIPLE) * SIZE_MULTIPLE)
-            raise ValueError(
+            raise GliomasegError(
                 f"Image {side} {value} is not a multiple of {SIZE_MULTIPLE}; "
                 f"resize or pad to e.g. {valid} (the slices of kaggle_3m are 256 x 256)."
             )

@@ -32,6 +32,7 @@ from gliomaseg.data.datamodule import GliomaDataModule
 from gliomaseg.data.normalise import PreprocessConfig
 from gliomaseg.data.splits import split_id
 from gliomaseg.data.workspace import prepare
+from gliomaseg.errors import GliomasegError, OutputExistsError
 from gliomaseg.training.config import TrainConfig, save_config
 from gliomaseg.training.logs import csv_version
 from gliomaseg.training.module import MONITOR, SegmentationModule
@@ -103,7 +104,7 @@ def _run_dir_for(cfg: TrainConfig, resume: str | None, overwrite: bool) -> Path:
         return run_dir
     if resume is None and run_dir.exists() and any(run_dir.iterdir()):
         if not overwrite:
-            raise ValueError(
+            raise OutputExistsError(
                 f"run folder {run_dir} exists: pass --resume to continue it, --run-name for a new one, "
                 "or --overwrite to replace it"
             )
@@ -129,7 +130,7 @@ def train(
         callbacks: extra Lightning callbacks.
 
     Raises:
-        ValueError: the run folder exists (and neither resume nor overwrite), or the resume
+        GliomasegError: the run folder exists (and neither resume nor overwrite), or the resume
             checkpoint is missing.
     """
     cfg = _absolute_paths(cfg)
@@ -138,7 +139,7 @@ def train(
     if resume:
         ckpt_path = str(cfg.run_dir / "checkpoints" / "last.ckpt") if resume is True else str(resume)
         if not Path(ckpt_path).is_file():
-            raise ValueError(f"cannot resume: {ckpt_path} does not exist")
+            raise GliomasegError(f"cannot resume: {ckpt_path} does not exist")
     run_dir = _run_dir_for(cfg, ckpt_path, overwrite)
 
     pre = PreprocessConfig(size=cfg.size, normalisation=cfg.normalisation)
@@ -146,7 +147,7 @@ def train(
         data=cfg.data, workdir=cfg.workdir, preprocess=pre, index_path=cfg.index_path, splits_path=cfg.splits_path
     )
     if cfg.fold >= len(ws.splits["folds"]):
-        raise ValueError(f"fold={cfg.fold}: {cfg.splits_path} has {len(ws.splits['folds'])} folds")
+        raise GliomasegError(f"fold={cfg.fold}: {cfg.splits_path} has {len(ws.splits['folds'])} folds")
     if _global_rank() == 0:
         save_config(cfg, run_dir / "config.yaml")
 

@@ -1,0 +1,78 @@
+"""Evaluation sub-command: ``evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from gliomaseg.cli._common import add_postprocess_flags, postprocess_changes
+
+__all__ = ["print_eval_summary", "register"]
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from gliomaseg.checkpoint import load_checkpoint
+    from gliomaseg.evaluation.evaluator import evaluate
+    from gliomaseg.evaluation.postprocess import PostprocessConfig
+
+    # Flags change single settings of the checkpoint's stored post-processing; the rest is kept.
+    stored = load_checkpoint(args.checkpoint).get("postprocess") or {}
+    post = PostprocessConfig.from_dict({**stored, **postprocess_changes(args)})
+    patients = [p.strip() for p in (args.patients or "").split(",") if p.strip()]
+    result = evaluate(
+        args.checkpoint,
+        data=args.data,
+        split=args.split,
+        out=args.out,
+        index=args.index,
+        splits=args.splits,
+        fold=args.fold,
+        postprocess=post,
+        patients=patients or None,
+        figures=not args.no_figures,
+        overwrite=args.overwrite,
+        device=args.device,
+    )
+    print_eval_summary(result.out)
+
+
+def print_eval_summary(out: Path) -> None:
+    """Print the headline figures of an evaluation folder's ``summary.json``."""
+    summary = json.loads((out / "summary.json").read_text())
+
+    def fmt(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    dice = summary["volume"]["metrics"]["dice"]
+    print(
+        f"{summary['split']['name']} split: {summary['n_patients']} patients, {summary['n_slices']} slices, "
+        f"post-processing {summary['postprocess']}, {summary['seconds']['total']:.0f} s"
+    )
+    print(
+        f"per-patient Dice: mean {fmt(dice['mean'])} (95% CI {fmt(dice['ci_low'])}-{fmt(dice['ci_high'])}), "
+        f"median {fmt(dice['median'])}, n={dice['n']}"
+    )
+    for warning in summary["warnings"]:
+        print(f"warning: {warning}")
+    print(f"report: {out / 'report.html'}")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``evaluate`` to ``sub``."""
+    from gliomaseg.data.splits import PARTS
+
+    p = sub.add_parser("evaluate", help="metrics at the data's resolution, figures, report.html for a split")
+    p.add_argument("checkpoint", help="model file (best.pt or last.pt)")
+    p.add_argument("--data", help="kaggle_3m folder (default: the data of the training run's index)")
+    p.add_argument("--split", choices=PARTS, default="test", help="which patients (default: test)")
+    p.add_argument("--out", help="output folder (default: CHECKPOINT_FOLDER/eval_SPLIT)")
+    p.add_argument("--index", help="index.csv (default: the training run's)")
+    p.add_argument("--splits", help="splits.json (default: the training run's)")
+    p.add_argument("--fold", type=int, help="fold for --split train/val (default: the checkpoint's)")
+    add_postprocess_flags(p)
+    p.add_argument("--patients", help="comma list of patient ids to draw overlays for")
+    p.add_argument("--no-figures", action="store_true", help="tables and report only (faster)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    p.add_argument("--overwrite", action="store_true", help="replace the results in a non-empty --out")
+    p.set_defaults(func=_cmd_evaluate)

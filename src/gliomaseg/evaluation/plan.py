@@ -1,0 +1,250 @@
+"""What an evaluation covers: the index, the splits file, the patients of the split, the warnings.
+
+The first stage of :func:`gliomaseg.evaluation.evaluator.evaluate`: everything here is cheap and
+runs before any image is read, so a wrong path or split fails at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from gliomaseg.data.index import index_dataset, load_index
+from gliomaseg.data.splits import PARTS, load_splits, part_patients, split_id
+from gliomaseg.errors import GliomasegError, OutputExistsError
+
+__all__ = ["OUTPUTS", "EvaluationPlan", "check_output_folder", "plan_evaluation", "prepare_output_folder"]
+
+log = logging.getLogger(__name__)
+
+#: The files of an evaluation folder (besides ``figures/``).
+OUTPUTS = ("summary.json", "per_patient.csv", "per_slice.csv", "report.html")
+
+
+@dataclass
+class EvaluationPlan:
+    """The resolved inputs of an evaluation.
+
+    Attributes:
+        split: ``test``, ``val``, ``train`` or ``all``.
+        fold: the fold of ``train``/``val``.
+        table: the index table (every patient, not only the evaluated ones).
+        index_source: where the index came from (a path, or "built from DIR").
+        splits_file: the ``splits.json`` used, or None (``all`` without one).
+        splits: its contents, or None.
+        patients: the evaluated patient ids, sorted.
+        chosen: patients to draw overlays for, besides best/median/worst.
+        split_id: id of the evaluated splits and fold (None without splits).
+        checkpoint_split_id: the id stored in the model file.
+        warnings: what the report must say about these patients.
+    """
+
+    split: str
+    fold: int
+    table: pd.DataFrame
+    index_source: str
+    splits_file: Path | None
+    splits: dict[str, Any] | None
+    patients: list[str]
+    chosen: list[str]
+    split_id: str | None
+    checkpoint_split_id: str | None
+    warnings: list[str] = field(default_factory=list)
+
+    def rows_by_patient(self) -> dict[str, pd.DataFrame]:
+        """The index rows of each evaluated patient, in slice order."""
+        table = self.table[self.table["patient_id"].isin(self.patients)]
+        return {pid: rows.sort_values("slice") for pid, rows in table.groupby("patient_id", sort=True)}
+
+
+def plan_evaluation(
+    meta: dict[str, Any],
+    *,
+    split: str,
+    data: str | Path | None,
+    index: str | Path | None,
+    splits: str | Path | None,
+    fold: int | None,
+    patients: list[str] | None,
+    progress: bool,
+) -> EvaluationPlan:
+    """Resolve index, splits, patients and warnings for a model file's metadata (see ``evaluate``).
+
+    Raises:
+        GliomasegError: unknown split, missing index/splits, patients of the split absent from the
+            index, or unknown chosen patients.
+    """
+    if split not in PARTS:
+        raise GliomasegError(f"split={split!r}: choose one of {list(PARTS)}")
+    cfg = meta.get("config") or {}
+    table, index_source = _resolve_index(data, index, cfg, progress)
+    fold_k = _fold_of(meta, fold)
+    splits_file = Path(splits) if splits is not None else _config_path(cfg, "splits", "splits.json")
+    ids, splits_dict = _resolve_patients(split, table, splits_file, fold_k, splits is not None)
+    eval_sid = split_id(splits_dict, fold_k) if splits_dict is not None else None
+    checkpoint_sid = meta.get("split_id")
+    warnings = _warnings(split, checkpoint_sid, eval_sid, splits_dict is not None)
+    for w in warnings:
+        log.warning("%s", w)
+    return EvaluationPlan(
+        split=split,
+        fold=fold_k,
+        table=table,
+        index_source=index_source,
+        splits_file=splits_file.resolve() if splits_dict is not None else None,
+        splits=splits_dict,
+        patients=ids,
+        chosen=_chosen(patients, table, ids),
+        split_id=eval_sid,
+        checkpoint_split_id=checkpoint_sid,
+        warnings=warnings,
+    )
+
+
+def _config_path(cfg: dict[str, Any], key: str, default_name: str) -> Path:
+    """Path of the training run's index/splits: the explicit setting, else ``<workdir>/<name>``."""
+    explicit = cfg.get(key)
+    return Path(explicit) if explicit else Path(cfg.get("workdir") or ".") / default_name
+
+
+def _built_from(table: pd.DataFrame, data: str | Path) -> bool:
+    root = str(Path(data).expanduser().resolve())
+    return bool(table["image_path"].astype(str).str.startswith(root).all())
+
+
+def _resolve_index(
+    data: str | Path | None, index: str | Path | None, cfg: dict[str, Any], progress: bool
+) -> tuple[pd.DataFrame, str]:
+    """The index table and where it came from: ``index``, else the run's, else built from ``data``."""
+    if index is not None:
+        table = load_index(index)
+        if data is not None and not _built_from(table, data):
+            raise GliomasegError(
+                f"index {index} was built from another folder than {data}; pass only one of them, "
+                "or an index of that folder"
+            )
+        return table, str(Path(index).resolve())
+    run_index = _config_path(cfg, "index", "index.csv")
+    if run_index.is_file():
+        table = load_index(run_index)
+        if data is None or _built_from(table, data):
+            return table, str(run_index.resolve())
+        log.info("the run's index %s is of another folder than %s: indexing %s", run_index, data, data)
+    if data is None:
+        raise GliomasegError(
+            f"no index found (the checkpoint's run used {run_index}, which does not exist here): "
+            "pass --data DIR (a kaggle_3m folder) or --index FILE"
+        )
+    table = index_dataset(data, progress=progress).table
+    return table, f"built from {Path(data).resolve()}"
+
+
+def _fold_of(meta: dict[str, Any], fold: int | None) -> int:
+    if fold is not None:
+        return int(fold)
+    cfg = meta.get("config") or {}
+    if cfg.get("fold") is not None:
+        return int(cfg["fold"])
+    sid = str(meta.get("split_id") or "")
+    if ":fold" in sid:
+        try:
+            return int(sid.rsplit(":fold", 1)[1])
+        except ValueError:
+            pass
+    return 0
+
+
+def _resolve_patients(
+    split: str,
+    table: pd.DataFrame,
+    splits_file: Path | None,
+    fold: int,
+    explicit_splits: bool,
+) -> tuple[list[str], dict[str, Any] | None]:
+    """Patient ids of the split (sorted) and the splits dict (``None`` if there is none for ``all``)."""
+    splits = load_splits(splits_file) if splits_file is not None and splits_file.is_file() else None
+    if splits is None and (explicit_splits or split != "all"):
+        raise GliomasegError(
+            f"no splits file at {splits_file}: pass --splits FILE (the splits.json the model was trained "
+            "with) or use --split all to evaluate every patient of the index"
+        )
+    known = set(table["patient_id"].astype(str))
+    if split == "all" or splits is None:
+        return sorted(known), splits
+    ids = part_patients(splits, split, fold)
+    if not ids:
+        raise GliomasegError(f"the {split!r} part of {splits_file} (fold {fold}) has no patients; choose another split")
+    missing = sorted(set(ids) - known)
+    if missing:
+        raise GliomasegError(
+            f"{len(missing)} patient(s) of the {split!r} split are not in the index (e.g. {missing[:3]}): "
+            "the index and splits belong to different datasets; pass matching --data/--index and --splits"
+        )
+    return ids, splits
+
+
+def _chosen(patients: list[str] | None, table: pd.DataFrame, ids: list[str]) -> list[str]:
+    """Map chosen patients (folder id or ``TCGA_<site>_<n>`` name) to evaluated patient ids."""
+    if not patients:
+        return []
+    by_name = dict(zip(table["patient"].astype(str), table["patient_id"].astype(str)))
+    evaluated = set(ids)
+    out: list[str] = []
+    for p in patients:
+        pid = p if p in evaluated else by_name.get(p)
+        if pid not in evaluated:
+            raise GliomasegError(
+                f"chosen patient {p!r} is not among the {len(ids)} evaluated patients; "
+                f"pick from e.g. {ids[:3]} (or use --split all)"
+            )
+        if pid not in out:
+            out.append(pid)
+    return out
+
+
+def _warnings(split: str, checkpoint_sid: str | None, eval_sid: str | None, have_splits: bool) -> list[str]:
+    out = []
+    if have_splits and checkpoint_sid and eval_sid != checkpoint_sid:
+        out.append(
+            f"split mismatch: the evaluated splits have id {eval_sid} but the checkpoint was trained with "
+            f"{checkpoint_sid}; the evaluated patients may include patients the model was trained on"
+        )
+    if not checkpoint_sid:
+        out.append("the checkpoint records no split id: cannot check that these patients were unseen in training")
+    if split == "train":
+        out.append("evaluated on the model's training patients: these metrics are optimistic, not a test result")
+    elif split == "val":
+        out.append(
+            "evaluated on the validation patients, which selected the checkpoint: slightly optimistic; "
+            "use the test split for the final estimate"
+        )
+    elif split == "all":
+        out.append("split 'all' includes the patients the model was trained and selected on")
+    return out
+
+
+def check_output_folder(out: Path, overwrite: bool) -> None:
+    """Refuse a non-empty output folder without ``overwrite`` (before any slow work)."""
+    if out.exists() and not out.is_dir():
+        raise GliomasegError(f"output {out} exists and is not a folder; choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise OutputExistsError(
+            f"output folder {out} is not empty: pass overwrite=True (--overwrite) to replace its "
+            "results, or choose another --out"
+        )
+
+
+def prepare_output_folder(out: Path, overwrite: bool) -> None:
+    """Create the output folder, removing only the outputs of an earlier evaluation in it."""
+    check_output_folder(out, overwrite)
+    if out.is_dir():
+        # Only our own outputs are removed; stale figures of an earlier run must not linger.
+        shutil.rmtree(out / "figures", ignore_errors=True)
+        for name in OUTPUTS:
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
