@@ -29,7 +29,6 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from gliomaseg.checkpoint import save_checkpoint
 from gliomaseg.data.augment import augment_config
 from gliomaseg.data.datamodule import GliomaDataModule
-from gliomaseg.data.normalise import PreprocessConfig
 from gliomaseg.data.splits import split_id
 from gliomaseg.data.workspace import prepare
 from gliomaseg.errors import GliomasegError, OutputExistsError
@@ -142,7 +141,7 @@ def train(
             raise GliomasegError(f"cannot resume: {ckpt_path} does not exist")
     run_dir = _run_dir_for(cfg, ckpt_path, overwrite)
 
-    pre = PreprocessConfig(size=cfg.size, normalisation=cfg.normalisation)
+    pre = cfg.preprocess_config()
     ws = prepare(
         data=cfg.data, workdir=cfg.workdir, preprocess=pre, index_path=cfg.index_path, splits_path=cfg.splits_path
     )
@@ -178,7 +177,7 @@ def train(
     meta = {
         "model": {"name": cfg.model, "kwargs": model_kwargs},
         "preprocess": pre.to_dict(),
-        "postprocess": cfg.postprocess_dict(),
+        "postprocess": cfg.postprocess_config().to_dict(),
         "split_id": split_id(ws.splits, cfg.fold),
         "config": cfg.to_dict(),
     }
