@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gliomaseg.data.io import read_image, read_mask
+from gliomaseg.data.io import LOSSLESS_SUFFIXES, read_image, read_mask
 from gliomaseg.errors import GliomasegError
 from gliomaseg.utils import atomic_write
 
@@ -61,7 +61,6 @@ _INT_COLUMNS = ("slice", "height", "width", "tumour_pixels")
 _BOOL_COLUMNS = ("has_tumour", "has_pre", "has_post")
 
 #: Suffixes an indexed slice may have (JPEG is excluded: lossy masks are not binary).
-SLICE_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".png")
 
 _SLICE_RE = re.compile(r"^(?P<name>.+)_(?P<n>\d+)(?P<mask>_mask)?$")
 _DATE_RE = re.compile(r"_\d{8}$")
@@ -120,7 +119,7 @@ def _is_hidden(p: Path) -> bool:
 
 def _slice_files(folder: Path) -> list[Path]:
     return sorted(
-        p for p in folder.iterdir() if p.is_file() and not _is_hidden(p) and p.suffix.lower() in SLICE_SUFFIXES
+        p for p in folder.iterdir() if p.is_file() and not _is_hidden(p) and p.suffix.lower() in LOSSLESS_SUFFIXES
     )
 
 
