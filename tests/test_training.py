@@ -10,9 +10,9 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from gliomaseg.checkpoint import load_checkpoint, load_model
-from gliomaseg.training.config import resolve_config
 from gliomaseg.data.phantoms import synthesise_dataset
 from gliomaseg.training import read_training_log, train
+from gliomaseg.training.config import resolve_config
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +138,7 @@ def test_ddp_two_processes_gather_the_validation_metric(phantoms, tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     val = _metrics(runs / "ddp").dropna(subset=["val/n_slices"])
-    from gliomaseg.data.index import load_index
+    from gliomaseg.data.index_table import load_index
     from gliomaseg.data.splits import load_splits, part_patients
 
     table = load_index(phantoms / "work" / "index.csv")

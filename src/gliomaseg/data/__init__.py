@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING
 
 from gliomaseg._lazy import lazy_exports
 
-#: modules: index, splits, normalise, cache, augment, datamodule, phantoms, io, download, workspace
+#: modules: index, index_table, splits, normalise, cache, augment, datamodule, phantoms, io, download, workspace
 _EXPORTS = {
-    "INDEX_COLUMNS": "gliomaseg.data.index",
     "IndexResult": "gliomaseg.data.index",
     "index_dataset": "gliomaseg.data.index",
-    "load_index": "gliomaseg.data.index",
-    "save_index": "gliomaseg.data.index",
-    "summarise_index": "gliomaseg.data.index",
+    "INDEX_COLUMNS": "gliomaseg.data.index_table",
+    "load_index": "gliomaseg.data.index_table",
+    "save_index": "gliomaseg.data.index_table",
+    "summarise_index": "gliomaseg.data.index_table",
     "PARTS": "gliomaseg.data.splits",
     "SPLITS_FORMAT": "gliomaseg.data.splits",
     "load_splits": "gliomaseg.data.splits",
@@ -79,7 +79,8 @@ if TYPE_CHECKING:
         download_dataset,
         find_kaggle_credentials,
     )
-    from gliomaseg.data.index import INDEX_COLUMNS, IndexResult, index_dataset, load_index, save_index, summarise_index
+    from gliomaseg.data.index import IndexResult, index_dataset
+    from gliomaseg.data.index_table import INDEX_COLUMNS, load_index, save_index, summarise_index
     from gliomaseg.data.io import (
         IMAGE_SUFFIXES,
         LOSSLESS_SUFFIXES,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from gliomaseg._lazy import lazy_exports
 
-#: modules: metrics, postprocess, plan, evaluator, figures, html
+#: modules: metrics, aggregate, postprocess, plan, evaluator, figures, html
 _EXPORTS = {
     "CASES": "gliomaseg.evaluation.metrics",
     "METRIC_KEYS": "gliomaseg.evaluation.metrics",
@@ -19,8 +19,8 @@ _EXPORTS = {
     "case_from_counts": "gliomaseg.evaluation.metrics",
     "dice_from_counts": "gliomaseg.evaluation.metrics",
     "slice_metrics": "gliomaseg.evaluation.metrics",
-    "summarise": "gliomaseg.evaluation.metrics",
-    "summarise_table": "gliomaseg.evaluation.metrics",
+    "summarise": "gliomaseg.evaluation.aggregate",
+    "summarise_table": "gliomaseg.evaluation.aggregate",
     "FLIPS": "gliomaseg.evaluation.postprocess",
     "PostprocessConfig": "gliomaseg.evaluation.postprocess",
     "binarise": "gliomaseg.evaluation.postprocess",
@@ -55,6 +55,7 @@ _EXPORTS = {
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
+    from gliomaseg.evaluation.aggregate import summarise, summarise_table
     from gliomaseg.evaluation.evaluator import EVAL_FORMAT, EvaluationResult, evaluate
     from gliomaseg.evaluation.figures import (
         FLAIR,
@@ -76,8 +77,6 @@ if TYPE_CHECKING:
         case_from_counts,
         dice_from_counts,
         slice_metrics,
-        summarise,
-        summarise_table,
     )
     from gliomaseg.evaluation.plan import (
         OUTPUTS,
