@@ -178,8 +178,16 @@ def train(
         callbacks: extra Lightning callbacks.
 
     Raises:
-        GliomasegError: the run folder exists (and neither resume nor overwrite), or the resume
-            checkpoint is missing.
+        GliomasegError: the resume checkpoint is missing, or bad settings or data.
+        OutputExistsError: the run folder exists (and neither resume nor overwrite).
+
+    Example:
+        >>> from gliomaseg.data.phantoms import synthesise_dataset
+        >>> from gliomaseg.training.config import resolve_config
+        >>> data = synthesise_dataset("demo/kaggle_3m", 12, size=64)  # doctest: +SKIP
+        >>> cfg = resolve_config({"data": str(data), "workdir": "demo", "epochs": 2}, preset="demo")  # doctest: +SKIP
+        >>> train(cfg)  # doctest: +SKIP
+        PosixPath('/.../runs/unet__bce_dice__fold0')
     """
     cfg = _absolute_paths(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
