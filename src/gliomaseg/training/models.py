@@ -170,6 +170,12 @@ MODELS: Registry[nn.Module] = Registry("model", fixed=("in_channels", "out_chann
 """The model registry: the only list of network names (options come from the builders' signatures)."""
 
 
+def _levels(features: int) -> dict[str, tuple[int, ...]]:
+    """Channels and strides of MONAI's encoder-decoder nets with the classic U-Net's 5 levels."""
+    f = features
+    return {"channels": (f, 2 * f, 4 * f, 8 * f, 16 * f), "strides": (2, 2, 2, 2)}
+
+
 @MODELS.register("unet", "classic U-Net of Buda et al. 2019 (BatchNorm, ReLU)")
 def _build_unet(in_channels: int, out_channels: int, features: int, dropout: float = 0.0) -> nn.Module:
     return BudaUNet(in_channels, out_channels, features, dropout=dropout)
@@ -187,13 +193,11 @@ def _build_resunet(
     kernel_size: int = 3,
     up_kernel_size: int = 3,
 ) -> nn.Module:
-    f = features
     return MonaiUNet(
         spatial_dims=2,
         in_channels=in_channels,
         out_channels=out_channels,
-        channels=(f, 2 * f, 4 * f, 8 * f, 16 * f),
-        strides=(2, 2, 2, 2),
+        **_levels(features),
         kernel_size=kernel_size,
         up_kernel_size=up_kernel_size,
         num_res_units=num_res_units,
@@ -212,13 +216,11 @@ def _build_attention_unet(
     kernel_size: int = 3,
     up_kernel_size: int = 3,
 ) -> nn.Module:
-    f = features
     return AttentionUnet(
         spatial_dims=2,
         in_channels=in_channels,
         out_channels=out_channels,
-        channels=(f, 2 * f, 4 * f, 8 * f, 16 * f),
-        strides=(2, 2, 2, 2),
+        **_levels(features),
         kernel_size=kernel_size,
         up_kernel_size=up_kernel_size,
         dropout=dropout,
