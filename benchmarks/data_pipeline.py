@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 from gliomaseg import __version__
+from gliomaseg.data.cache import build_cache
 from gliomaseg.data.index import index_dataset
 from gliomaseg.data.index_table import load_index, save_index
-from gliomaseg.data.cache import build_cache
 from gliomaseg.data.normalise import PreprocessConfig
 
 RESULTS = Path(__file__).resolve().parent / "results" / "data_pipeline.json"

@@ -34,12 +34,12 @@ import torch
 
 from gliomaseg import __version__
 from gliomaseg.checkpoint import load_model, save_checkpoint
-from gliomaseg.data.phantoms import synthesise_volume
 from gliomaseg.data.normalise import PreprocessConfig
-from gliomaseg.inference.export import export_onnx
-from gliomaseg.inference import Segmenter
-from gliomaseg.training.models import create_model
+from gliomaseg.data.phantoms import synthesise_volume
 from gliomaseg.evaluation.postprocess import PostprocessConfig
+from gliomaseg.inference import Segmenter
+from gliomaseg.inference.export import export_onnx
+from gliomaseg.training.models import create_model
 
 NAIVE = "naive eager batch1 fp32 (no_grad)"
 DEFAULT = "default: Segmenter.from_checkpoint(path)"

@@ -55,7 +55,9 @@ def _onednn_fusion() -> Iterator[None]:
         torch.jit.enable_onednn_fusion(previous)
 
 
-def graph_fused(model: torch.nn.Module, eager_fn: LogitsFn, batch_size: int, size: int) -> LogitsFn | None:
+def graph_fused(
+    model: torch.nn.Module, eager_fn: LogitsFn, batch_size: int, size: int, dtype: torch.dtype = torch.float32
+) -> LogitsFn | None:
     """A CPU logits function running ``model`` as a frozen TorchScript graph with oneDNN Graph fusion.
 
     oneDNN Graph fuses convolutions with their ReLU and writes into the skip concatenations, which
@@ -70,13 +72,17 @@ def graph_fused(model: torch.nn.Module, eager_fn: LogitsFn, batch_size: int, siz
         eager_fn: the eager logits function of ``model``, for inputs of other shapes.
         batch_size: slices per call the graph is specialised to.
         size: the training size (inputs are ``B x 3 x size x size``).
+        dtype: the graph's dtype: ``float32``, or ``bfloat16`` (``model`` must already hold bf16
+            weights; inputs are cast on the way in and logits come back as float32).
 
     Returns:
         The logits function, or None when tracing fails, oneDNN Graph is not available in this torch
-        build, or the fused graph's logits differ from the eager model's (atol/rtol 1e-4).
+        build, or the fused graph's logits differ from the eager model's (atol/rtol 1e-4 in float32,
+        2e-2 in bfloat16: the same bf16 arithmetic in another order).
     """
     example = torch.randn(batch_size, 3, size, size, generator=torch.Generator().manual_seed(0))
-    example = example.contiguous(memory_format=torch.channels_last)
+    example = example.to(dtype).contiguous(memory_format=torch.channels_last)
+    tolerance = 1e-4 if dtype == torch.float32 else 2e-2
     try:
         # TorchScript is deprecated (torch 2.13 warns) but is the only way to oneDNN Graph without a
         # compile step of many seconds (torch.compile); if a later torch drops it, the except below
@@ -91,7 +97,7 @@ def graph_fused(model: torch.nn.Module, eager_fn: LogitsFn, batch_size: int, siz
     except Exception as err:  # noqa: BLE001 - tracing and fusion fail in many ways; eager still works
         log.debug("oneDNN Graph fusion skipped (%s: %s)", type(err).__name__, err)
         return None
-    if fused.shape != eager.shape or not torch.allclose(fused, eager, atol=1e-4, rtol=1e-4):
+    if fused.shape != eager.shape or not torch.allclose(fused.float(), eager.float(), atol=tolerance, rtol=tolerance):
         log.debug("oneDNN Graph fusion skipped: the fused graph's logits differ from eager")
         return None
 
@@ -101,7 +107,7 @@ def graph_fused(model: torch.nn.Module, eager_fn: LogitsFn, batch_size: int, siz
             return eager_fn(images)
         if n < batch_size:
             images = torch.cat([images, images.new_zeros((batch_size - n, *images.shape[1:]))])
-        x = images.contiguous(memory_format=torch.channels_last)
+        x = images.to(dtype).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), _onednn_fusion():
             return graph(x)[:n].float()
 
