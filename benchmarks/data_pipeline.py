@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 from gliomaseg import __version__
-from gliomaseg.data.index import index_dataset, load_index, save_index
+from gliomaseg.data.index import index_dataset
+from gliomaseg.data.index_table import load_index, save_index
 from gliomaseg.data.cache import build_cache
 from gliomaseg.data.normalise import PreprocessConfig
 

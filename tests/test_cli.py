@@ -19,7 +19,8 @@ import pytest
 
 from gliomaseg.checkpoint import load_checkpoint
 from gliomaseg.cli import build_parser, main
-from gliomaseg.data.index import index_dataset, load_index, save_index
+from gliomaseg.data.index import index_dataset
+from gliomaseg.data.index_table import load_index, save_index
 from gliomaseg.errors import GliomasegError
 
 

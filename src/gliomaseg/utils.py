@@ -1,13 +1,19 @@
-"""Small shared helpers: atomic file writes and seeding."""
+"""Small shared helpers: atomic file writes, and dict round-trips of settings dataclasses."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any, ClassVar, TypeVar
 
-__all__ = ["atomic_write", "atomic_write_text"]
+from gliomaseg.errors import GliomasegError
+
+__all__ = ["SettingsMixin", "atomic_write", "atomic_write_text"]
+
+_S = TypeVar("_S", bound="SettingsMixin")
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None], *, suffix: str = ".tmp") -> Path:
@@ -36,3 +42,43 @@ def atomic_write(path: str | Path, write: Callable[[Path], None], *, suffix: str
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically."""
     return atomic_write(path, lambda p: p.write_text(text))
+
+
+class SettingsMixin:
+    """``to_dict``/``from_dict`` for a settings dataclass (stored in model files, caches, YAML).
+
+    ``from_dict`` rejects unknown keys (a typo must not be ignored silently) and lets missing keys
+    take their defaults; the dataclass's own ``__post_init__`` checks the values. Subclasses name
+    what their keys are in error messages with ``_SETTING_KIND``.
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> @dataclass
+        ... class Blur(SettingsMixin):
+        ...     _SETTING_KIND = "blur setting"
+        ...     sigma: float = 1.0
+        >>> Blur.from_dict({"sigma": 2.0}).to_dict()
+        {'sigma': 2.0}
+    """
+
+    _SETTING_KIND: ClassVar[str] = "setting"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict (for JSON/YAML)."""
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[_S], data: Mapping[str, Any]) -> _S:
+        """Inverse of :meth:`to_dict`; missing keys take their defaults.
+
+        Raises:
+            TypeError: ``data`` is not a mapping.
+            GliomasegError: unknown keys (the message lists the known ones) or invalid values.
+        """
+        if not isinstance(data, Mapping):
+            raise TypeError(f"{cls.__name__}.from_dict expects a mapping, got {type(data).__name__}.")
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise GliomasegError(f"unknown {cls._SETTING_KIND}(s) {unknown}; known: {sorted(known)}")
+        return cls(**dict(data))

@@ -10,14 +10,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from gliomaseg.data.index import (
-    INDEX_COLUMNS,
-    IndexResult,
-    index_dataset,
-    load_index,
-    save_index,
-    summarise_index,
-)
+from gliomaseg.data.index import IndexResult, index_dataset
+from gliomaseg.data.index_table import INDEX_COLUMNS, load_index, save_index, summarise_index
 from gliomaseg.data.io import write_image, write_mask
 
 CSV_HEADER = "Patient,RNASeqCluster,age_at_initial_pathologic,death01\n"

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from gliomaseg.data.index import INDEX_COLUMNS, index_dataset
+from gliomaseg.data.index import index_dataset
+from gliomaseg.data.index_table import INDEX_COLUMNS
 from gliomaseg.data.io import read_image, read_mask
 from gliomaseg.data.phantoms import DATA_CSV_COLUMNS, synthesise_dataset, synthesise_volume
 

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gliomaseg.data.index import index_dataset, save_index
+from gliomaseg.data.index import index_dataset
+from gliomaseg.data.index_table import save_index
 from gliomaseg.data.io import read_image, read_mask
 from gliomaseg.data.splits import make_splits, save_splits, split_id
 from gliomaseg.evaluation import evaluate

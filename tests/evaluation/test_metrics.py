@@ -11,13 +11,12 @@ import pytest
 import torch
 from scipy import ndimage
 
+from gliomaseg.evaluation.aggregate import summarise, summarise_table
 from gliomaseg.evaluation.metrics import (
     METRIC_KEYS,
     binary_metrics,
     dice_from_counts,
     slice_metrics,
-    summarise,
-    summarise_table,
 )
 
 OVERLAP = ("dice", "iou", "precision", "sensitivity", "hd95")

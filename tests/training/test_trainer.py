@@ -137,7 +137,7 @@ def test_ddp_two_processes_gather_the_validation_metric(data, tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     val = _metrics(runs / "ddp").dropna(subset=["val/n_slices"])
-    from gliomaseg.data.index import load_index
+    from gliomaseg.data.index_table import load_index
     from gliomaseg.data.splits import load_splits, part_patients
 
     table = load_index(data[1] / "index.csv")

@@ -60,4 +60,3 @@ def _os_error_text(err: OSError) -> str:
     if err.filename is not None and err.strerror:
         return f"{err.filename}: {err.strerror.lower()}"
     return str(err)
-

@@ -26,7 +26,8 @@ def _cmd_download(args: argparse.Namespace) -> None:
 
 
 def _cmd_index(args: argparse.Namespace) -> None:
-    from gliomaseg.data.index import index_dataset, save_index, summarise_index
+    from gliomaseg.data.index import index_dataset
+    from gliomaseg.data.index_table import save_index, summarise_index
 
     out = Path(args.out or Path(args.workdir) / "index.csv")
     if out.exists() and not args.overwrite:
@@ -41,7 +42,7 @@ def _cmd_index(args: argparse.Namespace) -> None:
 
 
 def _cmd_split(args: argparse.Namespace) -> None:
-    from gliomaseg.data.index import load_index
+    from gliomaseg.data.index_table import load_index
     from gliomaseg.data.splits import make_splits, save_splits
 
     index = Path(args.index or Path(args.workdir) / "index.csv")

@@ -51,7 +51,8 @@ def print_eval_summary(out: Path) -> None:
     )
     print(
         f"per-patient Dice: mean {fmt(dice['mean'])} (95% CI {fmt(dice['ci_low'])}-{fmt(dice['ci_high'])}), "
-        f"median {fmt(dice['median'])}, n={dice['n']}"
+        f"median {fmt(dice['median'])}, worst {fmt(dice.get('min'))}, 10th percentile {fmt(dice.get('p10'))}, "
+        f"n={dice['n']}"
     )
     for warning in summary["warnings"]:
         print(f"warning: {warning}")

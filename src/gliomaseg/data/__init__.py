@@ -9,21 +9,25 @@ from typing import TYPE_CHECKING
 
 from gliomaseg._lazy import lazy_exports
 
+#: modules: index, index_table, splits, normalise, cache, augment, datamodule, phantoms, io, download, workspace
 _EXPORTS = {
-    "PARTS": "gliomaseg.data.splits",
-    "INDEX_COLUMNS": "gliomaseg.data.index",
     "IndexResult": "gliomaseg.data.index",
     "index_dataset": "gliomaseg.data.index",
-    "load_index": "gliomaseg.data.index",
-    "save_index": "gliomaseg.data.index",
-    "summarise_index": "gliomaseg.data.index",
+    "INDEX_COLUMNS": "gliomaseg.data.index_table",
+    "load_index": "gliomaseg.data.index_table",
+    "save_index": "gliomaseg.data.index_table",
+    "summarise_index": "gliomaseg.data.index_table",
+    "PARTS": "gliomaseg.data.splits",
     "SPLITS_FORMAT": "gliomaseg.data.splits",
     "load_splits": "gliomaseg.data.splits",
     "make_splits": "gliomaseg.data.splits",
     "part_patients": "gliomaseg.data.splits",
     "save_splits": "gliomaseg.data.splits",
     "split_id": "gliomaseg.data.splits",
+    "MIN_SIZE": "gliomaseg.data.normalise",
     "NORMALISATIONS": "gliomaseg.data.normalise",
+    "SIZE_MULTIPLE": "gliomaseg.data.normalise",
+    "check_size": "gliomaseg.data.normalise",
     "PreprocessConfig": "gliomaseg.data.normalise",
     "normalise_volume": "gliomaseg.data.normalise",
     "preprocess_volume": "gliomaseg.data.normalise",
@@ -44,11 +48,14 @@ _EXPORTS = {
     "synthesise_dataset": "gliomaseg.data.phantoms",
     "synthesise_volume": "gliomaseg.data.phantoms",
     "IMAGE_SUFFIXES": "gliomaseg.data.io",
+    "LOSSLESS_SUFFIXES": "gliomaseg.data.io",
+    "mask_suffix": "gliomaseg.data.io",
     "read_image": "gliomaseg.data.io",
     "read_image_any": "gliomaseg.data.io",
     "read_mask": "gliomaseg.data.io",
     "write_image": "gliomaseg.data.io",
     "write_mask": "gliomaseg.data.io",
+    "DownloadError": "gliomaseg.data.download",
     "KAGGLE_DATASET": "gliomaseg.data.download",
     "KAGGLE_URL": "gliomaseg.data.download",
     "download_dataset": "gliomaseg.data.download",
@@ -65,12 +72,31 @@ if TYPE_CHECKING:
     from gliomaseg.data.augment import AUGMENT_PRESETS, AugmentConfig, augment_config, build_augmentation
     from gliomaseg.data.cache import CACHE_FORMAT, Cache, build_cache, cache_key, open_cache
     from gliomaseg.data.datamodule import GliomaDataModule, SliceDataset
-    from gliomaseg.data.download import KAGGLE_DATASET, KAGGLE_URL, download_dataset, find_kaggle_credentials
-    from gliomaseg.data.index import INDEX_COLUMNS, IndexResult, index_dataset, load_index, save_index, summarise_index
-    from gliomaseg.data.io import IMAGE_SUFFIXES, read_image, read_image_any, read_mask, write_image, write_mask
+    from gliomaseg.data.download import (
+        KAGGLE_DATASET,
+        KAGGLE_URL,
+        DownloadError,
+        download_dataset,
+        find_kaggle_credentials,
+    )
+    from gliomaseg.data.index import IndexResult, index_dataset
+    from gliomaseg.data.index_table import INDEX_COLUMNS, load_index, save_index, summarise_index
+    from gliomaseg.data.io import (
+        IMAGE_SUFFIXES,
+        LOSSLESS_SUFFIXES,
+        mask_suffix,
+        read_image,
+        read_image_any,
+        read_mask,
+        write_image,
+        write_mask,
+    )
     from gliomaseg.data.normalise import (
+        MIN_SIZE,
         NORMALISATIONS,
+        SIZE_MULTIPLE,
         PreprocessConfig,
+        check_size,
         normalise_volume,
         preprocess_volume,
         resize_volume,

@@ -10,7 +10,6 @@ so the brightness shift is up to ``brightness_limit`` standard deviations and th
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,12 +18,13 @@ import cv2
 import numpy as np
 
 from gliomaseg.errors import GliomasegError
+from gliomaseg.utils import SettingsMixin
 
 __all__ = ["AUGMENT_PRESETS", "AugmentConfig", "augment_config", "build_augmentation"]
 
 
 @dataclass(frozen=True)
-class AugmentConfig:
+class AugmentConfig(SettingsMixin):
     """Training-time augmentation settings (val/test are never augmented).
 
     Args:
@@ -42,6 +42,8 @@ class AugmentConfig:
             channels with FLAIR, which is how kaggle_3m fills a missing sequence (5 of 90 patients
             lack pre-contrast, 9 post-contrast); teaches the network to cope with such patients.
     """
+
+    _SETTING_KIND = "augmentation setting"
 
     enabled: bool = True
     hflip_p: float = 0.5
@@ -71,23 +73,6 @@ class AugmentConfig:
             value = getattr(self, name)
             if not 0.0 <= float(value) <= top:
                 raise GliomasegError(f"augment {name}={value!r} must be in [0, {top}]")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for JSON/YAML."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> AugmentConfig:
-        """Inverse of :meth:`to_dict`.
-
-        Raises:
-            GliomasegError: unknown keys or invalid values.
-        """
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise GliomasegError(f"unknown augmentation setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**data)
 
 
 # Named recipes for the ``augment`` training setting; ``full`` is the seed's list.

@@ -231,39 +231,10 @@ def build_cache(
     cache_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=cache_root))
     try:
-        n = len(table)
-        size = cfg.size
+        n, size = len(table), cfg.size
         np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.float16, shape=(n, size, size, 3))
         np.lib.format.open_memmap(tmp / "masks.npy", mode="w+", dtype=np.uint8, shape=(n, size, size))
-        tumour = np.zeros(n, dtype=np.int64)
-        jobs = list(_patient_jobs(table))
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(jobs), desc="cache", unit="patient")
-        workers = min(workers, len(jobs))
-        if workers == 1:
-            for rows, imgs, msks in jobs:
-                r, t = _process_patient(str(tmp), rows, imgs, msks, cfg.to_dict())
-                tumour[r] = t
-                if bar is not None:
-                    bar.update()
-        else:
-            with _make_executor(workers, executor) as pool:
-                futures = [pool.submit(_process_patient, str(tmp), r, i, m, cfg.to_dict()) for r, i, m in jobs]
-                try:
-                    for fut in as_completed(futures):
-                        r, t = fut.result()
-                        tumour[r] = t
-                        if bar is not None:
-                            bar.update()
-                except BaseException:
-                    for fut in futures:
-                        fut.cancel()
-                    raise
-        if bar is not None:
-            bar.close()
+        tumour = _fill(tmp, table, cfg, workers, executor, progress)
         slices = pd.DataFrame(
             {
                 "patient_id": table["patient_id"].astype(str),
@@ -274,35 +245,79 @@ def build_cache(
             }
         )
         slices.to_csv(tmp / "slices.csv", index=False)
-        from gliomaseg import __version__
-
-        meta = {
-            "format": CACHE_FORMAT,
-            "key": key,
-            "config": cfg.to_dict(),
-            "n": n,
-            "patients": int(slices["patient_id"].nunique()),
-            "height": size,
-            "width": size,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "version": __version__,
-            "build_seconds": round(time.perf_counter() - start, 3),
-        }
+        meta = _meta(key, cfg, slices, round(time.perf_counter() - start, 3))
         # meta.json last: its presence is what marks a cache as complete.
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            if (final / "meta.json").is_file():  # another process finished the same cache first
-                shutil.rmtree(tmp, ignore_errors=True)
-                return final
-            shutil.rmtree(final, ignore_errors=True)  # leftover without meta.json is not a cache
-            os.replace(tmp, final)
+        _move_into_place(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     logger.info("built cache %s (%d slices) in %.1f s", final, n, time.perf_counter() - start)
     return final
+
+
+def _fill(
+    tmp: Path, table: pd.DataFrame, cfg: PreprocessConfig, workers: int, executor: str, progress: bool
+) -> np.ndarray:
+    """Run the patient jobs (in-process or in a pool) that fill the memmaps; returns tumour pixels per row."""
+    tumour = np.zeros(len(table), dtype=np.int64)
+    jobs = list(_patient_jobs(table))
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(jobs), desc="cache", unit="patient")
+    workers = min(workers, len(jobs))
+    if workers == 1:
+        for rows, imgs, msks in jobs:
+            r, t = _process_patient(str(tmp), rows, imgs, msks, cfg.to_dict())
+            tumour[r] = t
+            if bar is not None:
+                bar.update()
+    else:
+        with _make_executor(workers, executor) as pool:
+            futures = [pool.submit(_process_patient, str(tmp), r, i, m, cfg.to_dict()) for r, i, m in jobs]
+            try:
+                for fut in as_completed(futures):
+                    r, t = fut.result()
+                    tumour[r] = t
+                    if bar is not None:
+                        bar.update()
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                raise
+    if bar is not None:
+        bar.close()
+    return tumour
+
+
+def _meta(key: str, cfg: PreprocessConfig, slices: pd.DataFrame, seconds: float) -> dict[str, Any]:
+    from gliomaseg import __version__
+
+    return {
+        "format": CACHE_FORMAT,
+        "key": key,
+        "config": cfg.to_dict(),
+        "n": len(slices),
+        "patients": int(slices["patient_id"].nunique()),
+        "height": cfg.size,
+        "width": cfg.size,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "version": __version__,
+        "build_seconds": seconds,
+    }
+
+
+def _move_into_place(tmp: Path, final: Path) -> None:
+    try:
+        os.replace(tmp, final)
+    except OSError:
+        if (final / "meta.json").is_file():  # another process finished the same cache first
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+        shutil.rmtree(final, ignore_errors=True)  # leftover without meta.json is not a cache
+        os.replace(tmp, final)
 
 
 def open_cache(path: str | os.PathLike[str]) -> Cache:

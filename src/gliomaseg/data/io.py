@@ -19,6 +19,8 @@ from gliomaseg.utils import atomic_write
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "LOSSLESS_SUFFIXES",
+    "mask_suffix",
     "read_image",
     "read_image_any",
     "read_mask",
@@ -28,6 +30,21 @@ __all__ = [
 
 #: File suffixes the readers accept (lower case).
 IMAGE_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+"""Every slice image type gliomaseg reads (lower case)."""
+LOSSLESS_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".png")
+"""The types a dataset's slices and masks may have: a mask must stay exactly binary, so no JPEG."""
+
+
+def mask_suffix(image_suffix: str) -> str:
+    """The suffix a predicted mask of an image of this type is written with (JPEG -> PNG: lossless).
+
+    Example:
+        >>> mask_suffix(".JPG"), mask_suffix(".tif")
+        ('.png', '.tif')
+    """
+    suffix = image_suffix.lower()
+    return suffix if suffix in LOSSLESS_SUFFIXES else ".png"
+
 
 _EXPECTED_IMAGE = "expected H x W x 3 uint8 (pre-contrast, FLAIR, post-contrast)"
 _EXPECTED_ANY = "expected H x W (grey) or H x W x 3 (pre-contrast, FLAIR, post-contrast) uint8"

@@ -25,22 +25,58 @@ percentile method) without ever materialising a float64 copy of the volume.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
 
 from gliomaseg.errors import GliomasegError
+from gliomaseg.utils import SettingsMixin
 
 __all__ = [
+    "MIN_SIZE",
     "NORMALISATIONS",
+    "SIZE_MULTIPLE",
+    "check_size",
     "PreprocessConfig",
     "normalise_volume",
     "preprocess_volume",
     "resize_volume",
 ]
+
+SIZE_MULTIPLE = 16
+"""Network input sides must be multiples of this: every registered model downsamples four times by 2."""
+MIN_SIZE = 32
+"""The smallest training/preprocessing size (a 2 x 2 bottleneck after four poolings)."""
+
+
+def check_size(size: object, name: str = "size") -> int:
+    """The one rule for a training/preprocessing size: an int, a multiple of 16 and >= 32.
+
+    Args:
+        size: the value to check.
+        name: the setting's name for the message.
+
+    Returns:
+        ``size`` as an int.
+
+    Raises:
+        TypeError: not an integer.
+        GliomasegError: not a multiple of :data:`SIZE_MULTIPLE` or below :data:`MIN_SIZE`.
+
+    Example:
+        >>> check_size(128)
+        128
+    """
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+        raise TypeError(f"{name}={size!r} must be an int (e.g. 256)")
+    if size < MIN_SIZE or size % SIZE_MULTIPLE:
+        raise GliomasegError(
+            f"{name}={size}: must be a multiple of {SIZE_MULTIPLE} and >= {MIN_SIZE} (e.g. 64, 128, 256; "
+            "four pooling levels)"
+        )
+    return int(size)
+
 
 NORMALISATIONS = ("zscore", "reference", "scale")
 _ZSCORE_CLIP_PERCENTILE = 99.5
@@ -50,42 +86,24 @@ _EPS = 1e-6
 
 
 @dataclass(frozen=True)
-class PreprocessConfig:
+class PreprocessConfig(SettingsMixin):
     """Preprocessing settings; part of the cache key and of every checkpoint.
 
     Args:
-        size: output height and width in pixels (multiple of 16, >= 32, so U-Nets of depth 4 fit).
+        size: output height and width in pixels (see :func:`check_size`).
         normalisation: ``"zscore"``, ``"reference"`` or ``"scale"`` (see module docstring).
     """
+
+    _SETTING_KIND = "preprocessing setting"
 
     size: int = 256
     normalisation: str = "zscore"
 
     def __post_init__(self) -> None:
-        if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)):
-            raise TypeError(f"size={self.size!r} must be an int (e.g. 256)")
-        if self.size < 32 or self.size % 16:
-            raise GliomasegError(f"size={self.size} must be a multiple of 16 and >= 32 (e.g. 64, 128, 256)")
+        size = check_size(self.size)
         if self.normalisation not in NORMALISATIONS:
-            raise GliomasegError(f"normalisation={self.normalisation!r} must be one of {list(NORMALISATIONS)}")
-        object.__setattr__(self, "size", int(self.size))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for JSON/YAML."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error.
-
-        Raises:
-            GliomasegError: unknown keys or invalid values.
-        """
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise GliomasegError(f"unknown preprocessing setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**data)
+            raise GliomasegError(f"normalisation={self.normalisation!r}: choose one of {list(NORMALISATIONS)}")
+        object.__setattr__(self, "size", size)
 
 
 # ----------------------------------------------------------------------------------------------------

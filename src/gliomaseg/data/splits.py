@@ -128,6 +128,26 @@ def _try_split(
     return sorted(map(str, test)), folds
 
 
+def _check_split_settings(test_fraction: float, val_fraction: float, n_folds: int, stratify: Sequence[str]) -> int:
+    """Validate :func:`make_splits`' settings; returns ``n_folds`` as an int."""
+    if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 1:
+        raise GliomasegError(f"n_folds={n_folds!r} must be an integer >= 1 (1 = single train/val holdout)")
+    if not 0.0 <= float(test_fraction) < 1.0:
+        raise GliomasegError(f"test_fraction={test_fraction!r} must be in [0, 1) (0 = no test part)")
+    if n_folds == 1:
+        if not 0.0 < float(val_fraction) < 1.0:
+            raise GliomasegError(f"val_fraction={val_fraction!r} must be in (0, 1) for a holdout split")
+        if float(test_fraction) + float(val_fraction) >= 1.0:
+            raise GliomasegError(
+                f"test_fraction={test_fraction!r} + val_fraction={val_fraction!r} must be < 1 "
+                "to leave patients for training"
+            )
+    unknown = [s for s in stratify if s not in _STRATIFY_KEYS]
+    if unknown or isinstance(stratify, str):
+        raise GliomasegError(f"stratify={stratify!r}: use a list of any of {list(_STRATIFY_KEYS)}")
+    return int(n_folds)
+
+
 def make_splits(
     table: pd.DataFrame,
     *,
@@ -158,23 +178,7 @@ def make_splits(
     Raises:
         GliomasegError: bad fractions, folds or stratify keys, or too few patients for the parts.
     """
-    if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 1:
-        raise GliomasegError(f"n_folds={n_folds!r} must be an integer >= 1 (1 = single train/val holdout)")
-    n_folds = int(n_folds)
-    if not 0.0 <= float(test_fraction) < 1.0:
-        raise GliomasegError(f"test_fraction={test_fraction!r} must be in [0, 1) (0 = no test part)")
-    if n_folds == 1:
-        if not 0.0 < float(val_fraction) < 1.0:
-            raise GliomasegError(f"val_fraction={val_fraction!r} must be in (0, 1) for a holdout split")
-        if float(test_fraction) + float(val_fraction) >= 1.0:
-            raise GliomasegError(
-                f"test_fraction={test_fraction!r} + val_fraction={val_fraction!r} must be < 1 "
-                "to leave patients for training"
-            )
-    unknown = [s for s in stratify if s not in _STRATIFY_KEYS]
-    if unknown or isinstance(stratify, str):
-        raise GliomasegError(f"stratify={stratify!r}: use a list of any of {list(_STRATIFY_KEYS)}")
-
+    n_folds = _check_split_settings(test_fraction, val_fraction, n_folds, stratify)
     patients = _patient_table(table)
     n = len(patients)
     n_test = _n_from_fraction(float(test_fraction), n)

@@ -15,7 +15,8 @@ from typing import Any
 import pandas as pd
 
 from gliomaseg.data.cache import build_cache
-from gliomaseg.data.index import index_dataset, load_index, save_index
+from gliomaseg.data.index import index_dataset
+from gliomaseg.data.index_table import load_index, save_index
 from gliomaseg.data.normalise import PreprocessConfig
 from gliomaseg.data.splits import load_splits, make_splits, save_splits
 from gliomaseg.errors import GliomasegError

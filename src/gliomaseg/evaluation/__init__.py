@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from gliomaseg._lazy import lazy_exports
 
+#: modules: metrics, aggregate, postprocess, plan, evaluator, figures, html
 _EXPORTS = {
     "CASES": "gliomaseg.evaluation.metrics",
     "METRIC_KEYS": "gliomaseg.evaluation.metrics",
@@ -18,8 +19,8 @@ _EXPORTS = {
     "case_from_counts": "gliomaseg.evaluation.metrics",
     "dice_from_counts": "gliomaseg.evaluation.metrics",
     "slice_metrics": "gliomaseg.evaluation.metrics",
-    "summarise": "gliomaseg.evaluation.metrics",
-    "summarise_table": "gliomaseg.evaluation.metrics",
+    "summarise": "gliomaseg.evaluation.aggregate",
+    "summarise_table": "gliomaseg.evaluation.aggregate",
     "FLIPS": "gliomaseg.evaluation.postprocess",
     "PostprocessConfig": "gliomaseg.evaluation.postprocess",
     "binarise": "gliomaseg.evaluation.postprocess",
@@ -27,7 +28,13 @@ _EXPORTS = {
     "keep_largest_component": "gliomaseg.evaluation.postprocess",
     "postprocess_volume": "gliomaseg.evaluation.postprocess",
     "remove_small_components": "gliomaseg.evaluation.postprocess",
+    "OUTPUTS": "gliomaseg.evaluation.plan",
+    "EvaluationPlan": "gliomaseg.evaluation.plan",
+    "check_output_folder": "gliomaseg.evaluation.plan",
+    "plan_evaluation": "gliomaseg.evaluation.plan",
+    "prepare_output_folder": "gliomaseg.evaluation.plan",
     "EVAL_FORMAT": "gliomaseg.evaluation.evaluator",
+    "EvaluationResult": "gliomaseg.evaluation.evaluator",
     "evaluate": "gliomaseg.evaluation.evaluator",
     "FLAIR": "gliomaseg.evaluation.figures",
     "outline": "gliomaseg.evaluation.figures",
@@ -48,7 +55,8 @@ _EXPORTS = {
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
-    from gliomaseg.evaluation.evaluator import EVAL_FORMAT, evaluate
+    from gliomaseg.evaluation.aggregate import summarise, summarise_table
+    from gliomaseg.evaluation.evaluator import EVAL_FORMAT, EvaluationResult, evaluate
     from gliomaseg.evaluation.figures import (
         FLAIR,
         outline,
@@ -69,8 +77,13 @@ if TYPE_CHECKING:
         case_from_counts,
         dice_from_counts,
         slice_metrics,
-        summarise,
-        summarise_table,
+    )
+    from gliomaseg.evaluation.plan import (
+        OUTPUTS,
+        EvaluationPlan,
+        check_output_folder,
+        plan_evaluation,
+        prepare_output_folder,
     )
     from gliomaseg.evaluation.postprocess import (
         FLIPS,

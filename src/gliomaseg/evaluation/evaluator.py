@@ -38,7 +38,8 @@ from tqdm.auto import tqdm
 from gliomaseg import __version__
 from gliomaseg.data.io import read_image, read_mask
 from gliomaseg.errors import GliomasegError
-from gliomaseg.evaluation.metrics import binary_metrics, dice_from_counts, slice_metrics, summarise_table
+from gliomaseg.evaluation.aggregate import summarise_table
+from gliomaseg.evaluation.metrics import binary_metrics, dice_from_counts, slice_metrics
 from gliomaseg.evaluation.plan import EvaluationPlan, check_output_folder, plan_evaluation, prepare_output_folder
 from gliomaseg.evaluation.postprocess import PostprocessConfig, postprocess_volume
 from gliomaseg.inference.segmenter import Segmenter

@@ -98,11 +98,14 @@ def _summary_table(block: Mapping[str, Any]) -> str:
                 s.get("mean"),
                 s.get("median"),
                 s.get("std"),
+                s.get("min"),
+                s.get("p10"),
                 s.get("ci_low"),
                 s.get("ci_high"),
             ]
         )
-    return html_table(["metric", "n", "mean", "median", "std", "95% CI low", "95% CI high"], rows)
+    header = ["metric", "n", "mean", "median", "std", "min", "10th pct", "95% CI low", "95% CI high"]
+    return html_table(header, rows)
 
 
 #: Per-patient columns shown in the HTML table, in order (those present are used).
@@ -122,6 +125,52 @@ _PATIENT_COLUMNS = (
     "n_missed_tumour_slices",
     "slice_dice_mean",
 )
+
+
+def _settings_table(s: Mapping[str, Any]) -> str:
+    ckpt, split, data = s.get("checkpoint", {}), s.get("split", {}), s.get("data", {})
+    settings = [
+        ("checkpoint", ckpt.get("path")),
+        ("model", json.dumps(ckpt.get("model"))),
+        ("checkpoint epoch", ckpt.get("epoch")),
+        ("preprocessing", json.dumps(s.get("preprocess"))),
+        ("post-processing", json.dumps(s.get("postprocess"))),
+        ("split", f"{split.get('name')} (fold {split.get('fold')})"),
+        (
+            "split id (evaluation / checkpoint)",
+            f"{split.get('split_id')} / {split.get('checkpoint_split_id')}",
+        ),
+        ("index", data.get("index")),
+        ("resolution of the metrics", data.get("resolution")),
+        ("patients / slices", f"{s.get('n_patients')} / {s.get('n_slices')}"),
+        ("created", s.get("created")),
+        ("time (s)", json.dumps(s.get("seconds"))),
+    ]
+    shown = [[k, "–" if v is None else ", ".join(map(str, v)) if isinstance(v, list) else str(v)] for k, v in settings]
+    return html_table(["setting", "value"], shown)
+
+
+def _gif_section(gifs: Sequence[tuple[str, Path]], folder: Path, max_gif_bytes: int) -> str:
+    """The animations, embedded while their total size stays under ``max_gif_bytes``, then linked."""
+    parts = ["<h2>Slice-by-slice animations</h2><div class='gifs'>"]
+    used = 0
+    for caption, gif in gifs:
+        gif = Path(gif)
+        size = gif.stat().st_size
+        if used + size <= max_gif_bytes:
+            used += size
+            src = data_uri(gif)
+        else:
+            try:
+                src = html.escape(gif.relative_to(folder).as_posix())
+            except ValueError:
+                src = html.escape(gif.as_uri())
+        parts.append(
+            f"<figure><img alt='{html.escape(caption)}' src='{src}'>"
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+    parts.append("</div>")
+    return "".join(parts)
 
 
 def write_report(
@@ -153,27 +202,8 @@ def write_report(
     for w in s.get("warnings", []):
         parts.append(f"<div class='warn'>⚠ {html.escape(w)}</div>")
 
-    ckpt, split, data = s.get("checkpoint", {}), s.get("split", {}), s.get("data", {})
-    settings = [
-        ("checkpoint", ckpt.get("path")),
-        ("model", json.dumps(ckpt.get("model"))),
-        ("checkpoint epoch", ckpt.get("epoch")),
-        ("preprocessing", json.dumps(s.get("preprocess"))),
-        ("post-processing", json.dumps(s.get("postprocess"))),
-        ("split", f"{split.get('name')} (fold {split.get('fold')})"),
-        (
-            "split id (evaluation / checkpoint)",
-            f"{split.get('split_id')} / {split.get('checkpoint_split_id')}",
-        ),
-        ("index", data.get("index")),
-        ("resolution of the metrics", data.get("resolution")),
-        ("patients / slices", f"{s.get('n_patients')} / {s.get('n_slices')}"),
-        ("created", s.get("created")),
-        ("time (s)", json.dumps(s.get("seconds"))),
-    ]
     parts.append("<h2>Settings</h2>")
-    shown = [[k, "–" if v is None else ", ".join(map(str, v)) if isinstance(v, list) else str(v)] for k, v in settings]
-    parts.append(html_table(["setting", "value"], shown))
+    parts.append(_settings_table(s))
 
     vol, sl = s.get("volume", {}), s.get("slice", {})
     parts.append("<h2>Per-patient volume metrics</h2>")
@@ -206,23 +236,6 @@ def write_report(
         for caption, fig in figures:
             parts.append(figure(fig, caption))
     if gifs:
-        parts.append("<h2>Slice-by-slice animations</h2><div class='gifs'>")
-        used = 0
-        for caption, gif in gifs:
-            gif = Path(gif)
-            size = gif.stat().st_size
-            if used + size <= max_gif_bytes:
-                used += size
-                src = data_uri(gif)
-            else:
-                try:
-                    src = html.escape(gif.relative_to(path.parent).as_posix())
-                except ValueError:
-                    src = html.escape(gif.as_uri())
-            parts.append(
-                f"<figure><img alt='{html.escape(caption)}' src='{src}'>"
-                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-            )
-        parts.append("</div>")
+        parts.append(_gif_section(gifs, path.parent, max_gif_bytes))
     text = page(f"gliomaseg evaluation: {s.get('split', {}).get('name', '')}", parts)
     return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))

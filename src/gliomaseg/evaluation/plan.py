@@ -14,7 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from gliomaseg.data.index import index_dataset, load_index
+from gliomaseg.data.index import index_dataset
+from gliomaseg.data.index_table import load_index
 from gliomaseg.data.splits import PARTS, load_splits, part_patients, split_id
 from gliomaseg.errors import GliomasegError, OutputExistsError
 

@@ -15,8 +15,7 @@ of orthogonal hops, as in MONAI and scikit-image).
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +24,7 @@ import torch
 from scipy import ndimage
 
 from gliomaseg.errors import GliomasegError
+from gliomaseg.utils import SettingsMixin
 
 __all__ = [
     "FLIPS",
@@ -41,7 +41,7 @@ FLIPS: dict[str, tuple[int, ...]] = {"none": (), "h": (-1,), "v": (-2,), "hv": (
 
 
 @dataclass
-class PostprocessConfig:
+class PostprocessConfig(SettingsMixin):
     """How predicted probabilities become a final mask.
 
     Args:
@@ -60,6 +60,8 @@ class PostprocessConfig:
         TypeError: non-bool ``largest_component`` or ``tta``.
     """
 
+    _SETTING_KIND = "postprocess option"
+
     threshold: float = 0.5
     min_size: int = 0
     largest_component: bool = False
@@ -68,41 +70,20 @@ class PostprocessConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.threshold, bool) or not isinstance(self.threshold, int | float):
-            raise TypeError(f"PostprocessConfig.threshold must be a number in (0, 1), got {self.threshold!r}.")
+            raise TypeError(f"threshold={self.threshold!r}: must be a number in (0, 1)")
         if not 0.0 < float(self.threshold) < 1.0:
-            raise GliomasegError(
-                f"PostprocessConfig.threshold must be in (0, 1) (a probability), got {self.threshold!r}."
-            )
+            raise GliomasegError(f"threshold={self.threshold!r}: must be in (0, 1) (a probability)")
         self.threshold = float(self.threshold)
         if isinstance(self.min_size, bool) or not isinstance(self.min_size, int | np.integer):
-            raise GliomasegError(f"PostprocessConfig.min_size must be an integer >= 0 (voxels), got {self.min_size!r}.")
+            raise GliomasegError(f"min_size={self.min_size!r}: must be an integer >= 0 (voxels)")
         if self.min_size < 0:
-            raise GliomasegError(f"PostprocessConfig.min_size must be >= 0 voxels (0 = off), got {self.min_size!r}.")
+            raise GliomasegError(f"min_size={self.min_size!r}: must be >= 0 voxels (0 = off)")
         self.min_size = int(self.min_size)
         for name in ("largest_component", "tta", "fill_holes"):
             value = getattr(self, name)
             if not isinstance(value, bool | np.bool_):
-                raise TypeError(f"PostprocessConfig.{name} must be true or false, got {value!r}.")
+                raise TypeError(f"{name}={value!r}: must be true or false")
             setattr(self, name, bool(value))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict of the fields (for YAML/JSON)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PostprocessConfig:
-        """Build from a mapping such as :meth:`to_dict` output; missing keys take defaults.
-
-        Raises:
-            GliomasegError: unknown keys (typos) or invalid values.
-        """
-        if not isinstance(data, Mapping):
-            raise TypeError(f"PostprocessConfig.from_dict expects a mapping, got {type(data).__name__}.")
-        allowed = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            raise GliomasegError(f"unknown postprocess option(s) {unknown}; allowed: {sorted(allowed)}.")
-        return cls(**dict(data))
 
 
 def _to_numpy(x: Any, name: str) -> np.ndarray:

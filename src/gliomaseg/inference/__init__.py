@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from gliomaseg._lazy import lazy_exports
 
+#: modules: segmenter, backends, fusion, inputs, predict, export
 _EXPORTS = {
     "Segmenter": "gliomaseg.inference.segmenter",
     "load_segmenter": "gliomaseg.inference.segmenter",
@@ -22,7 +23,6 @@ _EXPORTS = {
     "fold_batchnorm": "gliomaseg.inference.fusion",
     "graph_fused": "gliomaseg.inference.fusion",
     "NIFTI_SUFFIXES": "gliomaseg.inference.inputs",
-    "SLICE_SUFFIXES": "gliomaseg.inference.inputs",
     "SUPPORTED_INPUTS": "gliomaseg.inference.inputs",
     "Case": "gliomaseg.inference.inputs",
     "discover_inputs": "gliomaseg.inference.inputs",
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
     from gliomaseg.inference.fusion import LogitsFn, fold_batchnorm, graph_fused
     from gliomaseg.inference.inputs import (
         NIFTI_SUFFIXES,
-        SLICE_SUFFIXES,
         SUPPORTED_INPUTS,
         Case,
         discover_inputs,

@@ -32,12 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from gliomaseg.data.io import read_image_any
+from gliomaseg.data.io import IMAGE_SUFFIXES, mask_suffix, read_image_any
 from gliomaseg.errors import GliomasegError
 
 __all__ = [
     "NIFTI_SUFFIXES",
-    "SLICE_SUFFIXES",
     "SUPPORTED_INPUTS",
     "Case",
     "discover_inputs",
@@ -47,14 +46,6 @@ __all__ = [
     "read_volume",
 ]
 
-#: Slice image suffixes (lower case) and the suffix their masks are written with.
-SLICE_SUFFIXES: dict[str, str] = {
-    ".tif": ".tif",
-    ".tiff": ".tiff",
-    ".png": ".png",
-    ".jpg": ".png",
-    ".jpeg": ".png",
-}
 NIFTI_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz")
 SUPPORTED_INPUTS = (
     "a slice image (.tif, .tiff, .png, .jpg, .jpeg; grey or 3-channel uint8), a folder of slices "
@@ -105,13 +96,12 @@ def _unsupported(path: Path, why: str) -> GliomasegError:
 
 
 def _slice_case(path: Path, out_dir: Path) -> Case:
-    mask_suffix = SLICE_SUFFIXES[path.suffix.lower()]
     return Case(
         name=path.stem,
         kind="slice",
         source=path,
         files=[path],
-        masks=[out_dir / f"{path.stem}_mask{mask_suffix}"],
+        masks=[out_dir / f"{path.stem}_mask{mask_suffix(path.suffix)}"],
         overlays=[out_dir / f"{path.stem}_overlay.png"],
     )
 
@@ -130,7 +120,7 @@ def _nifti_case(path: Path, out_dir: Path) -> Case:
 
 
 def _is_slice_image(path: Path) -> bool:
-    return path.suffix.lower() in SLICE_SUFFIXES and not path.stem.lower().endswith("_mask")
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.stem.lower().endswith("_mask")
 
 
 def _folder_cases(folder: Path, out_dir: Path, skip: Path | None) -> list[Case]:
@@ -163,7 +153,7 @@ def _folder_cases(folder: Path, out_dir: Path, skip: Path | None) -> list[Case]:
                 kind="patient" if name == folder.name else "volume",
                 source=folder,
                 files=paths,
-                masks=[out_dir / f"{p.stem}_mask{SLICE_SUFFIXES[p.suffix.lower()]}" for p in paths],
+                masks=[out_dir / f"{p.stem}_mask{mask_suffix(p.suffix)}" for p in paths],
                 overlays=[out_dir / f"{p.stem}_overlay.png" for p in paths],
             )
         )
@@ -205,7 +195,7 @@ def discover_inputs(inputs: Sequence[str | os.PathLike[str]], out: str | os.Path
         elif path.is_file():
             if nifti_stem(path) is not None:
                 cases.append(_nifti_case(path, out))
-            elif path.suffix.lower() in SLICE_SUFFIXES:
+            elif path.suffix.lower() in IMAGE_SUFFIXES:
                 cases.append(_slice_case(path, out))
             else:
                 raise _unsupported(path, f"unsupported file type {''.join(path.suffixes) or '(none)'!r}")

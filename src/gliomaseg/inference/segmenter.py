@@ -38,6 +38,13 @@ class Segmenter:
         meta: the checkpoint's metadata (model, split id, metrics...), for reports.
         backend: how the network runs, for reports: ``"torchscript-onednn"``, ``"eager"``,
             ``"onnxruntime"`` or ``"custom"`` (a ``logits_fn`` given directly).
+
+    Example:
+        >>> from gliomaseg.inference import Segmenter, read_volume
+        >>> seg = Segmenter.from_checkpoint("runs/unet__bce_dice__fold0/best.pt")  # doctest: +SKIP
+        >>> mask = seg.predict_volume(read_volume("kaggle_3m/TCGA_CS_4942_19970222"))  # doctest: +SKIP
+        >>> mask.shape, mask.dtype  # doctest: +SKIP
+        ((20, 256, 256), dtype('bool'))
     """
 
     def __init__(

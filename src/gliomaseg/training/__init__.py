@@ -9,12 +9,18 @@ from typing import TYPE_CHECKING
 
 from gliomaseg._lazy import lazy_exports
 
+#: modules: config, registry, models, losses, module, trainer, logs
 _EXPORTS = {
+    "OPTIMIZERS": "gliomaseg.training.config",
+    "PRECISIONS": "gliomaseg.training.config",
     "PRESETS": "gliomaseg.training.config",
+    "SCHEDULERS": "gliomaseg.training.config",
     "TrainConfig": "gliomaseg.training.config",
     "load_config_file": "gliomaseg.training.config",
     "resolve_config": "gliomaseg.training.config",
     "save_config": "gliomaseg.training.config",
+    "Registry": "gliomaseg.training.registry",
+    "MODELS": "gliomaseg.training.models",
     "SIZE_MULTIPLE": "gliomaseg.training.models",
     "BudaUNet": "gliomaseg.training.models",
     "UNetPlusPlus": "gliomaseg.training.models",
@@ -22,6 +28,7 @@ _EXPORTS = {
     "count_parameters": "gliomaseg.training.models",
     "create_model": "gliomaseg.training.models",
     "list_models": "gliomaseg.training.models",
+    "LOSSES": "gliomaseg.training.losses",
     "BinarySegmentationLoss": "gliomaseg.training.losses",
     "FocalTverskyLoss": "gliomaseg.training.losses",
     "create_loss": "gliomaseg.training.losses",
@@ -38,10 +45,20 @@ _EXPORTS = {
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
-    from gliomaseg.training.config import PRESETS, TrainConfig, load_config_file, resolve_config, save_config
+    from gliomaseg.training.config import (
+        OPTIMIZERS,
+        PRECISIONS,
+        PRESETS,
+        SCHEDULERS,
+        TrainConfig,
+        load_config_file,
+        resolve_config,
+        save_config,
+    )
     from gliomaseg.training.logs import csv_version, log_session, read_training_log
-    from gliomaseg.training.losses import BinarySegmentationLoss, FocalTverskyLoss, create_loss, list_losses
+    from gliomaseg.training.losses import LOSSES, BinarySegmentationLoss, FocalTverskyLoss, create_loss, list_losses
     from gliomaseg.training.models import (
+        MODELS,
         SIZE_MULTIPLE,
         BudaUNet,
         UNetPlusPlus,
@@ -51,4 +68,5 @@ if TYPE_CHECKING:
         list_models,
     )
     from gliomaseg.training.module import MONITOR, SegmentationModule
+    from gliomaseg.training.registry import Registry
     from gliomaseg.training.trainer import ModelFileCallback, train

@@ -15,13 +15,24 @@ from typing import Any
 
 import yaml
 
+from gliomaseg.data.normalise import PreprocessConfig
 from gliomaseg.errors import GliomasegError
+from gliomaseg.evaluation.postprocess import PostprocessConfig
 
-__all__ = ["PRESETS", "TrainConfig", "load_config_file", "resolve_config", "save_config"]
+__all__ = [
+    "OPTIMIZERS",
+    "PRECISIONS",
+    "PRESETS",
+    "SCHEDULERS",
+    "TrainConfig",
+    "load_config_file",
+    "resolve_config",
+    "save_config",
+]
 
-_OPTIMIZERS = ("adam", "adamw", "sgd")
-_SCHEDULERS = ("none", "onecycle", "cosine", "plateau")
-_PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("none", "onecycle", "cosine", "plateau")
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
 
 
 @dataclass
@@ -81,13 +92,24 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Check values; raises ValueError naming the bad setting."""
-        from gliomaseg.data.augment import AUGMENT_PRESETS
+        """Check values; raises GliomasegError naming the bad setting.
 
+        The preprocessing and post-processing settings are checked by the configs they build
+        (:class:`~gliomaseg.data.normalise.PreprocessConfig`,
+        :class:`~gliomaseg.evaluation.postprocess.PostprocessConfig`), so each rule lives once.
+        """
+        from gliomaseg.data.augment import AUGMENT_PRESETS
+        from gliomaseg.training.losses import list_losses
+        from gliomaseg.training.models import list_models
+
+        self.preprocess_config()
+        self.postprocess_config()
         checks = [
-            (self.optimizer in _OPTIMIZERS, f"optimizer={self.optimizer!r}: choose one of {_OPTIMIZERS}"),
-            (self.scheduler in _SCHEDULERS, f"scheduler={self.scheduler!r}: choose one of {_SCHEDULERS}"),
-            (self.precision in _PRECISIONS, f"precision={self.precision!r}: choose one of {_PRECISIONS}"),
+            (self.model in list_models(), f"model={self.model!r}: choose one of {list_models()}"),
+            (self.loss in list_losses(), f"loss={self.loss!r}: choose one of {list_losses()}"),
+            (self.optimizer in OPTIMIZERS, f"optimizer={self.optimizer!r}: choose one of {list(OPTIMIZERS)}"),
+            (self.scheduler in SCHEDULERS, f"scheduler={self.scheduler!r}: choose one of {list(SCHEDULERS)}"),
+            (self.precision in PRECISIONS, f"precision={self.precision!r}: choose one of {list(PRECISIONS)}"),
             (self.augment in AUGMENT_PRESETS, f"augment={self.augment!r}: choose one of {sorted(AUGMENT_PRESETS)}"),
             (self.lr > 0, f"lr={self.lr}: must be > 0"),
             (self.weight_decay >= 0, f"weight_decay={self.weight_decay}: must be >= 0"),
@@ -99,12 +121,6 @@ class TrainConfig:
             (self.num_nodes >= 1, f"num_nodes={self.num_nodes}: must be >= 1"),
             (self.num_workers >= 0, f"num_workers={self.num_workers}: must be >= 0"),
             (self.early_stopping >= 0, f"early_stopping={self.early_stopping}: patience must be >= 0"),
-            (0 < self.threshold < 1, f"threshold={self.threshold}: must be in (0, 1)"),
-            (self.min_size >= 0, f"min_size={self.min_size}: must be >= 0"),
-            (
-                self.size >= 32 and self.size % 16 == 0,
-                f"size={self.size}: must be a multiple of 16 and >= 32 (4 pooling levels)",
-            ),
             (
                 self.tumour_fraction is None or 0 < self.tumour_fraction < 1,
                 f"tumour_fraction={self.tumour_fraction}: must be in (0, 1) or unset",
@@ -116,17 +132,22 @@ class TrainConfig:
                 raise GliomasegError(message)
 
     def to_dict(self) -> dict[str, Any]:
+        """Every setting as a plain dict (``config.yaml``, the model file)."""
         return dataclasses.asdict(self)
 
-    def postprocess_dict(self) -> dict[str, Any]:
-        """The post-processing settings as :class:`gliomaseg.evaluation.postprocess.PostprocessConfig` fields."""
-        return {
-            "threshold": self.threshold,
-            "min_size": self.min_size,
-            "largest_component": self.largest_component,
-            "tta": self.tta,
-            "fill_holes": self.fill_holes,
-        }
+    def preprocess_config(self) -> PreprocessConfig:
+        """The preprocessing the network is trained with (and that the model file stores)."""
+        return PreprocessConfig(size=self.size, normalisation=self.normalisation)
+
+    def postprocess_config(self) -> PostprocessConfig:
+        """The post-processing stored in the model file as its default for evaluate/predict."""
+        return PostprocessConfig(
+            threshold=self.threshold,
+            min_size=self.min_size,
+            largest_component=self.largest_component,
+            tta=self.tta,
+            fill_holes=self.fill_holes,
+        )
 
     @property
     def index_path(self) -> Path:

@@ -19,7 +19,6 @@ Both can be overridden: ``create_loss("dice", batch=False, smooth=1e-5)``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -27,8 +26,9 @@ from monai.losses import DiceCELoss, DiceLoss, FocalLoss, TverskyLoss
 from torch import nn
 
 from gliomaseg.errors import GliomasegError
+from gliomaseg.training.registry import Registry
 
-__all__ = ["BinarySegmentationLoss", "FocalTverskyLoss", "create_loss", "list_losses"]
+__all__ = ["LOSSES", "BinarySegmentationLoss", "FocalTverskyLoss", "create_loss", "list_losses"]
 
 DEFAULT_SMOOTH = 1.0
 DEFAULT_BATCH = True
@@ -128,15 +128,22 @@ class FocalTverskyLoss(nn.Module):
         return one_minus_ti.clamp_min(self.eps).pow(self.gamma).mean()
 
 
+LOSSES: Registry[nn.Module] = Registry("loss")
+"""The loss registry: the only list of loss names (options come from the builders' signatures)."""
+
+
+@LOSSES.register("dice", "soft Dice on sigmoid probabilities (the seed's loss)")
 def _dice(smooth: float = DEFAULT_SMOOTH, batch: bool = DEFAULT_BATCH) -> nn.Module:
     return DiceLoss(sigmoid=True, smooth_nr=smooth, smooth_dr=smooth, batch=batch)
 
 
+@LOSSES.register("bce", "binary cross-entropy with logits, mean over pixels")
 def _bce(pos_weight: float | None = None) -> nn.Module:
     weight = None if pos_weight is None else torch.tensor([float(pos_weight)])
     return nn.BCEWithLogitsLoss(pos_weight=weight)
 
 
+@LOSSES.register("bce_dice", "lambda_dice * dice + lambda_bce * bce")
 def _bce_dice(
     smooth: float = DEFAULT_SMOOTH,
     batch: bool = DEFAULT_BATCH,
@@ -144,7 +151,7 @@ def _bce_dice(
     lambda_bce: float = 1.0,
 ) -> nn.Module:
     # MONAI's DiceCELoss switches to BCE-with-logits for single-channel input, which is exactly
-    # dice + bce here (checked in tests/test_losses.py).
+    # dice + bce here (checked in the loss tests).
     return DiceCELoss(
         sigmoid=True,
         smooth_nr=smooth,
@@ -155,16 +162,19 @@ def _bce_dice(
     )
 
 
+@LOSSES.register("focal", "sigmoid focal loss (gamma 2), mean over pixels")
 def _focal(gamma: float = 2.0, alpha: float | None = None) -> nn.Module:
     return FocalLoss(gamma=gamma, alpha=alpha, use_softmax=False)
 
 
+@LOSSES.register("tversky", "1 - Tversky index; alpha 0.3 (FP) < beta 0.7 (FN) penalises missed tumour more")
 def _tversky(
     alpha: float = 0.3, beta: float = 0.7, smooth: float = DEFAULT_SMOOTH, batch: bool = DEFAULT_BATCH
 ) -> nn.Module:
     return TverskyLoss(sigmoid=True, alpha=alpha, beta=beta, smooth_nr=smooth, smooth_dr=smooth, batch=batch)
 
 
+@LOSSES.register("focal_tversky", "(1 - Tversky index) ** 0.75")
 def _focal_tversky(
     alpha: float = 0.3,
     beta: float = 0.7,
@@ -175,36 +185,13 @@ def _focal_tversky(
     return FocalTverskyLoss(alpha=alpha, beta=beta, gamma=gamma, smooth=smooth, batch=batch)
 
 
-# name -> (builder, accepted keyword arguments, one-line description)
-_REGISTRY: dict[str, tuple[Callable[..., nn.Module], frozenset[str], str]] = {
-    "dice": (_dice, frozenset({"smooth", "batch"}), "soft Dice on sigmoid probabilities (the seed's loss)"),
-    "bce": (_bce, frozenset({"pos_weight"}), "binary cross-entropy with logits, mean over pixels"),
-    "bce_dice": (
-        _bce_dice,
-        frozenset({"smooth", "batch", "lambda_dice", "lambda_bce"}),
-        "lambda_dice * dice + lambda_bce * bce",
-    ),
-    "focal": (_focal, frozenset({"gamma", "alpha"}), "sigmoid focal loss (gamma 2), mean over pixels"),
-    "tversky": (
-        _tversky,
-        frozenset({"alpha", "beta", "smooth", "batch"}),
-        "1 - Tversky index; alpha 0.3 (FP) < beta 0.7 (FN) penalises missed tumour more",
-    ),
-    "focal_tversky": (
-        _focal_tversky,
-        frozenset({"alpha", "beta", "gamma", "smooth", "batch"}),
-        "(1 - Tversky index) ** 0.75",
-    ),
-}
-
-
 def list_losses() -> list[str]:
     """Names accepted by :func:`create_loss`, sorted.
 
     Returns:
         the registered loss names.
     """
-    return sorted(_REGISTRY)
+    return LOSSES.names()
 
 
 def create_loss(name: str, **kwargs: Any) -> nn.Module:
@@ -236,13 +223,4 @@ def create_loss(name: str, **kwargs: Any) -> nn.Module:
         GliomasegError: unknown ``name`` (the message lists valid names) or keyword arguments the
             loss does not accept (the message names them and lists the accepted ones).
     """
-    if name not in _REGISTRY:
-        raise GliomasegError(f"Unknown loss {name!r}; choose one of: {', '.join(list_losses())}.")
-    builder, accepted, _ = _REGISTRY[name]
-    unknown = sorted(set(kwargs) - accepted)
-    if unknown:
-        raise GliomasegError(
-            f"Loss {name!r} does not accept {', '.join(map(repr, unknown))}; "
-            f"accepted arguments: {', '.join(sorted(accepted))}."
-        )
-    return BinarySegmentationLoss(builder(**kwargs))
+    return BinarySegmentationLoss(LOSSES.create(name, **kwargs))

@@ -14,7 +14,6 @@ Example::
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -23,9 +22,12 @@ from monai.networks.nets import AttentionUnet, BasicUNetPlusPlus
 from monai.networks.nets import UNet as MonaiUNet
 from torch import nn
 
+from gliomaseg.data.normalise import SIZE_MULTIPLE
 from gliomaseg.errors import GliomasegError
+from gliomaseg.training.registry import Registry
 
 __all__ = [
+    "MODELS",
     "SIZE_MULTIPLE",
     "BudaUNet",
     "UNetPlusPlus",
@@ -34,9 +36,6 @@ __all__ = [
     "create_model",
     "list_models",
 ]
-
-SIZE_MULTIPLE = 16
-"""Input height and width must be multiples of this (four stride-2 downsamplings)."""
 
 
 def _unet_block(in_channels: int, features: int, name: str) -> nn.Sequential:
@@ -167,59 +166,78 @@ class UNetPlusPlus(nn.Module):
         return self.net(x)[0]
 
 
-def _build_unet(in_channels: int, out_channels: int, features: int, **kwargs: Any) -> nn.Module:
-    return BudaUNet(in_channels, out_channels, features, **kwargs)
+MODELS: Registry[nn.Module] = Registry("model", fixed=("in_channels", "out_channels", "features"))
+"""The model registry: the only list of network names (options come from the builders' signatures)."""
 
 
-def _build_resunet(in_channels: int, out_channels: int, features: int, **kwargs: Any) -> nn.Module:
+def _levels(features: int) -> dict[str, tuple[int, ...]]:
+    """Channels and strides of MONAI's encoder-decoder nets with the classic U-Net's 5 levels."""
     f = features
-    options: dict[str, Any] = {"num_res_units": 2, "norm": Norm.BATCH}
-    options.update(kwargs)
+    return {"channels": (f, 2 * f, 4 * f, 8 * f, 16 * f), "strides": (2, 2, 2, 2)}
+
+
+@MODELS.register("unet", "classic U-Net of Buda et al. 2019 (BatchNorm, ReLU)")
+def _build_unet(in_channels: int, out_channels: int, features: int, dropout: float = 0.0) -> nn.Module:
+    return BudaUNet(in_channels, out_channels, features, dropout=dropout)
+
+
+@MODELS.register("resunet", "MONAI UNet with 2 residual units per level and BatchNorm")
+def _build_resunet(
+    in_channels: int,
+    out_channels: int,
+    features: int,
+    dropout: float = 0.0,
+    num_res_units: int = 2,
+    act: tuple | str = "PRELU",
+    norm: tuple | str = Norm.BATCH,
+    kernel_size: int = 3,
+    up_kernel_size: int = 3,
+) -> nn.Module:
     return MonaiUNet(
         spatial_dims=2,
         in_channels=in_channels,
         out_channels=out_channels,
-        channels=(f, 2 * f, 4 * f, 8 * f, 16 * f),
-        strides=(2, 2, 2, 2),
-        **options,
+        **_levels(features),
+        kernel_size=kernel_size,
+        up_kernel_size=up_kernel_size,
+        num_res_units=num_res_units,
+        act=act,
+        norm=norm,
+        dropout=dropout,
     )
 
 
-def _build_attention_unet(in_channels: int, out_channels: int, features: int, **kwargs: Any) -> nn.Module:
-    f = features
+@MODELS.register("attention_unet", "MONAI AttentionUnet (attention-gated skips)")
+def _build_attention_unet(
+    in_channels: int,
+    out_channels: int,
+    features: int,
+    dropout: float = 0.0,
+    kernel_size: int = 3,
+    up_kernel_size: int = 3,
+) -> nn.Module:
     return AttentionUnet(
         spatial_dims=2,
         in_channels=in_channels,
         out_channels=out_channels,
-        channels=(f, 2 * f, 4 * f, 8 * f, 16 * f),
-        strides=(2, 2, 2, 2),
-        **kwargs,
+        **_levels(features),
+        kernel_size=kernel_size,
+        up_kernel_size=up_kernel_size,
+        dropout=dropout,
     )
 
 
-def _build_unetpp(in_channels: int, out_channels: int, features: int, **kwargs: Any) -> nn.Module:
-    return UNetPlusPlus(in_channels, out_channels, features, **kwargs)
-
-
-# name -> (builder, extra keyword arguments it accepts, one-line description)
-_REGISTRY: dict[str, tuple[Callable[..., nn.Module], frozenset[str], str]] = {
-    "unet": (_build_unet, frozenset({"dropout"}), "classic U-Net of Buda et al. 2019 (BatchNorm, ReLU)"),
-    "resunet": (
-        _build_resunet,
-        frozenset({"dropout", "num_res_units", "act", "norm", "kernel_size", "up_kernel_size"}),
-        "MONAI UNet with 2 residual units per level and BatchNorm",
-    ),
-    "attention_unet": (
-        _build_attention_unet,
-        frozenset({"dropout", "kernel_size", "up_kernel_size"}),
-        "MONAI AttentionUnet (attention-gated skips)",
-    ),
-    "unetpp": (
-        _build_unetpp,
-        frozenset({"dropout", "act", "norm", "upsample"}),
-        "MONAI BasicUNetPlusPlus (nested dense skips), final output only",
-    ),
-}
+@MODELS.register("unetpp", "MONAI BasicUNetPlusPlus (nested dense skips), final output only")
+def _build_unetpp(
+    in_channels: int,
+    out_channels: int,
+    features: int,
+    dropout: float = 0.0,
+    act: tuple | str = ("LeakyReLU", {"negative_slope": 0.1, "inplace": True}),
+    norm: tuple | str = ("instance", {"affine": True}),
+    upsample: str = "deconv",
+) -> nn.Module:
+    return UNetPlusPlus(in_channels, out_channels, features, dropout=dropout, act=act, norm=norm, upsample=upsample)
 
 
 def list_models() -> list[str]:
@@ -228,7 +246,7 @@ def list_models() -> list[str]:
     Returns:
         the registered model names.
     """
-    return sorted(_REGISTRY)
+    return MODELS.names()
 
 
 def _check_positive_int(value: Any, what: str) -> None:
@@ -248,10 +266,9 @@ def create_model(
         out_channels: output channels (1 for binary tumour segmentation).
         features: width of the first level; deeper levels double it (bottleneck ``16 * features``
             for ``unet``/``resunet``/``attention_unet``, ``8 * features`` for ``unetpp``).
-        **kwargs: extra model options. Accepted per model: ``unet``: ``dropout``;
-            ``resunet``: ``dropout, num_res_units, act, norm, kernel_size, up_kernel_size``;
-            ``attention_unet``: ``dropout, kernel_size, up_kernel_size``;
-            ``unetpp``: ``dropout, act, norm, upsample``.
+        **kwargs: extra model options: the keyword parameters of the model's builder
+            (``MODELS.options(name)``; e.g. ``dropout`` for every model, ``num_res_units`` for
+            ``resunet``).
 
     Returns:
         a module mapping ``B x in_channels x H x W`` to logits ``B x out_channels x H x W``;
@@ -261,20 +278,18 @@ def create_model(
         GliomasegError: unknown ``name`` (the message lists valid names), ``in_channels``,
             ``out_channels`` or ``features`` not a positive integer, or keyword arguments the
             model does not accept (the message names them and lists the accepted ones).
+
+    Example:
+        >>> import torch
+        >>> model = create_model("unet", in_channels=3, out_channels=1, features=8)
+        >>> model(torch.zeros(2, 3, 64, 64)).shape
+        torch.Size([2, 1, 64, 64])
     """
-    if name not in _REGISTRY:
-        raise GliomasegError(f"Unknown model {name!r}; choose one of: {', '.join(list_models())}.")
+    MODELS.options(name)  # an unknown name is reported before the sizes
     _check_positive_int(in_channels, "in_channels")
     _check_positive_int(out_channels, "out_channels")
     _check_positive_int(features, "features")
-    builder, accepted, _ = _REGISTRY[name]
-    unknown = sorted(set(kwargs) - accepted)
-    if unknown:
-        raise GliomasegError(
-            f"Model {name!r} does not accept {', '.join(map(repr, unknown))}; "
-            f"accepted extra arguments: {', '.join(sorted(accepted)) or 'none'}."
-        )
-    return builder(in_channels, out_channels, features, **kwargs)
+    return MODELS.create(name, in_channels, out_channels, features, **kwargs)
 
 
 def check_spatial_size(height: int, width: int) -> None:

@@ -29,7 +29,6 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from gliomaseg.checkpoint import save_checkpoint
 from gliomaseg.data.augment import augment_config
 from gliomaseg.data.datamodule import GliomaDataModule
-from gliomaseg.data.normalise import PreprocessConfig
 from gliomaseg.data.splits import split_id
 from gliomaseg.data.workspace import prepare
 from gliomaseg.errors import GliomasegError, OutputExistsError
@@ -113,6 +112,55 @@ def _run_dir_for(cfg: TrainConfig, resume: str | None, overwrite: bool) -> Path:
     return run_dir
 
 
+def _module(cfg: TrainConfig, n_rows: int) -> SegmentationModule:
+    on_cpu = cfg.accelerator == "cpu" or not torch.cuda.is_available()
+    return SegmentationModule(
+        model_name=cfg.model,
+        model_kwargs={"in_channels": 3, "out_channels": 1, "features": cfg.features},
+        loss=cfg.loss,
+        optimizer=cfg.optimizer,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        scheduler=cfg.scheduler,
+        threshold=cfg.threshold,
+        n_rows=n_rows,
+        channels_last=on_cpu,
+    )
+
+
+def _trainer(
+    cfg: TrainConfig, run_dir: Path, meta: dict[str, Any], *, resuming: bool, extra_callbacks: list[Callback]
+) -> L.Trainer:
+    callbacks = [
+        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=MONITOR, mode="max", save_last=True),
+        ModelFileCallback(run_dir, meta),
+        LearningRateMonitor(logging_interval="epoch"),
+        TQDMProgressBar(refresh_rate=10),
+        *extra_callbacks,
+    ]
+    if cfg.early_stopping:
+        callbacks.append(EarlyStopping(monitor=MONITOR, mode="max", patience=cfg.early_stopping))
+    return L.Trainer(
+        max_epochs=cfg.epochs,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy,
+        precision=_precision(cfg),
+        default_root_dir=run_dir,
+        logger=[
+            CSVLogger(run_dir, name="logs", version=csv_version(run_dir, resuming)),
+            TensorBoardLogger(run_dir, name="logs", version="tensorboard", default_hp_metric=False),
+        ],
+        callbacks=callbacks,
+        limit_train_batches=cfg.limit_train_batches,
+        limit_val_batches=cfg.limit_val_batches,
+        log_every_n_steps=10,
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+    )
+
+
 def train(
     cfg: TrainConfig,
     *,
@@ -130,8 +178,16 @@ def train(
         callbacks: extra Lightning callbacks.
 
     Raises:
-        GliomasegError: the run folder exists (and neither resume nor overwrite), or the resume
-            checkpoint is missing.
+        GliomasegError: the resume checkpoint is missing, or bad settings or data.
+        OutputExistsError: the run folder exists (and neither resume nor overwrite).
+
+    Example:
+        >>> from gliomaseg.data.phantoms import synthesise_dataset
+        >>> from gliomaseg.training.config import resolve_config
+        >>> data = synthesise_dataset("demo/kaggle_3m", 12, size=64)  # doctest: +SKIP
+        >>> cfg = resolve_config({"data": str(data), "workdir": "demo", "epochs": 2}, preset="demo")  # doctest: +SKIP
+        >>> train(cfg)  # doctest: +SKIP
+        PosixPath('/.../runs/unet__bce_dice__fold0')
     """
     cfg = _absolute_paths(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -142,15 +198,17 @@ def train(
             raise GliomasegError(f"cannot resume: {ckpt_path} does not exist")
     run_dir = _run_dir_for(cfg, ckpt_path, overwrite)
 
-    pre = PreprocessConfig(size=cfg.size, normalisation=cfg.normalisation)
     ws = prepare(
-        data=cfg.data, workdir=cfg.workdir, preprocess=pre, index_path=cfg.index_path, splits_path=cfg.splits_path
+        data=cfg.data,
+        workdir=cfg.workdir,
+        preprocess=cfg.preprocess_config(),
+        index_path=cfg.index_path,
+        splits_path=cfg.splits_path,
     )
     if cfg.fold >= len(ws.splits["folds"]):
         raise GliomasegError(f"fold={cfg.fold}: {cfg.splits_path} has {len(ws.splits['folds'])} folds")
     if _global_rank() == 0:
         save_config(cfg, run_dir / "config.yaml")
-
     dm = GliomaDataModule(
         ws.cache_dir,
         ws.splits,
@@ -161,54 +219,14 @@ def train(
         tumour_fraction=cfg.tumour_fraction,
         seed=cfg.seed,
     )
-    model_kwargs = {"in_channels": 3, "out_channels": 1, "features": cfg.features}
-    on_cpu = cfg.accelerator == "cpu" or not torch.cuda.is_available()
-    module = SegmentationModule(
-        model_name=cfg.model,
-        model_kwargs=model_kwargs,
-        loss=cfg.loss,
-        optimizer=cfg.optimizer,
-        lr=cfg.lr,
-        weight_decay=cfg.weight_decay,
-        scheduler=cfg.scheduler,
-        threshold=cfg.threshold,
-        n_rows=len(ws.table),
-        channels_last=on_cpu,
-    )
+    module = _module(cfg, n_rows=len(ws.table))
     meta = {
-        "model": {"name": cfg.model, "kwargs": model_kwargs},
-        "preprocess": pre.to_dict(),
-        "postprocess": cfg.postprocess_dict(),
+        "model": {"name": cfg.model, "kwargs": module.hparams.model_kwargs},
+        "preprocess": cfg.preprocess_config().to_dict(),
+        "postprocess": cfg.postprocess_config().to_dict(),
         "split_id": split_id(ws.splits, cfg.fold),
         "config": cfg.to_dict(),
     }
-    callbacks = [
-        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=MONITOR, mode="max", save_last=True),
-        ModelFileCallback(run_dir, meta),
-        LearningRateMonitor(logging_interval="epoch"),
-        TQDMProgressBar(refresh_rate=10),
-        *(callbacks or []),
-    ]
-    if cfg.early_stopping:
-        callbacks.append(EarlyStopping(monitor=MONITOR, mode="max", patience=cfg.early_stopping))
-    trainer = L.Trainer(
-        max_epochs=cfg.epochs,
-        accelerator=cfg.accelerator,
-        devices=cfg.devices,
-        num_nodes=cfg.num_nodes,
-        strategy=cfg.strategy,
-        precision=_precision(cfg),
-        default_root_dir=run_dir,
-        logger=[
-            CSVLogger(run_dir, name="logs", version=csv_version(run_dir, ckpt_path is not None)),
-            TensorBoardLogger(run_dir, name="logs", version="tensorboard", default_hp_metric=False),
-        ],
-        callbacks=callbacks,
-        limit_train_batches=cfg.limit_train_batches,
-        limit_val_batches=cfg.limit_val_batches,
-        log_every_n_steps=10,
-        num_sanity_val_steps=0,
-        enable_model_summary=False,
-    )
+    trainer = _trainer(cfg, run_dir, meta, resuming=ckpt_path is not None, extra_callbacks=callbacks or [])
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     return run_dir
