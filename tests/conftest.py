@@ -1,11 +1,23 @@
-"""Shared fixtures: the real-data helpers (``shared_dir``, ``lgg_unpack``) and a tiny phantom dataset."""
+"""Shared fixtures: real-data helpers, one phantom dataset, model files and their ONNX export.
+
+Session-scoped fixtures are shared by every test module: do not modify what they return (write
+into ``tmp_path`` instead).
+
+- ``lgg_unpack`` / ``real_patients``: real LGG patients from ``../shared`` (tests marked ``real``;
+  they skip with a reason when the data is absent).
+- ``phantoms``: a small phantom ``kaggle_3m`` folder; ``phantom_workdir`` its shared work folder.
+- ``model_file``: a factory of real (untrained) U-Net model files; ``onnx_file``: the ONNX export
+  of the one with randomised BatchNorm.
+"""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +36,7 @@ def _one_torch_thread():
     torch.set_num_threads(before)
 
 
+# ------------------------------------------------------------------------------------- real data
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """The ``shared/`` folder beside the repository root (may not exist)."""
@@ -51,8 +64,102 @@ def lgg_unpack(shared_dir: Path) -> Callable[[int | Sequence[str], Path], Path]:
 
 
 @pytest.fixture(scope="session")
-def phantom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small phantom ``kaggle_3m`` folder: 6 patients, 8-10 slices of 64 x 64, seed 0. Do not modify it."""
+def real_patients(lgg_unpack: Callable[[int, Path], Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 3 real patients (``TCGA_CS_4942/4943/4944``) in a ``kaggle_3m`` folder, unpacked once."""
+    return lgg_unpack(3, tmp_path_factory.mktemp("real") / "kaggle_3m")
+
+
+# -------------------------------------------------------------------------------------- phantoms
+@pytest.fixture(scope="session")
+def phantoms(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small phantom ``kaggle_3m`` folder: 6 patients, 8-10 slices of 64 x 64, seed 0."""
     from gliomaseg.data.phantoms import synthesise_dataset
 
     return synthesise_dataset(tmp_path_factory.mktemp("phantom") / "kaggle_3m", 6, slices=(8, 10), size=64)
+
+
+@pytest.fixture(scope="session")
+def phantom_workdir(phantoms: Path) -> Path:
+    """The work folder beside ``phantoms``: training fills it (index.csv, splits.json, cache/) on first use."""
+    return phantoms.parent / "work"
+
+
+# ----------------------------------------------------------------------------------- model files
+#: The post-processing stored in the model files below (the defaults of PostprocessConfig).
+POSTPROCESS = {"threshold": 0.5, "min_size": 0, "largest_component": False, "tta": False}
+
+
+#: ``model_file``'s factory (see its docstring for the arguments).
+ModelFileFactory = Callable[..., Path]
+
+
+@pytest.fixture(scope="session")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> ModelFileFactory:
+    """Write real (untrained) U-Net model files: ``model_file(path=None, *, features, size, bias, ...)``.
+
+    - ``features``: the U-Net's width; ``size``: the stored preprocessing size.
+    - ``bias``: a constant net: the last convolution's weights zeroed and its bias set (+10 -> every
+      pixel tumour, -10 -> none).
+    - ``randomise_bn``: non-trivial BatchNorm statistics and affine parameters, so that eval-mode
+      BatchNorm folding (fused graph, ONNX) is really exercised.
+    - ``meta``: entries added to (or replacing) the stored metadata: ``postprocess``, ``split_id``,
+      ``epoch``, ``config``...
+
+    Without ``path`` the file goes to a session folder and equal requests share one file (do not
+    modify or export next to it); with ``path`` a new file is written there.
+    """
+    import torch
+
+    from gliomaseg.checkpoint import save_checkpoint
+    from gliomaseg.training.models import create_model
+
+    root = tmp_path_factory.mktemp("models")
+    made: dict[str, Path] = {}
+
+    def make(
+        path: Path | None = None,
+        *,
+        features: int = 4,
+        size: int = 32,
+        bias: float | None = None,
+        randomise_bn: bool = False,
+        seed: int = 0,
+        **meta: Any,
+    ) -> Path:
+        key = json.dumps([features, size, bias, randomise_bn, seed, meta], sort_keys=True, default=str)
+        if path is None and key in made:
+            return made[key]
+        torch.manual_seed(seed)
+        model = create_model("unet", features=features)
+        with torch.no_grad():
+            if bias is not None:
+                model.conv.weight.zero_()
+                model.conv.bias.fill_(bias)
+            if randomise_bn:
+                for module in model.modules():
+                    if isinstance(module, torch.nn.BatchNorm2d):
+                        module.running_mean.uniform_(-0.5, 0.5)
+                        module.running_var.uniform_(0.5, 2.0)
+                        module.weight.uniform_(0.5, 1.5)
+                        module.bias.uniform_(-0.2, 0.2)
+        stored = {
+            "model": {"name": "unet", "kwargs": {"features": features}},
+            "preprocess": {"size": size, "normalisation": "zscore"},
+            "postprocess": POSTPROCESS,
+            **meta,
+        }
+        target = Path(path) if path is not None else root / f"model{len(made)}.pt"
+        save_checkpoint(target, model, stored)
+        if path is None:
+            made[key] = target
+        return target
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def onnx_file(model_file: ModelFileFactory, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ONNX export of ``model_file(randomise_bn=True)`` (checked against PyTorch by the export)."""
+    from gliomaseg.inference.export import export_onnx
+
+    return export_onnx(model_file(randomise_bn=True), tmp_path_factory.mktemp("onnx") / "model.onnx").path

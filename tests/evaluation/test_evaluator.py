@@ -8,54 +8,46 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
-from gliomaseg.checkpoint import save_checkpoint
 from gliomaseg.data.index import index_dataset
 from gliomaseg.data.index_table import save_index
 from gliomaseg.data.io import read_image, read_mask
-from gliomaseg.data.phantoms import synthesise_dataset
 from gliomaseg.data.splits import make_splits, save_splits, split_id
 from gliomaseg.evaluation import evaluate
 from gliomaseg.evaluation.metrics import binary_metrics
 from gliomaseg.evaluation.postprocess import PostprocessConfig
 from gliomaseg.inference import Segmenter
-from gliomaseg.training.models import create_model
 
-N_PATIENTS = 4
+N_PATIENTS = 6  # conftest's phantoms
 SIZE = 64
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
+def workspace(tmp_path_factory, phantoms):
     root = tmp_path_factory.mktemp("eval")
-    data = synthesise_dataset(root / "kaggle_3m", N_PATIENTS, size=SIZE, slices=(5, 7), seed=3)
-    table = index_dataset(data).table
+    table = index_dataset(phantoms).table
     save_index(table, root / "work" / "index.csv")
     splits = make_splits(table, test_fraction=0.25, val_fraction=0.25, stratify=())
     save_splits(splits, root / "work" / "splits.json")
-    return {"root": root, "data": data, "table": table, "splits": splits}
-
-
-def _model_file(path, workspace, size=SIZE, seed=0, workdir=True):
-    torch.manual_seed(seed)
-    model = create_model("unet", features=4)
-    meta = {
-        "model": {"name": "unet", "kwargs": {"features": 4}},
-        "preprocess": {"size": size, "normalisation": "zscore"},
-        "postprocess": {"threshold": 0.5},
-        "split_id": split_id(workspace["splits"], 0),
-        "epoch": 2,
-        "config": {"workdir": str(workspace["root"] / "work"), "fold": 0} if workdir else {},
-    }
-    return save_checkpoint(path, model, meta)
+    return {"root": root, "data": phantoms, "table": table, "splits": splits}
 
 
 @pytest.fixture(scope="module")
-def run(workspace):
+def make_model(model_file, workspace):
+    """A model file as training writes it: split id, epoch and (with ``workdir``) the run's settings."""
+
+    def make(path, size=SIZE, workdir=True):
+        config = {"workdir": str(workspace["root"] / "work"), "fold": 0} if workdir else {}
+        return model_file(path, size=size, split_id=split_id(workspace["splits"], 0), epoch=2, config=config)
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def run(workspace, make_model):
     """A model file in a run folder with a Lightning-style metrics.csv, evaluated on all patients."""
     run_dir = workspace["root"] / "runs" / "unet__bce_dice__fold0"
-    ckpt = _model_file(run_dir / "best.pt", workspace)
+    ckpt = make_model(run_dir / "best.pt")
     log = pd.DataFrame(
         {
             "epoch": [0, 0, 1, 1, 2, 2],
@@ -160,8 +152,8 @@ def test_metrics_match_segmenter_output(run, workspace):
     assert first["truth_pixels"] == int(truth[0].sum())
 
 
-def test_metrics_at_native_resolution_when_the_model_size_differs(workspace, tmp_path):
-    ckpt = _model_file(tmp_path / "small.pt", workspace, size=32)
+def test_metrics_at_native_resolution_when_the_model_size_differs(workspace, make_model, tmp_path):
+    ckpt = make_model(tmp_path / "small.pt", size=32)
     out = evaluate(ckpt, split="test", figures=False, progress=False, n_boot=50).out
     per_slice = pd.read_csv(out / "per_slice.csv")
     per_patient = pd.read_csv(out / "per_patient.csv")
@@ -248,8 +240,8 @@ def test_split_mismatch_and_training_patients_are_flagged(run, workspace, tmp_pa
     assert "split mismatch" in (out / "report.html").read_text()
 
 
-def test_index_from_data_when_the_run_has_none(workspace, tmp_path):
-    ckpt = _model_file(tmp_path / "m.pt", workspace, workdir=False)
+def test_index_from_data_when_the_run_has_none(workspace, make_model, tmp_path):
+    ckpt = make_model(tmp_path / "m.pt", workdir=False)
     with pytest.raises(ValueError, match="--data"):
         evaluate(ckpt, split="all", figures=False, progress=False)
     with pytest.raises(ValueError, match="splits"):

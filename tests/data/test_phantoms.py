@@ -15,8 +15,8 @@ from gliomaseg.data.io import read_image, read_mask
 from gliomaseg.data.phantoms import DATA_CSV_COLUMNS, synthesise_dataset, synthesise_volume
 
 
-def test_layout_round_trips_through_index(phantom_dir: Path) -> None:
-    t = index_dataset(phantom_dir).table
+def test_layout_round_trips_through_index(phantoms: Path) -> None:
+    t = index_dataset(phantoms).table
     assert list(t.columns) == [*INDEX_COLUMNS, *DATA_CSV_COLUMNS[1:]]
     patients = t["patient_id"].unique().tolist()
     assert [p[:13] for p in patients] == [  # sorted by folder name: sites cycle SA, SB, SC
@@ -46,14 +46,14 @@ def test_layout_round_trips_through_index(phantom_dir: Path) -> None:
     assert t["ethnicity"].isna().any()
 
 
-def test_files_have_kaggle_types(phantom_dir: Path) -> None:
-    folder = sorted(p for p in phantom_dir.iterdir() if p.is_dir())[0]
+def test_files_have_kaggle_types(phantoms: Path) -> None:
+    folder = sorted(p for p in phantoms.iterdir() if p.is_dir())[0]
     with Image.open(folder / f"{folder.name}_1.tif") as im:
         assert (im.format, im.mode, im.size) == ("TIFF", "RGB", (64, 64))
     masks = [np.asarray(Image.open(p)) for p in folder.glob("*_mask.tif")]
     assert all(m.dtype == np.uint8 and m.ndim == 2 for m in masks)
     assert set(np.unique(np.stack(masks)).tolist()) == {0, 255}
-    header = (phantom_dir / "data.csv").read_text().splitlines()[0]
+    header = (phantoms / "data.csv").read_text().splitlines()[0]
     assert header == ",".join(DATA_CSV_COLUMNS)
 
 
@@ -67,16 +67,16 @@ def test_deterministic_with_seed() -> None:
     np.testing.assert_array_equal(a[0][..., 0], a[0][..., 1])
 
 
-def test_dataset_files_are_deterministic(tmp_path: Path, phantom_dir: Path) -> None:
+def test_dataset_files_are_deterministic(tmp_path: Path, phantoms: Path) -> None:
     again = synthesise_dataset(tmp_path / "again", 6, slices=(8, 10), size=64)
-    files = sorted(p.relative_to(phantom_dir) for p in phantom_dir.rglob("*") if p.is_file())
+    files = sorted(p.relative_to(phantoms) for p in phantoms.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
     for rel in files[::7]:
-        assert (phantom_dir / rel).read_bytes() == (again / rel).read_bytes(), rel
+        assert (phantoms / rel).read_bytes() == (again / rel).read_bytes(), rel
 
 
-def test_lesion_is_bright_on_flair(phantom_dir: Path) -> None:
-    t = index_dataset(phantom_dir).table
+def test_lesion_is_bright_on_flair(phantoms: Path) -> None:
+    t = index_dataset(phantoms).table
     rows = t[t["tumour_pixels"] >= 20]
     assert len(rows) >= 6
     for _, row in rows.iterrows():

@@ -9,33 +9,19 @@ import numpy as np
 import pytest
 import torch
 
-from gliomaseg.checkpoint import load_model, save_checkpoint
+from gliomaseg.checkpoint import load_model
 from gliomaseg.data.normalise import PreprocessConfig
 from gliomaseg.evaluation.postprocess import PostprocessConfig
 from gliomaseg.inference import Segmenter, load_segmenter
-from gliomaseg.inference.export import export_onnx
-from gliomaseg.training.models import create_model
 
-META = {
-    "model": {"name": "unet", "kwargs": {"features": 4}},
-    "preprocess": {"size": 32, "normalisation": "zscore"},
-    "postprocess": {"threshold": 0.5, "min_size": 0, "largest_component": False, "tta": False},
-}
+# What conftest's model files store (they differ from the defaults only by their weights).
+META = {"model": {"name": "unet", "kwargs": {"features": 4}}}
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("inference")
-    torch.manual_seed(0)
-    model = create_model("unet", features=4)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.2, 0.2)
-    ckpt = save_checkpoint(root / "best.pt", model, META)
-    return ckpt, export_onnx(ckpt).path
+def files(model_file, onnx_file: Path) -> tuple[Path, Path]:
+    """A U-Net with randomised BatchNorm (so folding it is really exercised) and its ONNX export."""
+    return model_file(randomise_bn=True), onnx_file
 
 
 @pytest.fixture(scope="module")

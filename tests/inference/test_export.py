@@ -14,11 +14,10 @@ import torch
 from PIL import Image
 
 from gliomaseg import __version__
-from gliomaseg.checkpoint import load_model, save_checkpoint
+from gliomaseg.checkpoint import load_model
 from gliomaseg.cli import main
 from gliomaseg.inference.export import ONNX_FORMAT, export_onnx
 from gliomaseg.inference.predict import predict_inputs
-from gliomaseg.training.models import create_model
 
 META = {
     "model": {"name": "unet", "kwargs": {"features": 4}},
@@ -31,16 +30,9 @@ META = {
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, float]:
-    root = tmp_path_factory.mktemp("export")
-    torch.manual_seed(0)
-    model = create_model("unet", features=4)
+def exported(model_file, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, float]:
     # Non-trivial BatchNorm statistics, so eval-mode folding is really exercised.
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-    ckpt = save_checkpoint(root / "best.pt", model, META)
+    ckpt = model_file(tmp_path_factory.mktemp("export") / "best.pt", randomise_bn=True, **META)
     result = export_onnx(ckpt)
     return ckpt, result.path, result.max_abs_diff
 

@@ -10,22 +10,21 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from gliomaseg.checkpoint import load_checkpoint, load_model
-from gliomaseg.data.phantoms import synthesise_dataset
 from gliomaseg.training import read_training_log, train
 from gliomaseg.training.config import resolve_config
 
 
 @pytest.fixture(scope="module")
-def phantoms(tmp_path_factory):
-    root = tmp_path_factory.mktemp("phantoms")
-    synthesise_dataset(root / "kaggle_3m", 8, size=64, slices=(8, 10), seed=1)
-    return root
+def data(phantoms, phantom_workdir):
+    """conftest's phantoms as ``(kaggle_3m folder, shared workdir)``."""
+    return phantoms, phantom_workdir
 
 
-def _cfg(root, tmp_path, **overrides):
+def _cfg(data, tmp_path, **overrides):
+    root, workdir = data
     values = {
-        "data": str(root / "kaggle_3m"),
-        "workdir": str(root / "work"),
+        "data": str(root),
+        "workdir": str(workdir),
         "runs_dir": str(tmp_path / "runs"),
         "size": 32,
         "features": 4,
@@ -43,8 +42,8 @@ def _metrics(run_dir):
     return read_training_log(run_dir)
 
 
-def test_train_writes_run_folder_and_self_describing_model(phantoms, tmp_path):
-    run_dir = train(_cfg(phantoms, tmp_path))
+def test_train_writes_run_folder_and_self_describing_model(data, tmp_path):
+    run_dir = train(_cfg(data, tmp_path))
     assert run_dir.name == "unet__bce_dice__fold0"
     for name in ("best.pt", "last.pt", "config.yaml", "checkpoints/last.ckpt"):
         assert (run_dir / name).is_file(), name
@@ -62,11 +61,11 @@ def test_train_writes_run_folder_and_self_describing_model(phantoms, tmp_path):
     assert list(val["epoch"]) == [0, 1]
     # refuses to overwrite the run silently
     with pytest.raises(ValueError, match="exists"):
-        train(_cfg(phantoms, tmp_path))
+        train(_cfg(data, tmp_path))
 
 
-def test_lightning_ckpt_is_not_a_model_file(phantoms, tmp_path):
-    run_dir = train(_cfg(phantoms, tmp_path, epochs=1))
+def test_lightning_ckpt_is_not_a_model_file(data, tmp_path):
+    run_dir = train(_cfg(data, tmp_path, epochs=1))
     with pytest.raises(ValueError, match="not a gliomaseg model file"):
         load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
 
@@ -79,8 +78,8 @@ class _Kill(Callback):
             raise RuntimeError("simulated kill")
 
 
-def test_resume_continues_to_the_same_epoch_count(phantoms, tmp_path):
-    cfg = _cfg(phantoms, tmp_path, epochs=3, scheduler="onecycle")
+def test_resume_continues_to_the_same_epoch_count(data, tmp_path):
+    cfg = _cfg(data, tmp_path, epochs=3, scheduler="onecycle")
     with pytest.raises(RuntimeError, match="simulated kill"):
         train(cfg, callbacks=[_Kill()])
     first = cfg.run_dir
@@ -91,18 +90,18 @@ def test_resume_continues_to_the_same_epoch_count(phantoms, tmp_path):
     log = read_training_log(resumed).dropna(subset=["val/dice_patient"])
     assert list(log["epoch"]) == [0, 1, 2]
     with pytest.raises(ValueError, match="cannot resume"):
-        train(_cfg(phantoms, tmp_path, run_name="never-ran"), resume=True)
+        train(_cfg(data, tmp_path, run_name="never-ran"), resume=True)
 
 
-def test_same_seed_same_weights(phantoms, tmp_path):
-    a = train(_cfg(phantoms, tmp_path, epochs=1, run_name="a"))
-    b = train(_cfg(phantoms, tmp_path, epochs=1, run_name="b"))
+def test_same_seed_same_weights(data, tmp_path):
+    a = train(_cfg(data, tmp_path, epochs=1, run_name="a"))
+    b = train(_cfg(data, tmp_path, epochs=1, run_name="b"))
     wa, wb = load_checkpoint(a / "last.pt")["state_dict"], load_checkpoint(b / "last.pt")["state_dict"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 @pytest.mark.slow
-def test_ddp_two_processes_gather_the_validation_metric(phantoms, tmp_path):
+def test_ddp_two_processes_gather_the_validation_metric(data, tmp_path):
     """Lightning's ddp re-runs the command, so drive the real CLI in a subprocess (gloo on CPU)."""
     runs = tmp_path / "runs"
     cmd = [
@@ -111,9 +110,9 @@ def test_ddp_two_processes_gather_the_validation_metric(phantoms, tmp_path):
         "gliomaseg.cli",
         "train",
         "--data",
-        str(phantoms / "kaggle_3m"),
+        str(data[0]),
         "--workdir",
-        str(phantoms / "work"),
+        str(data[1]),
         "--runs-dir",
         str(runs),
         "--size",
@@ -141,8 +140,8 @@ def test_ddp_two_processes_gather_the_validation_metric(phantoms, tmp_path):
     from gliomaseg.data.index_table import load_index
     from gliomaseg.data.splits import load_splits, part_patients
 
-    table = load_index(phantoms / "work" / "index.csv")
-    val_patients = part_patients(load_splits(phantoms / "work" / "splits.json"), "val", 0)
+    table = load_index(data[1] / "index.csv")
+    val_patients = part_patients(load_splits(data[1] / "splits.json"), "val", 0)
     n_val = int(table["patient_id"].isin(val_patients).sum())
     # each rank sees about half the slices; the logged count is the union over both ranks
     assert int(val["val/n_slices"].iloc[-1]) == n_val

@@ -1,0 +1,195 @@
+"""Lean, lazy imports and the package graph: what each import pulls in, public names, downward-only imports."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.metadata
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import gliomaseg
+
+PACKAGES = ["gliomaseg", "gliomaseg.data", "gliomaseg.training", "gliomaseg.evaluation", "gliomaseg.inference"]
+SRC = Path(gliomaseg.__file__).resolve().parent
+
+# The training stack an ONNX-only deployment must not need.
+TRAINING_STACK = {"lightning", "pytorch_lightning", "lightning_fabric", "sklearn", "albumentations"}
+
+
+def _top_level_modules_after(code: str) -> set[str]:
+    """Run ``code`` in a fresh interpreter; the top-level names of the modules it left in ``sys.modules``."""
+    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {name.split(".")[0] for name in json.loads(done.stdout.splitlines()[-1])}
+
+
+# ------------------------------------------------------------------------------- what an import loads
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import gliomaseg.inference",
+        # the whole ONNX-only deployment: load the export and segment a volume
+        "import numpy as np\nfrom gliomaseg.inference import Segmenter\n"
+        "Segmenter.from_onnx({onnx!r}).predict_volume(np.zeros((2, 64, 64, 3), np.uint8))",
+    ],
+    ids=["import", "onnx-predict"],
+)
+def test_inference_does_not_import_the_training_stack(code: str, onnx_file: Path) -> None:
+    loaded = _top_level_modules_after(code.format(onnx=str(onnx_file)))
+    assert "gliomaseg" in loaded
+    assert not loaded & TRAINING_STACK
+
+
+def test_import_gliomaseg_is_lazy() -> None:
+    loaded = _top_level_modules_after("import gliomaseg\nnames = dir(gliomaseg)\nassert 'Segmenter' in names")
+    assert not loaded & {"torch", "lightning", "pytorch_lightning"}
+
+
+def test_version_is_the_installed_metadata() -> None:
+    assert gliomaseg.__version__ == importlib.metadata.version("gliomaseg")
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_public_names_resolve_and_are_listed(package: str) -> None:
+    module = importlib.import_module(package)
+    assert module.__all__ and set(module.__all__) <= set(dir(module))
+    for name in module.__all__:
+        assert getattr(module, name) is not None, name
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        module.no_such_name  # noqa: B018
+
+
+def _exports(init: Path) -> dict[str, str]:
+    """The ``_EXPORTS`` table (name -> defining module) of a package ``__init__``, read without importing it."""
+    for node in ast.parse(init.read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "_EXPORTS" for t in node.targets):
+            return ast.literal_eval(node.value)
+    return {}
+
+
+def _is_type_checking_block(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"
+
+
+def _type_checking_imports(init: Path) -> dict[str, str]:
+    """Name -> module of the imports under ``if TYPE_CHECKING:`` (what editors and type checkers see)."""
+    names: dict[str, str] = {}
+    for node in ast.parse(init.read_text()).body:
+        if _is_type_checking_block(node):
+            for stmt in node.body:
+                if isinstance(stmt, ast.ImportFrom):
+                    names.update({alias.asname or alias.name: stmt.module for alias in stmt.names})
+    return names
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_type_checking_block_mirrors_the_lazy_exports(package: str) -> None:
+    init = SRC.joinpath(*package.split(".")[1:], "__init__.py")
+    assert _type_checking_imports(init) == _exports(init)
+
+
+# ------------------------------------------------------------------------------ downward-only imports
+#: The layers, lowest first: a module may import its own layer and those below, never above.
+#: data <- training <- evaluation (metrics, figures, html, plan) <- inference <- evaluate()
+#: <- study/web <- cli. A module takes the layer of its longest listed prefix.
+LAYERS = {
+    "gliomaseg": 0,  # the package itself only: __version__ and lazy re-exports
+    "gliomaseg._lazy": 0,
+    "gliomaseg.errors": 0,
+    "gliomaseg.utils": 0,
+    "gliomaseg.checkpoint": 0,  # the model file format, which training writes and inference reads
+    "gliomaseg.data": 1,
+    # TrainConfig holds the PostprocessConfig that model files store, so these settings sit below
+    # training although the module lives in evaluation/ (it imports only errors and utils).
+    "gliomaseg.evaluation.postprocess": 2,
+    "gliomaseg.training": 3,
+    "gliomaseg.evaluation": 4,
+    "gliomaseg.inference": 5,
+    "gliomaseg.evaluation.evaluator": 6,
+    "gliomaseg.study": 7,
+    "gliomaseg.web": 7,
+    "gliomaseg.cli": 8,
+    "gliomaseg.__main__": 8,
+}
+
+#: Upward imports allowed inside a function only (importer, imported).
+LAZY_EXCEPTIONS = {
+    # A model file names its network; rebuilding it needs the model registry, imported on load.
+    ("gliomaseg.checkpoint", "gliomaseg.training.models"),
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in sorted(SRC.rglob("*.py"))}
+EXPORTS = {name: _exports(path) for name, path in MODULES.items() if path.name == "__init__.py"}
+
+
+def _layer(module: str) -> int | None:
+    if module == "gliomaseg":
+        return LAYERS[module]
+    parts = module.split(".")
+    for end in range(len(parts), 1, -1):
+        if ".".join(parts[:end]) in LAYERS:
+            return LAYERS[".".join(parts[:end])]
+    return None
+
+
+def _resolve(base: str, name: str) -> str:
+    """The module that ``from base import name`` loads: a submodule, a lazy export's module, or ``base``."""
+    if f"{base}.{name}" in MODULES:
+        return f"{base}.{name}"
+    return EXPORTS.get(base, {}).get(name, base)
+
+
+def _imports(module: str) -> list[tuple[str, bool]]:
+    """``(imported gliomaseg module, inside a function)`` for every import statement of ``module``.
+
+    Package ``__init__`` files skip their ``if TYPE_CHECKING:`` block: it mirrors the lazy exports
+    (checked above) and runs only under a type checker.
+    """
+    path = MODULES[module]
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: list[tuple[str, bool]] = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        if path.name == "__init__.py" and _is_type_checking_block(node):
+            return
+        if isinstance(node, ast.Import):
+            found.extend((alias.name, in_function) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([base] if base else [])])
+            found.extend((_resolve(base, alias.name), in_function) for alias in node.names)
+        inner = in_function or isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+        for child in ast.iter_child_nodes(node):
+            visit(child, inner)
+
+    visit(ast.parse(path.read_text()), False)
+    return [(name, lazy) for name, lazy in found if name == "gliomaseg" or name.startswith("gliomaseg.")]
+
+
+def test_every_module_has_a_layer() -> None:
+    assert [m for m in MODULES if _layer(m) is None] == [], "add the new package to LAYERS"
+
+
+def test_modules_import_downward_only() -> None:
+    upward = []
+    for module in MODULES:
+        for imported, lazy in _imports(module):
+            if _layer(imported) is None or _layer(module) is None:
+                continue  # reported by test_every_module_has_a_layer
+            if _layer(imported) > _layer(module) and not (lazy and (module, imported) in LAZY_EXCEPTIONS):
+                upward.append(f"{module} (layer {_layer(module)}) imports {imported} (layer {_layer(imported)})")
+    assert upward == []
