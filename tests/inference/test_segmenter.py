@@ -68,8 +68,20 @@ def test_default_cpu_path_is_the_fused_graph(files: tuple[Path, Path], volume: n
     )
 
 
-def test_bf16_runs_the_eager_model(files: tuple[Path, Path]):
-    assert Segmenter.from_checkpoint(files[0], device="cpu", bf16=True).backend == "eager"
+@pytest.mark.skipif(
+    platform.machine().lower() not in ("x86_64", "amd64") or not torch.backends.mkldnn.is_available(),
+    reason="oneDNN Graph fusion is only expected on x86-64 CPU builds of torch",
+)
+def test_bf16_runs_a_fused_bf16_graph_close_to_float32(files: tuple[Path, Path], volume: np.ndarray):
+    ckpt, _ = files
+    bf16 = Segmenter.from_checkpoint(ckpt, device="cpu", bf16=True, batch_size=2)
+    assert bf16.backend == "torchscript-onednn-bf16"
+    # bf16 keeps 8 bits of mantissa: probabilities move by ~1e-2, not more
+    reference = _naive(ckpt).predict_proba(volume)
+    assert np.abs(bf16.predict_proba(volume) - reference).max() < 0.05
+    eager_bf16 = Segmenter.from_checkpoint(ckpt, device="cpu", bf16=True, graph_fusion=False)
+    assert eager_bf16.backend == "eager"
+    assert np.abs(eager_bf16.predict_proba(volume) - reference).max() < 0.05
     assert Segmenter.from_onnx(files[1]).backend == "onnxruntime"
 
 
