@@ -16,10 +16,10 @@ from gliomaseg.data.io import read_image, read_mask
 from gliomaseg.data.phantoms import synthesise_dataset
 from gliomaseg.data.splits import make_splits, save_splits, split_id
 from gliomaseg.evaluation import evaluate
-from gliomaseg.inference import Segmenter
 from gliomaseg.evaluation.metrics import binary_metrics
-from gliomaseg.training.models import create_model
 from gliomaseg.evaluation.postprocess import PostprocessConfig
+from gliomaseg.inference import Segmenter
+from gliomaseg.training.models import create_model
 
 N_PATIENTS = 4
 SIZE = 64

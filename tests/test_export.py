@@ -17,8 +17,8 @@ from gliomaseg import __version__
 from gliomaseg.checkpoint import load_model, save_checkpoint
 from gliomaseg.cli import main
 from gliomaseg.inference.export import ONNX_FORMAT, export_onnx
-from gliomaseg.training.models import create_model
 from gliomaseg.inference.predict import predict_inputs
+from gliomaseg.training.models import create_model
 
 META = {
     "model": {"name": "unet", "kwargs": {"features": 4}},

@@ -11,10 +11,10 @@ import torch
 
 from gliomaseg.checkpoint import load_model, save_checkpoint
 from gliomaseg.data.normalise import PreprocessConfig
-from gliomaseg.inference.export import export_onnx
-from gliomaseg.inference import Segmenter, load_segmenter
-from gliomaseg.training.models import create_model
 from gliomaseg.evaluation.postprocess import PostprocessConfig
+from gliomaseg.inference import Segmenter, load_segmenter
+from gliomaseg.inference.export import export_onnx
+from gliomaseg.training.models import create_model
 
 META = {
     "model": {"name": "unet", "kwargs": {"features": 4}},

@@ -14,9 +14,9 @@ from PIL import Image
 from gliomaseg.checkpoint import save_checkpoint
 from gliomaseg.cli import main
 from gliomaseg.data.phantoms import synthesise_dataset
-from gliomaseg.training.models import create_model
 from gliomaseg.inference.inputs import discover_inputs, nifti_to_uint8, read_case
 from gliomaseg.inference.predict import AREAS_COLUMNS, overlay, predict_inputs
+from gliomaseg.training.models import create_model
 
 
 def _model_file(path: Path, bias: float | None = None) -> Path:

@@ -10,9 +10,9 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from gliomaseg.checkpoint import load_checkpoint, load_model
-from gliomaseg.training.config import resolve_config
 from gliomaseg.data.phantoms import synthesise_dataset
 from gliomaseg.training import read_training_log, train
+from gliomaseg.training.config import resolve_config
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,9 @@ def _spacing(text: str) -> tuple[float, float, float]:
 
 
 def _cmd_radiogenomics(args: argparse.Namespace) -> None:
-    from gliomaseg.study.radiogenomics import radiogenomics
+    from gliomaseg.study.radiogenomics import run_radiogenomics
 
-    result = radiogenomics(
+    result = run_radiogenomics(
         args.data,
         args.out,
         index=args.index,

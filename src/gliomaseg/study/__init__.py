@@ -33,7 +33,7 @@ _EXPORTS = {
     "CLUSTER_COLUMNS": "gliomaseg.study.tables",
     "PAPER_FINDINGS": "gliomaseg.study.tables",
     "RadiogenomicsResult": "gliomaseg.study.radiogenomics",
-    "radiogenomics": "gliomaseg.study.radiogenomics",
+    "run_radiogenomics": "gliomaseg.study.radiogenomics",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     )
     from gliomaseg.study.extract import extract_features
     from gliomaseg.study.masks import OutOfFold, ensemble_predictor, out_of_fold_models
-    from gliomaseg.study.radiogenomics import RadiogenomicsResult, radiogenomics
+    from gliomaseg.study.radiogenomics import RadiogenomicsResult, run_radiogenomics
     from gliomaseg.study.shape import (
         FEATURES,
         PAPER_FEATURES,

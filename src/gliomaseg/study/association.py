@@ -227,7 +227,8 @@ def agreement(a: np.ndarray, b: np.ndarray) -> Agreement:
         return Agreement(int(len(a)), *([math.nan] * 7))
     diff = b - a
     bias, sd = float(diff.mean()), float(diff.std(ddof=1))
-    constant = np.ptp(a) == 0 or np.ptp(b) == 0
+    # Equal up to rounding (e.g. the same shape in every patient): no correlation to speak of.
+    constant = any(np.ptp(x) <= 1e-9 * max(1.0, float(np.abs(x).max())) for x in (a, b))
     pr = (math.nan, math.nan) if constant else stats.pearsonr(a, b)
     sr = (math.nan, math.nan) if constant else stats.spearmanr(a, b)
     return Agreement(

@@ -49,7 +49,7 @@ from gliomaseg.study.tables import (
 )
 from gliomaseg.utils import atomic_write_text
 
-__all__ = ["OUTPUTS", "RADIOGENOMICS_FORMAT", "RadiogenomicsResult", "radiogenomics"]
+__all__ = ["OUTPUTS", "RADIOGENOMICS_FORMAT", "RadiogenomicsResult", "run_radiogenomics"]
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def _settings(truth: bool, prediction: dict[str, Any], spacing: tuple[float, flo
     return {"truth": truth, "spacing": list(spacing), "prediction": prediction, "files": ids}
 
 
-def radiogenomics(
+def run_radiogenomics(
     data: str | Path | None,
     out: str | Path,
     *,
@@ -206,7 +206,7 @@ def radiogenomics(
         OutputExistsError: a non-empty ``out`` without ``overwrite`` or ``resume``.
 
     Example:
-        >>> result = radiogenomics("kaggle_3m", "radiogenomics_truth")  # doctest: +SKIP
+        >>> result = run_radiogenomics("kaggle_3m", "radiogenomics_truth")  # doctest: +SKIP
         >>> result.associations.query("feature == 'bevr' and cluster == 'RNASeqCluster'")  # doctest: +SKIP
     """
     t_start = time.perf_counter()
