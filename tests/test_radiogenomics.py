@@ -93,11 +93,12 @@ def test_refuses_a_used_folder_and_resumes_from_the_cache(truth_run, phantom_dir
     record = json.loads(cached.read_text())
     record["bevr"] = 0.123  # a resumed run must take cached patients as they are
     cached.write_text(json.dumps(record))
-    resumed = run_radiogenomics(phantom_dir, out, resume=True, n_boot=50, figures=False, progress=False)
+    few = {"n_boot": 50, "figures": False, "progress": False, "clusters": ["RNASeqCluster"]}
+    resumed = run_radiogenomics(phantom_dir, out, resume=True, **few)
     assert resumed.features.set_index("patient_id").loc[pid, "bevr"] == 0.123
     with pytest.raises(GliomasegError, match="other settings"):
         run_radiogenomics(phantom_dir, out, resume=True, spacing=(3.0, 1.0, 1.0), progress=False)
-    fresh = run_radiogenomics(phantom_dir, out, overwrite=True, n_boot=50, figures=False, progress=False)
+    fresh = run_radiogenomics(phantom_dir, out, overwrite=True, **few)
     assert fresh.features.set_index("patient_id").loc[pid, "bevr"] != 0.123
 
 
@@ -124,7 +125,9 @@ def study(table, constant_models, tmp_path_factory):
 
 def test_out_of_fold_masks_come_from_the_fold_that_held_the_patient_out(study, phantom_dir, tmp_path, table):
     root, splits = study
-    result = run_radiogenomics(phantom_dir, tmp_path / "oof", study=root, config="cfg", n_boot=50, figures=False)
+    result = run_radiogenomics(
+        phantom_dir, tmp_path / "oof", study=root, config="cfg", n_boot=50, figures=False, clusters=["COCCluster"]
+    )
     pred = result.features[result.features["masks"] == "predicted"].set_index("patient_id")
     fold0, fold1 = splits["folds"][0]["val"], splits["folds"][1]["val"]
     assert set(pred.index) == set(fold0) | set(fold1)
@@ -149,6 +152,7 @@ def test_a_missing_fold_model_is_named(study, phantom_dir, tmp_path):
 def test_cli(phantom_dir, tmp_path, constant_models, capsys):
     out = tmp_path / "cli"
     argv = ["radiogenomics", str(phantom_dir), "--out", str(out), "--no-figures", "--n-boot", "50"]
+    argv += ["--clusters", "RNASeqCluster,CNCluster"]
     assert main([*argv, "--model", str(constant_models["all"])]) == 0
     printed = capsys.readouterr().out
     assert "masks: both" in printed and "radiogenomics.md" in printed
@@ -159,3 +163,13 @@ def test_cli(phantom_dir, tmp_path, constant_models, capsys):
     agree = pd.read_csv(out / "agreement.csv").set_index("feature")
     assert agree.loc["volume", "bias"] == pytest.approx((features["predicted"] - features["truth"]).mean())
     assert math.isnan(agree.loc["bevr", "pearson"])  # every predicted mask is the whole box: constant ratio
+
+
+@pytest.mark.real
+def test_real_patients_are_matched_with_their_clusters(lgg_unpack, tmp_path):
+    data = lgg_unpack(3, tmp_path / "kaggle_3m")
+    result = run_radiogenomics(data, tmp_path / "out", n_boot=20, figures=False, progress=False)
+    features = result.features
+    assert len(features) == 3 and features["RNASeqCluster"].notna().any()
+    assert ((features["bevr"] > 0) & (features["bevr"] <= 1)).all()
+    assert (features["angular_sd"] > 0).all() and (features["margin_fluctuation"] > 0).all()
