@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -35,7 +37,7 @@ class PredictorFor:
         fold_of: patient id -> fold, for visiting patients fold by fold (empty: no folds).
     """
 
-    fold_of: dict[str, int] = {}
+    fold_of: Mapping[str, int] = MappingProxyType({})
 
     def __call__(self, pid: str) -> tuple[Predictor, int | None] | None:
         raise NotImplementedError
@@ -108,6 +110,11 @@ def extract_features(
         One row per patient and mask source: ``patient_id``, ``masks`` (``truth``/``predicted``),
         ``fold`` (the out-of-fold model's fold, else empty), then every feature (NaN for an empty
         mask). Patients without a prediction have no ``predicted`` row.
+
+    Example:
+        >>> from gliomaseg.data.index import index_dataset
+        >>> table = index_dataset("kaggle_3m").table  # doctest: +SKIP
+        >>> extract_features(table, progress=False)[["patient_id", "bevr"]].head(2)  # doctest: +SKIP
     """
     from gliomaseg.evaluation.evaluator import _read_patient
 

@@ -46,6 +46,10 @@ def ensemble_predictor(models: Sequence[str | Path], *, device: str = "auto") ->
 
     Raises:
         GliomasegError: no model, or a model file that cannot be loaded.
+
+    Example:
+        >>> predict, info = ensemble_predictor(["fold0/best.pt", "fold1/best.pt"])  # doctest: +SKIP
+        >>> mask = predict(volume)  # S x H x W x 3 uint8 -> S x H x W bool  # doctest: +SKIP
     """
     from gliomaseg.evaluation.postprocess import postprocess_volume
     from gliomaseg.inference.segmenter import load_segmenter

@@ -160,7 +160,10 @@ def write_markdown(path: Path, summary: dict[str, Any], sections: list, agree: p
 
 def plot_feature_boxes(path: Path, features: pd.DataFrame, feature: str, clusters: Sequence[str]) -> Path:
     """Box plots of one feature per category of every cluster variable, with the patients as dots."""
-    from gliomaseg.evaluation.figures import plt  # the Agg backend, set there
+    import matplotlib
+
+    matplotlib.use("Agg")  # figures are files, there is no display
+    import matplotlib.pyplot as plt
 
     n = len(clusters)
     cols = min(4, n)

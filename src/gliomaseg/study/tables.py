@@ -132,8 +132,8 @@ def association_tables(
                 for cat in sorted(set(groups.tolist())):
                     auc, lo, hi = auc_with_ci(values, groups == cat, n_boot=n_boot, seed=seed)
                     n_pos = int(np.sum(groups == cat))
-                    aucs.append({**base, "category": cat, "n_pos": n_pos, "n_neg": len(values) - n_pos, "auc": auc})
-                    aucs[-1].update({"ci_low": lo, "ci_high": hi})
+                    counts = {"category": cat, "n_pos": n_pos, "n_neg": len(values) - n_pos}
+                    aucs.append({**base, **counts, "auc": auc, "ci_low": lo, "ci_high": hi})
     assoc = pd.DataFrame(rows)
     if assoc.empty:
         return assoc, pd.DataFrame(aucs)
