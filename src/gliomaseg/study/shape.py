@@ -252,8 +252,8 @@ def shape_features(mask: np.ndarray, spacing: tuple[float, float, float] = (1.0,
         >>> zz, yy, xx = np.mgrid[:24, :48, :48]
         >>> ball = (zz - 11.5) ** 2 + (yy - 23.5) ** 2 + (xx - 23.5) ** 2 <= 10**2
         >>> features = shape_features(ball)
-        >>> features["volume"] == ball.sum(), features["angular_sd"] < 0.05  # a disc-like margin
-        (np.True_, np.True_)
+        >>> bool(features["volume"] == ball.sum()), features["angular_sd"] < 0.05  # a disc-like margin
+        (True, True)
     """
     mask = np.asarray(mask, bool)
     if mask.ndim != 3:
