@@ -7,6 +7,7 @@ of :mod:`gliomaseg.evaluation.html`.
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from collections.abc import Sequence
@@ -225,7 +226,11 @@ def write_outputs(
         )
     )
     for title, text, header, rows in sections:
-        parts += [f"<h2>{title}</h2>", f"<p>{text}</p>", html_table(header, rows, sortable=True)]
+        parts += [
+            f"<h2>{html.escape(title)}</h2>",
+            f"<p>{html.escape(text)}</p>",
+            html_table(header, rows, sortable=True),
+        ]
     if not agree.empty:
         parts += [
             "<h2>Agreement of predicted-mask with truth-mask features</h2>",
