@@ -50,6 +50,18 @@ def test_2xk_enumeration_equals_brute_force(table):
     assert fisher_exact_2xk(table) == pytest.approx(_brute_force_p(table), abs=1e-12)
 
 
+def test_too_many_tables_fall_back_to_monte_carlo(monkeypatch):
+    import gliomaseg.study.association as association
+
+    values = np.arange(12.0)
+    groups = np.array(list("aabbbccaabcc"))
+    exact = fisher_median_split(values, groups)
+    monkeypatch.setattr(association, "MAX_TABLES", 10)
+    with pytest.raises(GliomasegError, match="too many"):
+        fisher_exact_2xk(median_split_table(values, groups)[0])
+    assert fisher_median_split(values, groups) == pytest.approx(exact, abs=0.01)
+
+
 def test_2xk_rejects_a_bad_table():
     with pytest.raises(GliomasegError, match="2 x k"):
         fisher_exact_2xk(np.array([[1, 2], [3, 4], [5, 6]]))
