@@ -100,6 +100,11 @@ def _export(env: Env, printed: str) -> None:
     assert (env.tmp / "m.onnx").stat().st_size > 0 and "max abs diff" in printed
 
 
+def _radiogenomics(env: Env, printed: str) -> None:
+    features = (env.tmp / "rg" / "features.csv").read_text().splitlines()
+    assert len(features) == 1 + 6 and (env.tmp / "rg" / "radiogenomics.md").is_file()
+
+
 def _full_folder(env: Env) -> Path:
     (env.tmp / "full").mkdir()
     (env.tmp / "full" / "mine.txt").write_text("keep")
@@ -179,6 +184,13 @@ COMMANDS = [
         _export,
         lambda e: ["export", str(e.model), "--out", str(e.tmp / "m.bin")],
         r"m\.bin.*\.onnx",
+    ),
+    Command(
+        "radiogenomics",
+        lambda e: ["radiogenomics", str(e.phantoms), "--out", str(e.tmp / "rg"), "--no-figures"],
+        _radiogenomics,
+        lambda e: ["radiogenomics", str(e.phantoms), "--out", str(e.tmp / "rg"), "--masks", "predicted"],
+        r"needs a model",
     ),
     # Its happy path needs the network and Kaggle credentials, which tests do not have: only the
     # bad input runs here (tests/data/test_download.py covers the offline paths).

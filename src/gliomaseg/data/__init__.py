@@ -15,6 +15,7 @@ _EXPORTS = {
     "index_dataset": "gliomaseg.data.index",
     "INDEX_COLUMNS": "gliomaseg.data.index_table",
     "load_index": "gliomaseg.data.index_table",
+    "read_patient": "gliomaseg.data.index_table",
     "save_index": "gliomaseg.data.index_table",
     "summarise_index": "gliomaseg.data.index_table",
     "PARTS": "gliomaseg.data.splits",
@@ -80,7 +81,7 @@ if TYPE_CHECKING:
         find_kaggle_credentials,
     )
     from gliomaseg.data.index import IndexResult, index_dataset
-    from gliomaseg.data.index_table import INDEX_COLUMNS, load_index, save_index, summarise_index
+    from gliomaseg.data.index_table import INDEX_COLUMNS, load_index, read_patient, save_index, summarise_index
     from gliomaseg.data.io import (
         IMAGE_SUFFIXES,
         LOSSLESS_SUFFIXES,

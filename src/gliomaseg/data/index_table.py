@@ -7,15 +7,17 @@ is everything that happens to the table afterwards.
 from __future__ import annotations
 
 import os
+from concurrent.futures import Executor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from gliomaseg.data.io import read_image, read_mask
 from gliomaseg.errors import GliomasegError
 from gliomaseg.utils import atomic_write
 
-__all__ = ["INDEX_COLUMNS", "load_index", "save_index", "summarise_index"]
+__all__ = ["INDEX_COLUMNS", "load_index", "read_patient", "save_index", "summarise_index"]
 
 #: The fixed leading columns of an index table; ``data.csv`` columns (if any) follow them.
 INDEX_COLUMNS: tuple[str, ...] = (
@@ -148,3 +150,28 @@ def summarise_index(table: pd.DataFrame) -> str:
         names = f": {', '.join(missing)}" if missing else ""
         lines.append(f"missing {label}: {len(missing)} patient(s){names}")
     return "\n".join(lines)
+
+
+def read_patient(rows: pd.DataFrame, pool: Executor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read one patient's slices and masks from its index rows (in the rows' order).
+
+    Args:
+        rows: the patient's index rows, sorted by ``slice``.
+        pool: an executor to read files in parallel (None: one by one).
+
+    Returns:
+        ``S x H x W x 3`` uint8 images and ``S x H x W`` bool masks.
+
+    Raises:
+        GliomasegError: an unreadable file (named), or slices of different sizes.
+    """
+    read = pool.map if pool is not None else map
+    images = list(read(read_image, rows["image_path"]))
+    masks = list(read(read_mask, rows["mask_path"]))
+    shapes = {im.shape[:2] for im in images} | {m.shape for m in masks}
+    if len(shapes) != 1:
+        raise GliomasegError(
+            f"patient {rows['patient_id'].iloc[0]} has slices of different sizes {sorted(shapes)}; "
+            "every slice and mask of a patient must have the same height and width"
+        )
+    return np.stack(images), np.stack(masks).astype(bool)

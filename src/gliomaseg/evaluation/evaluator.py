@@ -36,8 +36,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from gliomaseg import __version__
-from gliomaseg.data.io import read_image, read_mask
-from gliomaseg.errors import GliomasegError
+from gliomaseg.data.index_table import read_patient
 from gliomaseg.evaluation.aggregate import summarise_table
 from gliomaseg.evaluation.metrics import binary_metrics, dice_from_counts, slice_metrics
 from gliomaseg.evaluation.plan import EvaluationPlan, check_output_folder, plan_evaluation, prepare_output_folder
@@ -51,19 +50,6 @@ log = logging.getLogger(__name__)
 
 EVAL_FORMAT = "gliomaseg-eval/1"
 _READ_WORKERS = 2
-
-
-def _read_patient(rows: pd.DataFrame, pool: ThreadPoolExecutor) -> tuple[np.ndarray, np.ndarray]:
-    """``S x H x W x 3`` uint8 images and ``S x H x W`` bool masks of one patient, in slice order."""
-    images = list(pool.map(read_image, rows["image_path"]))
-    masks = list(pool.map(read_mask, rows["mask_path"]))
-    shapes = {im.shape[:2] for im in images} | {m.shape for m in masks}
-    if len(shapes) != 1:
-        raise GliomasegError(
-            f"patient {rows['patient_id'].iloc[0]} has slices of different sizes {sorted(shapes)}; "
-            "every slice and mask of a patient must have the same height and width"
-        )
-    return np.stack(images), np.stack(masks).astype(bool)
 
 
 def _patient_record(rows: pd.DataFrame, pred: np.ndarray, truth: np.ndarray, per_slice: pd.DataFrame) -> dict[str, Any]:
@@ -231,7 +217,7 @@ def _score_patients(seg: Segmenter, plan: EvaluationPlan, gif_dir: Path | None, 
         for pid in tqdm(plan.patients, desc="evaluate", unit="patient", disable=not progress):
             rows = rows_by_patient[pid]
             t0 = time.perf_counter()
-            images, truth = _read_patient(rows, pool)
+            images, truth = read_patient(rows, pool)
             t1 = time.perf_counter()
             pred = postprocess_volume(seg.predict_proba(images), seg.postprocess)
             t2 = time.perf_counter()
@@ -361,7 +347,7 @@ def _draw_figures(
     with ThreadPoolExecutor(_READ_WORKERS) as pool:
         for pid, names in labels.items():
             rows = rows_by_patient[pid]
-            images, truth = _read_patient(rows, pool)
+            images, truth = read_patient(rows, pool)
             bits, shape = packed[pid]
             pred = np.unpackbits(bits, count=int(np.prod(shape))).reshape(shape).astype(bool)
             tag = ", ".join(names)
