@@ -11,13 +11,15 @@ import pytest
 from PIL import Image
 
 from gliomaseg.data.index import IndexResult, index_dataset
-from gliomaseg.data.index_table import INDEX_COLUMNS, load_index, save_index, summarise_index
+from gliomaseg.data.index_table import INDEX_COLUMNS, index_built_from, load_index, save_index, summarise_index
 from gliomaseg.data.io import write_image, write_mask
+from gliomaseg.data.workspace import ensure_index
+from gliomaseg.errors import GliomasegError
 
 CSV_HEADER = "Patient,RNASeqCluster,age_at_initial_pathologic,death01\n"
 
 
-def _slice(folder: Path, stem: str, *, tumour: int = 0, missing: str = "", size: int = 8, ext: str = ".tif"):
+def _slice(folder: Path, stem: str, *, tumour: int = 0, missing: str = "", size: int = 32, ext: str = ".tif"):
     """Write ``stem.ext`` (channels differ unless ``missing``) and its mask with ``tumour`` pixels set."""
     img = np.zeros((size, size, 3), np.uint8)
     img[..., 0], img[..., 1], img[..., 2] = 10, 20, 30
@@ -60,7 +62,7 @@ def test_kaggle_layout_table(tmp_path: Path) -> None:
     assert t["has_pre"].tolist() == [True] * 3 + [False] * 2 + [True]
     assert t["has_post"].tolist() == [True] * 5 + [False]
     assert t["sequences"].tolist() == ["pre+flair+post"] * 3 + ["flair+post"] * 2 + ["pre+flair"]
-    assert (t["height"] == 8).all() and (t["width"] == 8).all()
+    assert (t["height"] == 32).all() and (t["width"] == 32).all()
     first = Path(t["image_path"][0])
     assert first.is_absolute() and first.name == "TCGA_CS_4942_19970222_1.tif"
     assert Path(t["mask_path"][0]).name == "TCGA_CS_4942_19970222_1_mask.tif"
@@ -73,12 +75,12 @@ def test_kaggle_layout_table(tmp_path: Path) -> None:
 
 def test_all_zero_slices_do_not_make_a_sequence_missing(tmp_path: Path) -> None:
     # Patient P: one blank slice (all channels 0, so pre == FLAIR there) and one normal slice.
-    write_image(tmp_path / "P" / "P_1.png", np.zeros((4, 4, 3), np.uint8))
-    write_mask(tmp_path / "P" / "P_1_mask.png", np.zeros((4, 4), np.uint8))
+    write_image(tmp_path / "P" / "P_1.png", np.zeros((32, 32, 3), np.uint8))
+    write_mask(tmp_path / "P" / "P_1_mask.png", np.zeros((32, 32), np.uint8))
     _slice(tmp_path / "P", "P_2", ext=".png")
     # Patient Q: only blank slices; nothing shows a sequence is missing, so all count as present.
-    write_image(tmp_path / "Q" / "Q_1.png", np.zeros((4, 4, 3), np.uint8))
-    write_mask(tmp_path / "Q" / "Q_1_mask.png", np.zeros((4, 4), np.uint8))
+    write_image(tmp_path / "Q" / "Q_1.png", np.zeros((32, 32, 3), np.uint8))
+    write_mask(tmp_path / "Q" / "Q_1_mask.png", np.zeros((32, 32), np.uint8))
     t = index_dataset(tmp_path).table
     assert t["sequences"].tolist() == ["pre+flair+post"] * 3
     assert t["site"].tolist() == ["unknown"] * 3
@@ -110,7 +112,7 @@ def _no_mask(root: Path) -> None:
 
 def _no_image(root: Path) -> None:
     _slice(root / "P", "P_1")
-    write_mask(root / "P" / "P_2_mask.tif", np.zeros((8, 8), np.uint8))
+    write_mask(root / "P" / "P_2_mask.tif", np.zeros((32, 32), np.uint8))
 
 
 def _truncated(root: Path) -> None:
@@ -121,17 +123,17 @@ def _truncated(root: Path) -> None:
 
 def _grey_image(root: Path) -> None:
     _slice(root / "P", "P_1")
-    Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "P" / "P_1.tif")
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(root / "P" / "P_1.tif")
 
 
 def _size_mismatch(root: Path) -> None:
     _slice(root / "P", "P_1")
-    write_mask(root / "P" / "P_1_mask.tif", np.zeros((8, 9), np.uint8), overwrite=True)
+    write_mask(root / "P" / "P_1_mask.tif", np.zeros((32, 33), np.uint8), overwrite=True)
 
 
 def _non_binary(root: Path) -> None:
     _slice(root / "P", "P_1")
-    Image.fromarray(np.array([[0, 128], [255, 0]], np.uint8)).resize((8, 8), Image.NEAREST).save(
+    Image.fromarray(np.array([[0, 128], [255, 0]], np.uint8)).resize((32, 32), Image.NEAREST).save(
         root / "P" / "P_1_mask.tif"
     )
 
@@ -147,8 +149,8 @@ def _empty_patient(root: Path) -> None:
         (_no_mask, "P/P_1.tif", r"P/P_1\.tif: image without its mask: expected .*P/P_1_mask\.tif"),
         (_no_image, "P/P_2_mask.tif", r"P/P_2_mask\.tif: mask without its image: expected .*P/P_2\.tif"),
         (_truncated, "P/P_1.tif", r"P/P_1\.tif: unreadable or truncated"),
-        (_grey_image, "P/P_1.tif", r"P/P_1\.tif: got shape 8 x 8 .*expected H x W x 3 uint8"),
-        (_size_mismatch, "P/P_1.tif", r"P/P_1\.tif: image is 8 x 8 but its mask .*P_1_mask\.tif is 8 x 9"),
+        (_grey_image, "P/P_1.tif", r"P/P_1\.tif: got shape 32 x 32 .*expected H x W x 3 uint8"),
+        (_size_mismatch, "P/P_1.tif", r"P/P_1\.tif: image is 32 x 32 but its mask .*P_1_mask\.tif is 32 x 33"),
         (_non_binary, "P/P_1.tif", r"P/P_1_mask\.tif: mask values \{0, 128, 255\} are not binary"),
         (
             _empty_patient,
@@ -166,6 +168,52 @@ def test_bad_files_raise_or_are_skipped(tmp_path: Path, make, bad_file: str, exp
     assert [p for p, _ in res.skipped] == [str(tmp_path / bad_file)]
     assert "Q" in res.table["patient_id"].tolist()
     assert bad_file.split("/")[-1].split("_mask")[0] not in {Path(p).name for p in res.table["image_path"]}
+
+
+def test_every_bad_file_is_reported_in_one_error(tmp_path: Path) -> None:
+    _no_mask(tmp_path)  # a naming problem: P/P_1.tif
+    _slice(tmp_path / "R", "R_1", size=64)
+    truncated = tmp_path / "R" / "R_1.tif"
+    truncated.write_bytes(truncated.read_bytes()[:5000])
+    _slice(tmp_path / "S", "S_1")
+    Image.fromarray(np.full((32, 32), 7, np.uint8)).save(tmp_path / "S" / "S_1_mask.tif")
+    _slice(tmp_path / "Q", "Q_1", tumour=2)
+    with pytest.raises(GliomasegError, match=r"^3 bad file\(s\) in .*--skip-bad") as err:
+        index_dataset(tmp_path)
+    for name in ("P/P_1.tif: image without its mask", "R/R_1.tif: unreadable", "S/S_1_mask.tif: mask values"):
+        assert name in str(err.value), name
+    result = index_dataset(tmp_path, skip_bad=True)
+    assert len(result.skipped) == 3 and result.table["patient_id"].tolist() == ["Q"]
+
+
+def _sizes(root: Path, sizes: list[int]) -> None:
+    for n, size in enumerate(sizes, 1):
+        _slice(root / "P", f"P_{n}", size=size)
+
+
+@pytest.mark.parametrize(
+    ("sizes", "bad_slices", "expected"),
+    [
+        ([32, 32, 48, 32], ["P_3.tif"], r"P_3\.tif: slice is 48 x 48 but 3 other slice\(s\) of patient P are 32 x 32"),
+        ([16, 16], ["P_1.tif", "P_2.tif"], r"P_1\.tif: slice is 16 x 16 pixels; slices must be at least 32 x 32"),
+    ],
+    ids=["one-slice-of-another-size", "too-small"],
+)
+def test_slice_sizes_are_checked_at_index(tmp_path: Path, sizes: list[int], bad_slices: list[str], expected: str):
+    _sizes(tmp_path, sizes)
+    _slice(tmp_path / "Q", "Q_1", tumour=2)
+    with pytest.raises(GliomasegError, match=expected):
+        index_dataset(tmp_path)
+    skipped = index_dataset(tmp_path, skip_bad=True).skipped
+    assert sorted(Path(p).name for p, _ in skipped) == bad_slices
+
+
+def test_patients_of_different_sizes_are_allowed_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    _slice(tmp_path / "P", "P_1", size=48)
+    _slice(tmp_path / "Q", "Q_1", size=32)
+    table = index_dataset(tmp_path).table
+    assert table["height"].tolist() == [48, 32]
+    assert "different sizes (48 x 48: 1 patient(s), 32 x 32: 1 patient(s))" in caplog.text
 
 
 def test_no_valid_slices_left_raises_even_when_skipping(tmp_path: Path) -> None:
@@ -271,3 +319,24 @@ def test_real_patients_index(real_patients: Path) -> None:
     assert len(t) == 60 and int(t["has_tumour"].sum()) == 6 + 8 + 9  # counted on the full set
     assert t["sequences"].eq("pre+flair+post").all()
     assert t.loc[t["patient"] == "TCGA_CS_4942", "age_at_initial_pathologic"].eq(44).all()
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [("lgg-2", True), (".", True), ("lgg", False), ("lgg-2/P", False)],
+    ids=["same", "parent", "sibling-with-the-same-prefix", "subfolder"],
+)
+def test_index_built_from_compares_path_components(tmp_path: Path, data: str, expected: bool) -> None:
+    _slice(tmp_path / "lgg-2" / "P", "P_1")
+    _slice(tmp_path / "lgg-2" / "Q", "Q_1")
+    (tmp_path / "lgg" / "P").mkdir(parents=True)
+    table = index_dataset(tmp_path / "lgg-2").table
+    assert index_built_from(table, tmp_path / data) is expected
+
+
+def test_an_index_of_a_sibling_folder_is_not_reused(tmp_path: Path) -> None:
+    _slice(tmp_path / "lgg-2" / "P", "P_1")
+    _slice(tmp_path / "lgg" / "Q", "Q_1")
+    index_path = save_index(index_dataset(tmp_path / "lgg-2").table, tmp_path / "work" / "index.csv")
+    with pytest.raises(GliomasegError, match=r"index\.csv was built from another folder than .*lgg; delete it"):
+        ensure_index(tmp_path / "lgg", index_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import tifffile
@@ -59,6 +60,15 @@ def _uint16(path: Path) -> None:
     Image.fromarray(np.full((6, 5), 1000, np.uint16)).save(path)
 
 
+def _rgb16(path: Path) -> None:
+    # Pillow opens both as 8-bit RGB and drops the low byte unless the reader checks the stored depth.
+    rgb = np.full((6, 5, 3), 1000, np.uint16)
+    if path.suffix == ".png":
+        cv2.imwrite(str(path), rgb)
+    else:
+        tifffile.imwrite(path, rgb, photometric="rgb")
+
+
 def _grey(path: Path) -> None:
     Image.fromarray(np.zeros((6, 5), np.uint8)).save(path)
 
@@ -75,6 +85,8 @@ def _garbage(path: Path) -> None:
     ("name", "make", "expected"),
     [
         ("u16.png", _uint16, r"u16\.png.*expected H x W x 3 uint8"),
+        ("rgb16.tif", _rgb16, r"rgb16\.tif: 16-bit samples \(dtype uint16.*Convert it to 8 bits"),
+        ("rgb16.png", _rgb16, r"rgb16\.png: 16-bit samples \(dtype uint16.*Convert it to 8 bits"),
         ("grey.png", _grey, r"grey\.png: got shape 6 x 5 .*expected H x W x 3 uint8"),
         ("two.tif", _two_channel, r"two\.tif.*expected H x W x 3 uint8"),
         ("junk.png", _garbage, r"junk\.png: unreadable"),
@@ -84,6 +96,9 @@ def test_bad_images_raise_naming_file(tmp_path: Path, name: str, make, expected:
     make(tmp_path / name)
     with pytest.raises(ValueError, match=expected):
         read_image(tmp_path / name)
+    if name.startswith("rgb16"):  # the prediction reader must refuse them too
+        with pytest.raises(ValueError, match=expected):
+            read_image_any(tmp_path / name)
 
 
 def test_truncated_tiff_is_detected(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ _EXPORTS = {
     "IndexResult": "gliomaseg.data.index",
     "index_dataset": "gliomaseg.data.index",
     "INDEX_COLUMNS": "gliomaseg.data.index_table",
+    "index_built_from": "gliomaseg.data.index_table",
     "load_index": "gliomaseg.data.index_table",
     "read_patient": "gliomaseg.data.index_table",
     "save_index": "gliomaseg.data.index_table",
@@ -81,7 +82,14 @@ if TYPE_CHECKING:
         find_kaggle_credentials,
     )
     from gliomaseg.data.index import IndexResult, index_dataset
-    from gliomaseg.data.index_table import INDEX_COLUMNS, load_index, read_patient, save_index, summarise_index
+    from gliomaseg.data.index_table import (
+        INDEX_COLUMNS,
+        index_built_from,
+        load_index,
+        read_patient,
+        save_index,
+        summarise_index,
+    )
     from gliomaseg.data.io import (
         IMAGE_SUFFIXES,
         LOSSLESS_SUFFIXES,

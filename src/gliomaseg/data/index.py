@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ import pandas as pd
 
 from gliomaseg.data.index_table import INDEX_COLUMNS
 from gliomaseg.data.io import LOSSLESS_SUFFIXES, read_image, read_mask
+from gliomaseg.data.normalise import MIN_SIZE
 from gliomaseg.errors import GliomasegError
 
 __all__ = ["IndexResult", "index_dataset"]
@@ -37,6 +39,9 @@ _SLICE_RE = re.compile(r"^(?P<name>.+)_(?P<n>\d+)(?P<mask>_mask)?$")
 _DATE_RE = re.compile(r"_\d{8}$")
 _SITE_RE = re.compile(r"^TCGA_([A-Za-z0-9]+)_")
 _EXPECTED_LAYOUT = "expected files like <patient>_<n>.tif with <patient>_<n>_mask.tif"
+
+#: The smallest slice side ``index`` accepts: the smallest training size (four pooling levels).
+MIN_SIDE = MIN_SIZE
 
 
 @dataclass
@@ -209,6 +214,14 @@ def _read_data_csv(path: Path) -> pd.DataFrame:
 def index_dataset(root: str | os.PathLike[str], *, skip_bad: bool = False, progress: bool = False) -> IndexResult:
     """Scan a dataset folder into a table with one row per slice, validating every file.
 
+    Every problem is collected before anything is reported, so one run names all bad files: naming
+    problems (an image without its mask or the reverse, a patient folder without slices or that
+    cannot be read, a duplicate slice number), pixel problems (an unreadable or truncated file,
+    wrong shape or dtype, a non-binary mask) and size problems (an image and mask of different
+    sizes, a slice smaller than :data:`MIN_SIDE` pixels, or a slice whose size differs from the
+    other slices of its patient: a patient is one volume, so all its slices share one size).
+    Patients of different sizes are allowed (each slice is resized to the training size) and logged.
+
     Args:
         root: a ``kaggle_3m`` folder, its parent, or a folder of own slices (see the module docstring).
         skip_bad: leave bad slices out and list them in ``IndexResult.skipped`` instead of raising.
@@ -222,21 +235,56 @@ def index_dataset(root: str | os.PathLike[str], *, skip_bad: bool = False, progr
         missing sequence with FLAIR); all-zero slices match trivially and so decide nothing.
 
     Raises:
-        GliomasegError: ``root`` is missing or holds no slices; or (without ``skip_bad``) the first bad
-            file in sorted order, naming problems (an image without its mask or the reverse, a
-            patient folder without slices, a duplicate slice number) before pixel problems (an
-            unreadable or truncated file, wrong shape or dtype, image/mask size mismatch, a
-            non-binary mask). With ``skip_bad`` only when no valid slice is left.
+        GliomasegError: ``root`` is missing or holds no slices; or (without ``skip_bad``) any bad
+            file: one error lists them all. With ``skip_bad`` only when no valid slice is left.
+
+    Example:
+        >>> import tempfile
+        >>> from gliomaseg.data.phantoms import synthesise_dataset
+        >>> root = synthesise_dataset(tempfile.mkdtemp(), 2, size=64)
+        >>> index_dataset(root).table["patient_id"].nunique()
+        2
     """
     root = _resolve_root(Path(root).expanduser().resolve())
     bad: list[tuple[str, str]] = []
+    slices = _unique_slices(_scan(root, bad), bad)
+    if not slices and not bad:
+        raise GliomasegError(f"no slices found in {root}: {_EXPECTED_LAYOUT}")
+    infos = _read_all(slices, progress)
+    rows = []
+    for s, info in zip(slices, infos):
+        if isinstance(info, str):
+            bad.append((str(s.image), info))
+        else:
+            rows.append((s, info))
+    rows = _check_sizes(rows, bad)
+    if bad and not skip_bad:
+        raise GliomasegError(_bad_files_message(root, bad))
+    if not rows:
+        raise GliomasegError(
+            f"no valid slices in {root} ({len(bad)} bad file(s), first: {_message(*min(bad))})"
+            if bad
+            else f"no slices found in {root}: {_EXPECTED_LAYOUT}"
+        )
+    table = _build_table(rows)
+    csv_path = root / "data.csv"
+    if csv_path.is_file():
+        table = _join_data_csv(table, _read_data_csv(csv_path))
+    return IndexResult(table=table, skipped=sorted(bad))
+
+
+def _scan(root: Path, bad: list[tuple[str, str]]) -> list[_Slice]:
+    """Pair the images and masks of ``root`` (flat) and of its patient folders; problems go to ``bad``."""
     slices: list[_Slice] = []
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not _is_hidden(p))
     flat = _slice_files(root)
     if flat:
         slices += _pair_files(flat, None, bad)
-    for d in subdirs:
-        files = _slice_files(d)
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and not _is_hidden(p)):
+        try:
+            files = _slice_files(d)
+        except PermissionError:
+            bad.append((str(d), f"cannot list {d} (permission denied); fix its permissions"))
+            continue
         if not any(_SLICE_RE.match(p.stem) for p in files):
             # A folder without any images and without a TCGA name (e.g. a results folder) is not a
             # patient; one with mis-named images or a TCGA name is a patient missing its slices.
@@ -246,49 +294,54 @@ def index_dataset(root: str | os.PathLike[str], *, skip_bad: bool = False, progr
                 logger.warning("ignoring folder %s: it holds no slices", d)
             continue
         slices += _pair_files(files, d.name, bad)
-    if not slices and not bad:
-        raise GliomasegError(f"no slices found in {root}: {_EXPECTED_LAYOUT}")
+    return slices
 
-    # Fail on layout problems before spending time reading pixels.
-    if bad and not skip_bad:
-        raise GliomasegError(_message(*min(bad)))
 
-    slices.sort(key=lambda s: (s.patient_id, s.n))
+def _unique_slices(slices: list[_Slice], bad: list[tuple[str, str]]) -> list[_Slice]:
+    """Sort by (patient, slice) and drop repeats (e.g. a patient both flat and in a folder) into ``bad``."""
     seen: dict[tuple[str, int], _Slice] = {}
-    for s in slices:
-        if (s.patient_id, s.n) in seen:
+    for s in sorted(slices, key=lambda s: (s.patient_id, s.n)):
+        first = seen.setdefault((s.patient_id, s.n), s)
+        if first is not s:
+            reason = f"slice {s.n} of patient {s.patient_id} appears twice ({first.image} and {s.image}); keep one"
+            bad.append((str(s.image), reason))
+    return list(seen.values())
+
+
+def _check_sizes(rows: list[tuple[_Slice, _SliceInfo]], bad: list[tuple[str, str]]) -> list[tuple[_Slice, _SliceInfo]]:
+    """Keep the slices of at least MIN_SIDE pixels that have their patient's size (its most common one)."""
+    counts: dict[str, Counter[tuple[int, int]]] = {}
+    for s, i in rows:
+        counts.setdefault(s.patient_id, Counter())[i.height, i.width] += 1
+    patient_size = {pid: c.most_common(1)[0][0] for pid, c in counts.items()}
+    kept = []
+    for s, i in rows:
+        h, w = size = (i.height, i.width)
+        common = patient_size[s.patient_id]
+        if min(size) < MIN_SIDE:
+            bad.append((str(s.image), f"slice is {h} x {w} pixels; slices must be at least {MIN_SIDE} x {MIN_SIDE}"))
+        elif size != common:
             reason = (
-                f"slice {s.n} of patient {s.patient_id} appears twice ({seen[s.patient_id, s.n].image} "
-                f"and {s.image}); keep one"
+                f"slice is {h} x {w} but {counts[s.patient_id][common]} other slice(s) of patient {s.patient_id} "
+                f"are {common[0]} x {common[1]}; every slice of a patient must have one size (re-export it at "
+                "that size)"
             )
-            if not skip_bad:
-                raise GliomasegError(_message(str(s.image), reason))
             bad.append((str(s.image), reason))
         else:
-            seen[s.patient_id, s.n] = s
-    slices = list(seen.values())
+            kept.append((s, i))
+    sizes = Counter(patient_size.values())
+    if len(sizes) > 1:
+        shown = ", ".join(f"{h} x {w}: {n} patient(s)" for (h, w), n in sizes.most_common())
+        logger.warning("patients have slices of different sizes (%s); each is resized to the training size", shown)
+    return kept
 
-    infos = _read_all(slices, progress)
-    rows = []
-    for s, info in zip(slices, infos):
-        if isinstance(info, str):
-            if not skip_bad:
-                raise GliomasegError(info)
-            bad.append((str(s.image), info))
-            continue
-        rows.append((s, info))
-    if not rows:
-        raise GliomasegError(
-            f"no valid slices in {root} ({len(bad)} bad file(s), first: {_message(*min(bad))})"
-            if bad
-            else f"no slices found in {root}: {_EXPECTED_LAYOUT}"
-        )
 
-    table = _build_table(rows)
-    csv_path = root / "data.csv"
-    if csv_path.is_file():
-        table = _join_data_csv(table, _read_data_csv(csv_path))
-    return IndexResult(table=table, skipped=sorted(bad))
+def _bad_files_message(root: Path, bad: list[tuple[str, str]]) -> str:
+    listed = "; ".join(f"({k}) {_message(path, reason)}" for k, (path, reason) in enumerate(sorted(bad), 1))
+    return (
+        f"{len(bad)} bad file(s) in {root}: {listed}. Fix or remove them, or pass --skip-bad "
+        "(skip_bad=True) to leave them out and list them"
+    )
 
 
 def _read_all(slices: list[_Slice], progress: bool) -> list[_SliceInfo | str]:

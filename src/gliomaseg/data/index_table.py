@@ -17,7 +17,7 @@ from gliomaseg.data.io import read_image, read_mask
 from gliomaseg.errors import GliomasegError
 from gliomaseg.utils import atomic_write
 
-__all__ = ["INDEX_COLUMNS", "load_index", "read_patient", "save_index", "summarise_index"]
+__all__ = ["INDEX_COLUMNS", "index_built_from", "load_index", "read_patient", "save_index", "summarise_index"]
 
 #: The fixed leading columns of an index table; ``data.csv`` columns (if any) follow them.
 INDEX_COLUMNS: tuple[str, ...] = (
@@ -119,6 +119,30 @@ def load_index(path: str | os.PathLike[str]) -> pd.DataFrame:
     for c in _STR_COLUMNS:
         table[c] = table[c].astype(str)
     return table
+
+
+def index_built_from(table: pd.DataFrame, data: str | os.PathLike[str]) -> bool:
+    """Whether every image of the index lies inside the folder ``data``.
+
+    Compares resolved path components (not string prefixes), so ``/data/lgg`` does not claim an
+    index of ``/data/lgg-old``.
+
+    Args:
+        table: an index table (``image_path`` column).
+        data: the dataset folder it should belong to.
+
+    Returns:
+        True when every ``image_path`` is inside ``data``.
+
+    Example:
+        >>> import pandas as pd
+        >>> table = pd.DataFrame({"image_path": ["/data/lgg-old/P/P_1.tif"]})
+        >>> index_built_from(table, "/data/lgg"), index_built_from(table, "/data")
+        (False, True)
+    """
+    root = Path(data).expanduser().resolve()
+    folders = {Path(p).parent for p in table["image_path"].astype(str)}
+    return all(folder.is_relative_to(root) for folder in folders)
 
 
 def summarise_index(table: pd.DataFrame) -> str:

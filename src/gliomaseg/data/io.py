@@ -9,6 +9,7 @@ folder is easy to find and fix.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -53,8 +54,26 @@ _EXPECTED_MASK = "expected an H x W uint8 mask with values {0, 1} or {0, 255}"
 _PIL_FORMATS = {".tif": "TIFF", ".tiff": "TIFF", ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 
 
-class _ChannelError(Exception):
-    """A decodable file with the wrong number of channels (kept apart from 'unreadable')."""
+class _FormatError(Exception):
+    """A decodable file with the wrong channels or bit depth (kept apart from 'unreadable')."""
+
+
+_RAW_BITS = re.compile(r";(\d+)")
+
+
+def _bits_per_sample(im: Image.Image) -> int:
+    """Bits per stored sample, read before decoding: Pillow opens 16-bit RGB TIFF and PNG files as 8-bit
+    ``RGB`` and silently drops the low byte, so the depth must come from the file itself."""
+    if im.format == "TIFF":
+        bits = getattr(im, "tag_v2", {}).get(258, 8)
+        return max(bits) if isinstance(bits, tuple) else int(bits)
+    bits = 8
+    for tile in im.tile:
+        args = tile.args if hasattr(tile, "args") else tile[3]
+        rawmode = args[0] if isinstance(args, tuple) and args else args
+        match = _RAW_BITS.search(rawmode) if isinstance(rawmode, str) else None
+        bits = max(bits, int(match.group(1))) if match else bits
+    return bits
 
 
 def _check_suffix(path: Path) -> None:
@@ -74,12 +93,19 @@ def _load(path: str | os.PathLike[str], expected: str) -> np.ndarray:
         raise GliomasegError(f"{path}: file not found ({expected})")
     try:
         with Image.open(path) as im:
+            bits = _bits_per_sample(im)
+            if bits > 8:
+                raise _FormatError(
+                    f"{path}: {bits}-bit samples (dtype uint{bits}, mode {im.mode}); {expected}. Convert it to "
+                    "8 bits per channel (rescale its intensities to 0-255): gliomaseg does not guess how to "
+                    "reduce them."
+                )
             # load() decodes everything, so a truncated file fails here rather than later.
             im.load()
             # Pillow silently keeps only the first sample of TIFFs with unusual channel counts (e.g. 2).
             samples = getattr(im, "tag_v2", {}).get(277) if im.format == "TIFF" else None
             if samples is not None and samples != len(im.getbands()):
-                raise _ChannelError(f"{path}: TIFF has {samples} channels; {expected}.")
+                raise _FormatError(f"{path}: TIFF has {samples} channels; {expected}.")
             if im.mode == "P":
                 im = im.convert("RGBA" if "transparency" in im.info else "RGB")
             elif im.mode == "1":
@@ -88,8 +114,10 @@ def _load(path: str | os.PathLike[str], expected: str) -> np.ndarray:
                 im = im.convert("RGBA")
             mode = im.mode
             arr = np.asarray(im)
-    except _ChannelError as err:
+    except _FormatError as err:
         raise GliomasegError(str(err)) from None
+    except PermissionError as err:
+        raise GliomasegError(f"{path}: cannot read it (permission denied); fix its permissions") from err
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise GliomasegError(
             f"{path}: unreadable or truncated image file ({err}); {expected}. Re-export or re-download it."

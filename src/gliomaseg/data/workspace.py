@@ -16,7 +16,7 @@ import pandas as pd
 
 from gliomaseg.data.cache import build_cache
 from gliomaseg.data.index import index_dataset
-from gliomaseg.data.index_table import load_index, save_index
+from gliomaseg.data.index_table import index_built_from, load_index, save_index
 from gliomaseg.data.normalise import PreprocessConfig
 from gliomaseg.data.splits import load_splits, make_splits, save_splits
 from gliomaseg.errors import GliomasegError
@@ -45,13 +45,11 @@ def ensure_index(data: str | Path | None, index_path: Path, *, progress: bool = 
     """
     if index_path.is_file():
         table = load_index(index_path)
-        if data is not None:
-            root = str(Path(data).resolve())
-            if not table["image_path"].astype(str).str.startswith(root).all():
-                raise GliomasegError(
-                    f"{index_path} was built from another folder than {root}; "
-                    f"delete it, or pass --workdir/--index to use a separate one"
-                )
+        if data is not None and not index_built_from(table, data):
+            raise GliomasegError(
+                f"{index_path} was built from another folder than {Path(data).resolve()}; "
+                f"delete it, or pass --workdir/--index to use a separate one"
+            )
         return table
     if data is None:
         raise GliomasegError(f"no index at {index_path}: pass --data DIR (a kaggle_3m folder) to build it")

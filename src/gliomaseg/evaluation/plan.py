@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from gliomaseg.data.index import index_dataset
-from gliomaseg.data.index_table import load_index
+from gliomaseg.data.index_table import index_built_from, load_index
 from gliomaseg.data.splits import PARTS, load_splits, part_patients, split_id
 from gliomaseg.errors import GliomasegError, OutputExistsError
 
@@ -113,18 +113,13 @@ def _config_path(cfg: dict[str, Any], key: str, default_name: str) -> Path:
     return Path(explicit) if explicit else Path(cfg.get("workdir") or ".") / default_name
 
 
-def _built_from(table: pd.DataFrame, data: str | Path) -> bool:
-    root = str(Path(data).expanduser().resolve())
-    return bool(table["image_path"].astype(str).str.startswith(root).all())
-
-
 def _resolve_index(
     data: str | Path | None, index: str | Path | None, cfg: dict[str, Any], progress: bool
 ) -> tuple[pd.DataFrame, str]:
     """The index table and where it came from: ``index``, else the run's, else built from ``data``."""
     if index is not None:
         table = load_index(index)
-        if data is not None and not _built_from(table, data):
+        if data is not None and not index_built_from(table, data):
             raise GliomasegError(
                 f"index {index} was built from another folder than {data}; pass only one of them, "
                 "or an index of that folder"
@@ -133,7 +128,7 @@ def _resolve_index(
     run_index = _config_path(cfg, "index", "index.csv")
     if run_index.is_file():
         table = load_index(run_index)
-        if data is None or _built_from(table, data):
+        if data is None or index_built_from(table, data):
             return table, str(run_index.resolve())
         log.info("the run's index %s is of another folder than %s: indexing %s", run_index, data, data)
     if data is None:
