@@ -18,6 +18,8 @@ epoch) and are not meant for ``evaluate``/``predict``.
 
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +30,61 @@ from gliomaseg import __version__
 from gliomaseg.errors import GliomasegError
 from gliomaseg.utils import atomic_write
 
-__all__ = ["FORMAT", "load_checkpoint", "load_model", "save_checkpoint"]
+__all__ = ["FORMAT", "load_checkpoint", "load_model", "safe_load", "save_checkpoint"]
 
 FORMAT = "gliomaseg-model/1"
 _REQUIRED = ("format", "model", "preprocess", "postprocess", "state_dict")
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> Path:
-    """Atomically write ``model``'s weights with ``meta`` (see module docstring for the keys)."""
+    """Atomically write ``model``'s weights with ``meta`` (see module docstring for the keys).
+
+    Raises:
+        GliomasegError: a weight is NaN or infinite (a diverged training); nothing is written, so
+            no later command meets a broken model file.
+    """
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        raise GliomasegError(
+            f"{path} not written: the weights hold NaN or infinite values ({', '.join(broken[:3])}"
+            f"{', ...' if len(broken) > 3 else ''}); the training diverged: lower --lr, or use --precision 32-true"
+        )
     payload = {"format": FORMAT, "package_version": __version__, **meta, "state_dict": state}
     return atomic_write(path, lambda p: torch.save(payload, p))
+
+
+def safe_load(path: str | Path, what: str) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, with an error that names the file.
+
+    Only tensors and plain data load; a file holding other Python objects (which could run code
+    while loading) is refused, and the message says so without suggesting to load it anyway.
+
+    Args:
+        path: the file.
+        what: what the file should be, for the message (e.g. ``"a gliomaseg model file"``).
+
+    Raises:
+        GliomasegError: the file is missing, damaged, not a PyTorch file, or holds other objects.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise GliomasegError(f"{path} does not exist; expected {what}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means "not ours"
+        found = re.search(r"GLOBAL ([\w.]+)", str(err)) if isinstance(err, pickle.UnpicklingError) else None
+        if found:
+            reason = (
+                f"it holds a Python object ({found.group(1)}) besides tensors and plain data; loading it could run "
+                "code, so gliomaseg refuses it"
+            )
+        else:
+            # torch's own text for a refused file advises loading it unsafely: never pass that on.
+            lines = [line for line in str(err).splitlines() if line.strip() and "weights_only" not in line]
+            detail = f": {lines[0].strip()}" if lines and not isinstance(err, pickle.UnpicklingError) else ""
+            reason = f"it is damaged or not a PyTorch file ({type(err).__name__}{detail})"
+        raise GliomasegError(f"{path} is not {what}: {reason}") from None
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -51,15 +97,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise GliomasegError(f"checkpoint {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means "not ours"
-        raise GliomasegError(
-            f"{path} is not a gliomaseg model file that loads safely ({type(err).__name__}: {err}). "
-            "Use best.pt or last.pt from a run folder; Lightning .ckpt files are for --resume only."
-        ) from err
+    payload = safe_load(path, "a gliomaseg model file (best.pt or last.pt of a run folder)")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise GliomasegError(f"{path} is not a gliomaseg model file (expected format {FORMAT!r})")
+        raise GliomasegError(
+            f"{path} is not a gliomaseg model file (expected format {FORMAT!r}); use best.pt or last.pt of a run "
+            "folder (Lightning .ckpt files are for train --resume only)"
+        )
     missing = [k for k in _REQUIRED if k not in payload]
     if missing:
         raise GliomasegError(f"{path} lacks keys {missing}")

@@ -82,7 +82,7 @@ def test_predict_on_onnx_equals_checkpoint(exported: tuple[Path, Path, float], t
     for n in range(1, 4):
         Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(folder / f"p_{n}.tif")
     nib.save(
-        nib.Nifti1Image(rng.normal(size=(36, 28, 3)).astype(np.float32), np.diag([2, 2, 4, 1.0])),
+        nib.Nifti1Image(rng.normal(size=(40, 36, 3)).astype(np.float32), np.diag([2, 2, 4, 1.0])),
         tmp_path / "v.nii.gz",
     )
     inputs = [folder, tmp_path / "v.nii.gz"]

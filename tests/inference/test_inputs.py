@@ -69,7 +69,7 @@ def _slice_folder(tmp_path: Path, phantoms: Path) -> tuple[Path, np.ndarray]:
 
 
 def _nifti(tmp_path: Path, phantoms: Path) -> tuple[Path, np.ndarray]:
-    data = np.random.default_rng(2).integers(0, 256, (20, 24, 3, 3), dtype=np.uint8)  # H x W x S x 3
+    data = np.random.default_rng(2).integers(0, 256, (40, 36, 3, 3), dtype=np.uint8)  # H x W x S x 3
     nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "v.nii.gz")
     return tmp_path / "v.nii.gz", data.transpose(2, 0, 1, 3)
 
@@ -85,3 +85,80 @@ def test_read_volume_of_each_kind(tmp_path: Path, phantoms: Path, make):
 def test_read_volume_refuses_a_folder_of_several_volumes(phantoms: Path):
     with pytest.raises(GliomasegError, match=r"kaggle_3m holds 6 volumes"):
         read_volume(phantoms)
+
+
+# ------------------------------------------------------------------------------------ bad NIfTI
+def _nifti_file(path: Path, data: np.ndarray) -> Path:
+    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
+    return path
+
+
+def _with_values(*values: float) -> np.ndarray:
+    data = np.random.default_rng(0).normal(100, 20, (40, 40, 4)).astype(np.float32)
+    data.flat[: len(values)] = values
+    return data
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (_with_values(np.nan, np.nan), r"v\.nii\.gz: 2 NaN and 0 infinite voxel\(s\).*replace them"),
+        (_with_values(np.inf, -np.inf, np.nan), r"v\.nii\.gz: 1 NaN and 2 infinite voxel\(s\)"),
+        (np.zeros((40, 12, 40), np.float32), r"v\.nii\.gz: slices of 40 x 12 voxels are too small .*move them there"),
+    ],
+    ids=["nan", "inf", "tiny-in-plane"],
+)
+def test_bad_nifti_is_refused_naming_the_file(tmp_path: Path, data: np.ndarray, expected: str):
+    with pytest.raises(GliomasegError, match=expected):
+        read_volume(_nifti_file(tmp_path / "v.nii.gz", data))
+
+
+@pytest.mark.parametrize(
+    ("shape", "warned"),
+    [((48, 40, 20), False), ((48, 40, 160), True), ((200, 40, 20), True)],
+    ids=["axial", "slice-axis-longest", "in-plane-elongated"],
+)
+def test_transposed_looking_nifti_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, shape: tuple[int, int, int], warned: bool
+):
+    volume = read_volume(_nifti_file(tmp_path / "v.nii.gz", np.ones(shape, np.uint8)))
+    assert volume.shape == (shape[2], shape[0], shape[1], 3)
+    assert ("axes look transposed" in caplog.text) is warned
+    assert not warned or "v.nii.gz" in caplog.text and "numpy.moveaxis" in caplog.text
+
+
+# -------------------------------------------------------------------------- links and output names
+def test_link_loops_are_searched_once(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    folder = tmp_path / "in" / "P"
+    folder.mkdir(parents=True)
+    Image.fromarray(_rgb(32, 32)).save(folder / "P_1.png")
+    (folder / "loop").symlink_to(folder)  # P/loop -> P
+    (folder / "self.png").symlink_to(folder / "self.png")  # a link to itself
+    (tmp_path / "in" / "again").symlink_to(tmp_path / "in")  # in/again -> in
+    cases = discover_inputs([tmp_path / "in", folder], tmp_path / "out")
+    assert [(c.name, c.files) for c in cases] == [("P", [folder / "P_1.png"])]
+    assert caplog.text.count("searched already") == 3  # P/loop, in/again, and the input P given again
+    assert "self.png: a broken link or a link loop" in caplog.text
+
+
+@pytest.mark.parametrize("given", ["..", ".", "sub/.."])
+def test_output_names_stay_inside_the_output_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str):
+    work = tmp_path / "work"
+    (work / "sub").mkdir(parents=True)
+    Image.fromarray(_rgb(32, 32)).save(work / "scan_1.png")
+    monkeypatch.chdir(work / "sub" if given == ".." else work)
+    out = tmp_path / "out"
+    cases = discover_inputs([given], out)
+    targets = [t for case in cases for t in case.targets]
+    assert targets and all(t.resolve().is_relative_to(out.resolve()) for t in targets)
+    assert {t.parent.name for t in targets} == {"work"}
+
+
+def test_a_link_inside_the_output_folder_cannot_lead_outside(tmp_path: Path):
+    Image.fromarray(_rgb(32, 32)).save(tmp_path / "P_1.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (out / tmp_path.name).symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(GliomasegError, match=r"outside the output folder .*out"):
+        discover_inputs([tmp_path], out)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from gliomaseg._lazy import lazy_exports
 
-#: modules: segmenter, backends, fusion, inputs, predict, export
+#: modules: segmenter, backends, fusion, inputs, predict, export, onnx_check
 _EXPORTS = {
     "Segmenter": "gliomaseg.inference.segmenter",
     "load_segmenter": "gliomaseg.inference.segmenter",
@@ -33,7 +33,8 @@ _EXPORTS = {
     "AREAS_COLUMNS": "gliomaseg.inference.predict",
     "overlay": "gliomaseg.inference.predict",
     "predict_inputs": "gliomaseg.inference.predict",
-    "ONNX_FORMAT": "gliomaseg.inference.export",
+    "ONNX_FORMAT": "gliomaseg.inference.onnx_check",
+    "check_onnx_model": "gliomaseg.inference.onnx_check",
     "ExportResult": "gliomaseg.inference.export",
     "export_onnx": "gliomaseg.inference.export",
 }
@@ -42,7 +43,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from gliomaseg.inference.backends import LoadedModel, load_onnx, load_torch, resolve_device
-    from gliomaseg.inference.export import ONNX_FORMAT, ExportResult, export_onnx
+    from gliomaseg.inference.export import ExportResult, export_onnx
     from gliomaseg.inference.fusion import LogitsFn, fold_batchnorm, graph_fused
     from gliomaseg.inference.inputs import (
         NIFTI_SUFFIXES,
@@ -54,5 +55,6 @@ if TYPE_CHECKING:
         read_case,
         read_volume,
     )
+    from gliomaseg.inference.onnx_check import ONNX_FORMAT, check_onnx_model
     from gliomaseg.inference.predict import AREAS_COLUMNS, overlay, predict_inputs
     from gliomaseg.inference.segmenter import Segmenter, load_segmenter

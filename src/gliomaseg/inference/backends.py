@@ -7,7 +7,6 @@ the class small and lets each backend import its own runtime (PyTorch or onnxrun
 from __future__ import annotations
 
 import copy
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from gliomaseg.data.normalise import PreprocessConfig
 from gliomaseg.errors import GliomasegError
 from gliomaseg.inference.fusion import LogitsFn, fold_batchnorm, graph_fused
+from gliomaseg.inference.onnx_check import check_onnx_model
 
 __all__ = ["LoadedModel", "load_onnx", "load_torch", "resolve_device"]
 
@@ -120,35 +120,26 @@ def load_onnx(path: str | Path, *, threads: int | None = None) -> LoadedModel:
         The :class:`LoadedModel`.
 
     Raises:
-        GliomasegError: the file is missing, not ONNX, or lacks the gliomaseg metadata.
+        GliomasegError: the file is missing, not ONNX, or not a gliomaseg export (see
+            :func:`~gliomaseg.inference.onnx_check.check_onnx_model`).
     """
     import onnxruntime as ort
 
     path = Path(path)
-    if not path.is_file():
-        raise GliomasegError(f"ONNX model {path} does not exist")
     if threads is not None and threads < 1:
         raise GliomasegError(f"threads={threads}: must be >= 1 (or None for all cores)")
+    model_bytes, meta = check_onnx_model(path)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or os.cpu_count() or 1
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
     except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
         raise GliomasegError(
             f"{path} is not an ONNX model onnxruntime can load ({type(err).__name__}: {err}); "
             "export one with `gliomaseg export CHECKPOINT --format onnx`"
         ) from err
-    props = session.get_modelmeta().custom_metadata_map
-    if "preprocess" not in props:
-        raise GliomasegError(f"{path} has no gliomaseg metadata (preprocess); export it with `gliomaseg export`")
-    meta: dict[str, Any] = {}
-    for key, value in props.items():
-        try:
-            meta[key] = json.loads(value)
-        except json.JSONDecodeError:
-            meta[key] = value
     input_name = session.get_inputs()[0].name
 
     def logits_fn(images: torch.Tensor) -> torch.Tensor:

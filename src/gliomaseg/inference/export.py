@@ -28,13 +28,13 @@ import numpy as np
 import torch
 
 from gliomaseg.errors import GliomasegError, OutputExistsError
+from gliomaseg.inference.onnx_check import ONNX_FORMAT
 from gliomaseg.utils import atomic_write
 
 __all__ = ["ONNX_FORMAT", "ExportResult", "export_onnx"]
 
 log = logging.getLogger(__name__)
 
-ONNX_FORMAT = "gliomaseg-onnx/1"
 _META_KEYS = ("model", "preprocess", "postprocess", "split_id", "package_version", "epoch", "metrics")
 
 

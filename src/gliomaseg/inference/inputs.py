@@ -23,6 +23,7 @@ Inputs (any mix; each becomes one or more *cases*, one row of ``areas.csv`` each
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Sequence
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from gliomaseg.data.io import IMAGE_SUFFIXES, mask_suffix, read_image_any
+from gliomaseg.data.normalise import MIN_SIZE
 from gliomaseg.errors import GliomasegError
 
 __all__ = [
@@ -51,8 +53,12 @@ SUPPORTED_INPUTS = (
     "a slice image (.tif, .tiff, .png, .jpg, .jpeg; grey or 3-channel uint8), a folder of slices "
     "(<name>_<n>.<ext>), a kaggle_3m patient folder, or a NIfTI volume (.nii, .nii.gz)"
 )
+log = logging.getLogger(__name__)
+
 _NUMBERED = re.compile(r"^(?P<name>.+)_(?P<n>\d+)$")
 _PERCENTILES = (0.5, 99.5)
+#: In-plane sides differing by more than this factor suggest the slice axis is one of them.
+_MAX_ASPECT = 4
 
 
 @dataclass
@@ -92,7 +98,7 @@ def nifti_stem(path: Path) -> str | None:
 
 
 def _unsupported(path: Path, why: str) -> GliomasegError:
-    return ValueError(f"{path}: {why}; supported inputs are {SUPPORTED_INPUTS}")
+    return GliomasegError(f"{path}: {why}; supported inputs are {SUPPORTED_INPUTS}")
 
 
 def _slice_case(path: Path, out_dir: Path) -> Case:
@@ -123,8 +129,17 @@ def _is_slice_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.stem.lower().endswith("_mask")
 
 
-def _folder_cases(folder: Path, out_dir: Path, skip: Path | None) -> list[Case]:
+def _folder_cases(folder: Path, out_dir: Path, skip: Path | None, visited: set[Path]) -> list[Case]:
+    real = folder.resolve()
+    if real in visited:
+        # A link back to a folder already searched (a loop, or the same folder twice): search it once.
+        log.warning("skipping %s: it leads to %s, which is searched already", folder, real)
+        return []
+    visited.add(real)
     entries = sorted(p for p in folder.iterdir() if not p.name.startswith((".", "__")))
+    for p in entries:
+        if p.is_symlink() and not p.exists():
+            log.warning("ignoring %s: a broken link or a link loop", p)
     files = [p for p in entries if p.is_file()]
     groups: dict[str, list[tuple[int, Path]]] = {}
     cases: list[Case] = []
@@ -159,8 +174,26 @@ def _folder_cases(folder: Path, out_dir: Path, skip: Path | None) -> list[Case]:
         )
     for sub in entries:
         if sub.is_dir() and (skip is None or sub.resolve() != skip):
-            cases.extend(_folder_cases(sub, out_dir / sub.name, skip))
+            cases.extend(_folder_cases(sub, out_dir / sub.name, skip, visited))
     return cases
+
+
+def _output_folder_name(folder: Path) -> str:
+    """The name a folder input's outputs go under: its own name, never ``..``/``.``/empty (which would
+    put outputs beside or above ``out``)."""
+    name = folder.name if folder.name not in ("", ".", "..") else folder.resolve().name
+    return name or "root"
+
+
+def _check_inside(cases: list[Case], out: Path) -> None:
+    root = out.resolve()
+    for case in cases:
+        for target in case.targets:
+            if not target.resolve().is_relative_to(root):
+                raise GliomasegError(
+                    f"input {case.source} would write {target}, outside the output folder {out} (a link in it "
+                    "leads elsewhere); remove the link or choose another --out"
+                )
 
 
 def discover_inputs(inputs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]) -> list[Case]:
@@ -181,6 +214,7 @@ def discover_inputs(inputs: Sequence[str | os.PathLike[str]], out: str | os.Path
     out = Path(out)
     skip = out.resolve()
     cases: list[Case] = []
+    visited: set[Path] = set()
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     if not inputs:
@@ -188,7 +222,10 @@ def discover_inputs(inputs: Sequence[str | os.PathLike[str]], out: str | os.Path
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            found = _folder_cases(path, out / path.name, skip)
+            if path.resolve() in visited:
+                log.warning("skipping %s: it is searched already (given twice, or inside another input)", path)
+                continue
+            found = _folder_cases(path, out / _output_folder_name(path), skip, visited)
             if not found:
                 raise _unsupported(path, "folder holds no slice images or NIfTI files")
             cases.extend(found)
@@ -211,6 +248,7 @@ def discover_inputs(inputs: Sequence[str | os.PathLike[str]], out: str | os.Path
                     "rename one or predict them into different --out folders"
                 )
             seen[key] = case.source
+    _check_inside(cases, out)
     return cases
 
 
@@ -247,6 +285,41 @@ def nifti_to_uint8(data: np.ndarray) -> np.ndarray:
     return out
 
 
+def _check_nifti_data(path: Path, data: np.ndarray) -> None:
+    """Refuse non-finite voxels and slices too small to segment; warn about axes that look transposed.
+
+    Args:
+        path: the file, for messages.
+        data: ``X x Y x Z x C``, slices along Z.
+    """
+    if np.issubdtype(data.dtype, np.floating):
+        finite = np.isfinite(data)
+        if not finite.all():
+            n_nan = int(np.isnan(data).sum())
+            raise GliomasegError(
+                f"{path}: {n_nan} NaN and {finite.size - int(finite.sum()) - n_nan} infinite voxel(s); gliomaseg "
+                "does not guess what they should be: replace them (e.g. with the background value, "
+                "numpy.nan_to_num) and save the file again"
+            )
+    x, y, z = data.shape[:3]
+    if min(x, y) < MIN_SIZE:
+        raise GliomasegError(
+            f"{path}: slices of {x} x {y} voxels are too small (at least {MIN_SIZE} x {MIN_SIZE}); gliomaseg reads "
+            "slices along the last spatial axis: if the slices are on another axis, move them there "
+            "(e.g. numpy.moveaxis or nibabel.as_closest_canonical) and save again"
+        )
+    if z > max(x, y) or max(x, y) > _MAX_ASPECT * min(x, y):
+        log.warning(
+            "%s: the axes look transposed (X x Y x Z = %d x %d x %d): gliomaseg reads slices along the last axis "
+            "(Z) and expects them roughly square; if the axial slices are on another axis, move them to the last "
+            "one (e.g. numpy.moveaxis or nibabel.as_closest_canonical)",
+            path,
+            x,
+            y,
+            z,
+        )
+
+
 def _read_nifti(path: Path) -> tuple[np.ndarray, Any]:
     import nibabel as nib
 
@@ -271,6 +344,7 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, Any]:
             f"{path}: NIfTI shape {shape} is not supported; expected X x Y x Z (FLAIR) or X x Y x Z x C "
             "with C = 1 (FLAIR) or 3 (pre-contrast, FLAIR, post-contrast)"
         )
+    _check_nifti_data(path, data)
     volume = np.moveaxis(nifti_to_uint8(data), 2, 0)  # Z x X x Y x C: slices first, as stored
     return np.ascontiguousarray(_as_three_channels(volume)), img
 
