@@ -1,30 +1,119 @@
-"""Small shared helpers: atomic file writes, and dict round-trips of settings dataclasses."""
+"""Small shared helpers: atomic file writes, temporaries of killed processes, and dict round-trips
+of settings dataclasses."""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import re
+import shutil
+import socket
 import tempfile
+import threading
+import time
+import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from gliomaseg.errors import GliomasegError
 
-__all__ = ["SettingsMixin", "atomic_write", "atomic_write_text"]
+__all__ = [
+    "SettingsMixin",
+    "atomic_write",
+    "atomic_write_text",
+    "exit_with_parent",
+    "owner_tag",
+    "remove_abandoned",
+]
+
+log = logging.getLogger(__name__)
 
 _S = TypeVar("_S", bound="SettingsMixin")
+
+# A temporary's name carries its writer (process id and a hash of the host name), so a later run can
+# tell the leftovers of a killed process (safe to delete) from those of a live one on this machine.
+_HOST = format(zlib.crc32(socket.gethostname().encode()), "08x")
+_TAG = re.compile(r"p(\d+)h([0-9a-f]{8})")
+_CLEANED: set[Path] = set()
+
+
+def owner_tag() -> str:
+    """``p<pid>h<host hash>``: put in a temporary file or folder's name by the process that writes it."""
+    return f"p{os.getpid()}h{_HOST}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but another user's
+        return True
+    return True
+
+
+def remove_abandoned(folder: str | Path, pattern: str) -> list[Path]:
+    """Delete the temporaries in ``folder`` matching ``pattern`` whose writer (see :func:`owner_tag`)
+    was a process of this machine that no longer runs.
+
+    Args:
+        folder: where to look (nothing happens if it does not exist).
+        pattern: a glob for the temporaries' names, e.g. ``".tmp-*"``.
+
+    Returns:
+        The removed paths.
+
+    Example:
+        >>> import tempfile
+        >>> remove_abandoned(tempfile.mkdtemp(), ".tmp-*")
+        []
+    """
+    removed = []
+    for path in Path(folder).glob(pattern):
+        tag = _TAG.search(path.name)
+        if tag is None or tag.group(2) != _HOST or _pid_alive(int(tag.group(1))):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    if removed:
+        log.info("removed %d temporary file(s) left by killed runs in %s", len(removed), folder)
+    return removed
+
+
+def exit_with_parent(parent_pid: int, poll_seconds: float = 1.0) -> None:
+    """In a worker process: exit as soon as ``parent_pid`` is no longer its parent (the parent died).
+
+    A ``ProcessPoolExecutor`` worker of a killed parent otherwise waits forever on its task queue;
+    pass this as the pool's ``initializer`` with ``initargs=(os.getpid(),)``. It polls
+    ``os.getppid()`` from a daemon thread, which works on every POSIX system (``prctl`` is Linux-only).
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None], *, suffix: str = ".tmp") -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
 
-    A crash leaves either the old file or the new one, never half a file. ``suffix`` is the
-    temporary file's ending, for writers that pick the format from it (nibabel).
+    A crash leaves either the old file or the new one, never half a file; the temporary file of a
+    killed process is removed by the next write into the same folder (see :func:`remove_abandoned`).
+    ``suffix`` is the temporary file's ending, for writers that pick the format from it (nibabel).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    if path.parent not in _CLEANED:
+        _CLEANED.add(path.parent)
+        remove_abandoned(path.parent, ".*.p*h*.*")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{owner_tag()}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))

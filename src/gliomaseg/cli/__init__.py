@@ -4,19 +4,27 @@ Each stage has its own module here that registers its sub-commands (nnU-Net styl
 (``synth``, ``download``, ``index``, ``split``, ``cache``), ``train`` (``train``, ``demo``),
 ``evaluate``, ``predict`` (``predict``, ``export``), ``radiogenomics``.
 
-Errors: a :class:`~gliomaseg.errors.GliomasegError` (bad input or settings, refused overwrite) or a
-missing/unreadable path of the user's prints one line ``gliomaseg CMD: error: ...`` and exits
-with status 2; anything else is a bug and shows its traceback (``-v`` shows it for all).
+Errors: a :class:`~gliomaseg.errors.GliomasegError` (bad input or settings, refused overwrite), a
+missing/unreadable path of the user's or a full or read-only disk prints one line
+``gliomaseg CMD: error: ...`` and exits with status 2; anything else is a bug and shows its
+traceback (``-v`` shows it for all). Ctrl-C or SIGTERM stops a command cleanly (its temporary files
+removed) with one line ``gliomaseg CMD: interrupted...`` and status 130. Library warnings
+(deprecations, adverts) are hidden unless ``-v``.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import signal
 import sys
+import threading
+import warnings
 from collections.abc import Sequence
 
 from gliomaseg.cli import data, evaluate, predict, radiogenomics, train
+from gliomaseg.cli._common import quiet_library_warnings
 from gliomaseg.errors import GliomasegError
 
 __all__ = ["build_parser", "main"]
@@ -44,19 +52,61 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``gliomaseg`` with ``argv`` (default: the process's); returns the exit status."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    previous = _stop_on_sigterm()
     try:
-        args.func(args)
-    except USER_ERRORS as err:
-        if args.verbose:
+        with warnings.catch_warnings():
+            if not args.verbose:
+                quiet_library_warnings()
+            args.func(args)
+    except (*USER_ERRORS, OSError) as err:
+        if args.verbose or (isinstance(err, OSError) and not _is_users_os_error(err)):
             raise
         message = " ".join(str(err).split()) if not isinstance(err, OSError) else _os_error_text(err)
         print(f"gliomaseg {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:
+        if args.verbose:
+            raise
+        detail = f": {err}" if str(err) else "; run the same command again to continue where it stopped"
+        print(f"gliomaseg {args.command}: interrupted{detail}", file=sys.stderr)
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_sigterm() -> signal.Handlers | None:
+    """Make SIGTERM stop a command like Ctrl-C does, so its clean-up runs (temporary files, worker pools).
+
+    Python's default for SIGTERM ends the process at once. Returns the previous handler (None when not
+    on the main thread, where handlers cannot be set).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _interrupt)
+
+
+#: OS errors that are the user's to fix (besides USER_ERRORS), with what to do.
+_USER_ERRNOS = {
+    errno.ENOSPC: "free some space or choose another output folder",
+    errno.EDQUOT: "free some space or choose another output folder",
+    errno.EROFS: "choose an output folder on a writable disk",
+}
+
+
+def _is_users_os_error(err: OSError) -> bool:
+    return isinstance(err, USER_ERRORS) or err.errno in _USER_ERRNOS
 
 
 def _os_error_text(err: OSError) -> str:
     # "[Errno 2] No such file or directory: 'x'" -> "x: no such file or directory"
+    hint = _USER_ERRNOS.get(err.errno or 0)
+    suffix = f"; {hint}" if hint else ""
     if err.filename is not None and err.strerror:
-        return f"{err.filename}: {err.strerror.lower()}"
-    return str(err)
+        return f"{err.filename}: {err.strerror.lower()}{suffix}"
+    return f"{' '.join(str(err).split())}{suffix}"

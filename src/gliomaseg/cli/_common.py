@@ -1,10 +1,22 @@
-"""Pieces shared by the sub-command modules: boolean flags, post-processing flags, timing."""
+"""Pieces shared by the sub-command modules: boolean flags, post-processing flags, quiet libraries."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import warnings
 
-__all__ = ["POSTPROCESS_FLAGS", "add_postprocess_flags", "parse_bool", "postprocess_changes"]
+__all__ = [
+    "POSTPROCESS_FLAGS",
+    "add_postprocess_flags",
+    "parse_bool",
+    "postprocess_changes",
+    "quiet_library_warnings",
+    "quiet_training_libraries",
+]
+
+#: Lightning's loggers (its adverts, "GPU available: False" and similar notes log at INFO).
+_LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric")
 
 POSTPROCESS_FLAGS = ("threshold", "min_size", "largest_component", "tta", "fill_holes")
 
@@ -31,3 +43,31 @@ def add_postprocess_flags(p: argparse.ArgumentParser) -> None:
 def postprocess_changes(args: argparse.Namespace) -> dict[str, object]:
     """The post-processing settings given on the command line (unset flags left out)."""
     return {k: getattr(args, k) for k in POSTPROCESS_FLAGS if getattr(args, k) is not None}
+
+
+def quiet_library_warnings() -> None:
+    """Hide library deprecation notices and Lightning's hints (e.g. about ``srun``) from the user's log.
+
+    They concern the libraries' own code, not the user's data or settings; ``-v`` keeps them. Call
+    inside ``warnings.catch_warnings()`` so that the filters end with the command.
+    """
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", module=r"(lightning|pytorch_lightning|lightning_fabric|torch)(\.|$)")
+
+
+def quiet_training_libraries(verbose: bool) -> None:
+    """Show Lightning's log once and only its warnings (all of it with ``verbose``).
+
+    Lightning attaches its own ``INFO: ...`` handler to the ``lightning`` logger, which also
+    propagates to the root handler of the command: every line came out twice. Call after Lightning
+    is imported (importing it resets the level of its loggers).
+    """
+    import lightning  # noqa: F401 - its import installs the handler removed here
+
+    for name in _LIGHTNING_LOGGERS:
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.setLevel(logging.INFO if verbose else logging.WARNING)
+        logger.propagate = True

@@ -38,7 +38,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def print_eval_summary(out: Path) -> None:
-    """Print the headline figures of an evaluation folder's ``summary.json``."""
+    """Print the headline figures of an evaluation folder's ``summary.json`` (its warnings were logged
+    when the evaluation started, so they are not repeated)."""
     summary = json.loads((out / "summary.json").read_text())
 
     def fmt(value: float | None) -> str:
@@ -54,8 +55,6 @@ def print_eval_summary(out: Path) -> None:
         f"median {fmt(dice['median'])}, worst {fmt(dice.get('min'))}, 10th percentile {fmt(dice.get('p10'))}, "
         f"n={dice['n']}"
     )
-    for warning in summary["warnings"]:
-        print(f"warning: {warning}")
     print(f"report: {out / 'report.html'}")
 
 

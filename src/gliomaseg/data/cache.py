@@ -30,6 +30,7 @@ import pandas as pd
 from gliomaseg.data.io import read_image, read_mask
 from gliomaseg.data.normalise import PreprocessConfig, preprocess_volume, resize_volume
 from gliomaseg.errors import GliomasegError
+from gliomaseg.utils import exit_with_parent, owner_tag, remove_abandoned
 
 __all__ = ["CACHE_FORMAT", "Cache", "build_cache", "cache_key", "open_cache"]
 
@@ -180,7 +181,8 @@ def _patient_jobs(table: pd.DataFrame) -> Iterable[tuple[np.ndarray, list[str], 
 def _make_executor(workers: int, kind: str) -> Executor:
     if kind == "thread":
         return ThreadPoolExecutor(max_workers=workers)
-    return ProcessPoolExecutor(max_workers=workers)
+    # Workers of a killed build would otherwise wait on their queue forever.
+    return ProcessPoolExecutor(max_workers=workers, initializer=exit_with_parent, initargs=(os.getpid(),))
 
 
 def build_cache(
@@ -197,7 +199,8 @@ def build_cache(
     Writes ``images.npy`` (float16 ``N x H x W x 3``, rows in table order), ``masks.npy`` (uint8
     ``N x H x W`` in {0, 1}), ``slices.csv`` and ``meta.json``. The build happens in a temporary
     directory that is renamed into place at the end, so an interrupted or failed build leaves no
-    partial cache.
+    partial cache; the temporary folder of a killed build is removed by the next build, and its
+    worker processes exit when they notice their parent is gone.
 
     Args:
         table: index table (one row per slice; ``patient_id``, ``slice``, ``image_path``, ``mask_path``).
@@ -229,7 +232,8 @@ def build_cache(
 
     start = time.perf_counter()
     cache_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=cache_root))
+    remove_abandoned(cache_root, ".tmp-*")  # builds killed before they could clean up
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-{owner_tag()}-", dir=cache_root))
     try:
         n, size = len(table), cfg.size
         np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.float16, shape=(n, size, size, 3))

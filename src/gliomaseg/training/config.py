@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,36 @@ SCHEDULERS = ("none", "onecycle", "cosine", "plateau")
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
 
 
+def _setting(default: Any, help: str, choices: Callable[[], Sequence[str]] | None = None) -> Any:
+    """A :class:`TrainConfig` field with its ``--help`` text and, for names, a function listing the choices
+    (called only when needed: listing models and losses imports torch and MONAI)."""
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+def _models() -> list[str]:
+    from gliomaseg.training.models import list_models
+
+    return list_models()
+
+
+def _losses() -> list[str]:
+    from gliomaseg.training.losses import list_losses
+
+    return list_losses()
+
+
+def _augment_presets() -> list[str]:
+    from gliomaseg.data.augment import AUGMENT_PRESETS
+
+    return sorted(AUGMENT_PRESETS)
+
+
+def _normalisations() -> tuple[str, ...]:
+    from gliomaseg.data.normalise import NORMALISATIONS
+
+    return NORMALISATIONS
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run needs; saved as ``config.yaml`` in the run folder.
@@ -45,48 +77,48 @@ class TrainConfig:
     """
 
     # data
-    data: str | None = None
-    workdir: str = "."
-    index: str | None = None
-    splits: str | None = None
-    fold: int = 0
-    size: int = 256
-    normalisation: str = "zscore"
-    augment: str = "full"
-    tumour_fraction: float | None = None
+    data: str | None = _setting(None, "kaggle_3m folder (or own slices); indexed into WORKDIR/index.csv once")
+    workdir: str = _setting(".", "folder of index.csv, splits.json and cache/")
+    index: str | None = _setting(None, "index file (default: WORKDIR/index.csv)")
+    splits: str | None = _setting(None, "splits file (default: WORKDIR/splits.json)")
+    fold: int = _setting(0, "fold whose train/val patients are used")
+    size: int = _setting(256, "training size in pixels (a multiple of 16, >= 32); slices are resized to it")
+    normalisation: str = _setting("zscore", "per-volume intensity normalisation", _normalisations)
+    augment: str = _setting("full", "augmentation preset", _augment_presets)
+    tumour_fraction: float | None = _setting(None, "share of tumour slices per batch, in (0, 1) (unset: natural)")
     # model and loss
-    model: str = "unet"
-    features: int = 32
-    loss: str = "dice"
+    model: str = _setting("unet", "network", _models)
+    features: int = _setting(32, "feature maps of the first level (doubled at each level)")
+    loss: str = _setting("dice", "loss", _losses)
     # optimisation
-    optimizer: str = "adam"
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    scheduler: str = "none"
-    epochs: int = 50
-    batch_size: int = 8
-    early_stopping: int = 0
+    optimizer: str = _setting("adam", "optimiser", lambda: OPTIMIZERS)
+    lr: float = _setting(1e-4, "learning rate (the peak rate for onecycle)")
+    weight_decay: float = _setting(0.0, "weight decay")
+    scheduler: str = _setting("none", "learning-rate schedule", lambda: SCHEDULERS)
+    epochs: int = _setting(50, "training epochs")
+    batch_size: int = _setting(8, "slices per batch")
+    early_stopping: int = _setting(0, "stop after this many epochs without a better validation Dice (0: never)")
     # post-processing stored in the model file (evaluate/predict use it unless told otherwise)
-    threshold: float = 0.5
-    min_size: int = 0
-    largest_component: bool = False
-    tta: bool = False
-    fill_holes: bool = False
+    threshold: float = _setting(0.5, "probability threshold stored in the model file")
+    min_size: int = _setting(0, "stored post-processing: remove 3D components smaller than this many voxels")
+    largest_component: bool = _setting(False, "stored post-processing: keep only the largest 3D component")
+    tta: bool = _setting(False, "stored post-processing: flip test-time augmentation")
+    fill_holes: bool = _setting(False, "stored post-processing: fill holes in each slice's mask")
     # hardware
-    accelerator: str = "auto"
-    devices: int = 1
-    num_nodes: int = 1
-    strategy: str = "auto"
-    precision: str = "auto"
-    num_workers: int = 2
+    accelerator: str = _setting("auto", "cpu, gpu, mps or auto (a GPU when there is one)")
+    devices: int = _setting(1, "GPUs (or CPU processes) to train on")
+    num_nodes: int = _setting(1, "machines to train on (multi-node DDP)")
+    strategy: str = _setting("auto", "Lightning strategy, e.g. auto or ddp")
+    precision: str = _setting("auto", "numeric precision (auto: mixed where the hardware has it)", lambda: PRECISIONS)
+    num_workers: int = _setting(2, "data-loader worker processes")
     # bookkeeping
-    seed: int = 0
-    runs_dir: str = "runs"
-    run_name: str | None = None
-    limit_train_batches: float = 1.0
-    limit_val_batches: float = 1.0
-    preset: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    seed: int = _setting(0, "random seed")
+    runs_dir: str = _setting("runs", "parent folder of the run folders")
+    run_name: str | None = _setting(None, "run folder name (default: MODEL__LOSS__foldK)")
+    limit_train_batches: float = _setting(1.0, "training batches per epoch: a fraction (<= 1.0) or a count")
+    limit_val_batches: float = _setting(1.0, "validation batches per epoch: a fraction (<= 1.0) or a count")
+    preset: str | None = _setting(None, "the named recipe the settings started from", lambda: tuple(PRESETS))
+    extra: dict[str, Any] = field(default_factory=dict, metadata={"help": "free-form notes kept with the run"})
 
     def __post_init__(self) -> None:
         self.validate()
@@ -111,8 +143,11 @@ class TrainConfig:
             (self.scheduler in SCHEDULERS, f"scheduler={self.scheduler!r}: choose one of {list(SCHEDULERS)}"),
             (self.precision in PRECISIONS, f"precision={self.precision!r}: choose one of {list(PRECISIONS)}"),
             (self.augment in AUGMENT_PRESETS, f"augment={self.augment!r}: choose one of {sorted(AUGMENT_PRESETS)}"),
-            (self.lr > 0, f"lr={self.lr}: must be > 0"),
-            (self.weight_decay >= 0, f"weight_decay={self.weight_decay}: must be >= 0"),
+            (math.isfinite(self.lr) and self.lr > 0, f"lr={self.lr}: must be a finite number > 0"),
+            (
+                math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+                f"weight_decay={self.weight_decay}: must be a finite number >= 0",
+            ),
             (self.epochs >= 1, f"epochs={self.epochs}: must be >= 1"),
             (self.batch_size >= 1, f"batch_size={self.batch_size}: must be >= 1"),
             (self.features >= 1, f"features={self.features}: must be >= 1"),

@@ -11,7 +11,6 @@ import dataclasses
 import logging
 import math
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +30,12 @@ from gliomaseg.data.augment import augment_config
 from gliomaseg.data.datamodule import GliomaDataModule
 from gliomaseg.data.splits import split_id
 from gliomaseg.data.workspace import prepare
-from gliomaseg.errors import GliomasegError, OutputExistsError
-from gliomaseg.training.config import TrainConfig, save_config
+from gliomaseg.errors import GliomasegError
+from gliomaseg.training.config import TrainConfig
+from gliomaseg.training.guards import FiniteGuard, check_resume_checkpoint, fit, make_trainer
 from gliomaseg.training.logs import csv_version
 from gliomaseg.training.module import MONITOR, SegmentationModule
+from gliomaseg.training.run_folder import plan_run, start_run_folder
 
 __all__ = ["ModelFileCallback", "cpu_has_native_bf16", "resolve_precision", "train"]
 
@@ -111,36 +112,20 @@ def _global_rank() -> int:
     return 0
 
 
-def _run_dir_for(cfg: TrainConfig, resume: str | None, overwrite: bool) -> Path:
-    run_dir = cfg.run_dir
-    if _global_rank() != 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        return run_dir
-    if resume is None and run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise OutputExistsError(
-                f"run folder {run_dir} exists: pass --resume to continue it, --run-name for a new one, "
-                "or --overwrite to replace it"
-            )
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
-
-
-def _module(cfg: TrainConfig, n_rows: int) -> SegmentationModule:
+def _module_settings(cfg: TrainConfig, n_rows: int) -> dict[str, Any]:
     on_cpu = cfg.accelerator == "cpu" or not torch.cuda.is_available()
-    return SegmentationModule(
-        model_name=cfg.model,
-        model_kwargs={"in_channels": 3, "out_channels": 1, "features": cfg.features},
-        loss=cfg.loss,
-        optimizer=cfg.optimizer,
-        lr=cfg.lr,
-        weight_decay=cfg.weight_decay,
-        scheduler=cfg.scheduler,
-        threshold=cfg.threshold,
-        n_rows=n_rows,
-        channels_last=on_cpu,
-    )
+    return {
+        "model_name": cfg.model,
+        "model_kwargs": {"in_channels": 3, "out_channels": 1, "features": cfg.features},
+        "loss": cfg.loss,
+        "optimizer": cfg.optimizer,
+        "lr": cfg.lr,
+        "weight_decay": cfg.weight_decay,
+        "scheduler": cfg.scheduler,
+        "threshold": cfg.threshold,
+        "n_rows": n_rows,
+        "channels_last": on_cpu,
+    }
 
 
 def _trainer(
@@ -187,14 +172,18 @@ def train(
 
     Args:
         cfg: the resolved configuration.
-        resume: ``True`` to continue the run folder's ``checkpoints/last.ckpt``, or a path to a
-            Lightning checkpoint; restores epoch, optimiser and scheduler state.
+        resume: ``True`` to continue the run folder's ``checkpoints/last.ckpt`` (or to restart a run
+            stopped before its first checkpoint), or a path to a Lightning checkpoint; restores
+            epoch, optimiser and scheduler state. ``cfg`` must agree with the folder's
+            ``config.yaml`` (see :mod:`gliomaseg.training.run_folder`), which is never rewritten.
         overwrite: replace an existing run folder instead of refusing.
         callbacks: extra Lightning callbacks.
 
     Raises:
-        GliomasegError: the resume checkpoint is missing, or bad settings or data.
+        GliomasegError: nothing to resume, settings that contradict the run's, bad settings, data or
+            hardware (all found before the run folder is created), or a diverging run.
         OutputExistsError: the run folder exists (and neither resume nor overwrite).
+        KeyboardInterrupt: the run was interrupted (SIGTERM, Ctrl-C); the message says how to resume.
 
     Example:
         >>> from gliomaseg.data.phantoms import synthesise_dataset
@@ -206,13 +195,10 @@ def train(
     """
     cfg = _absolute_paths(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    ckpt_path: str | None = None
-    if resume:
-        ckpt_path = str(cfg.run_dir / "checkpoints" / "last.ckpt") if resume is True else str(resume)
-        if not Path(ckpt_path).is_file():
-            raise GliomasegError(f"cannot resume: {ckpt_path} does not exist")
-    run_dir = _run_dir_for(cfg, ckpt_path, overwrite)
-
+    # Everything is checked before the run folder is touched, so a refused run leaves nothing behind.
+    plan = plan_run(cfg, resume, overwrite, main_process=_global_rank() == 0)
+    if plan.ckpt_path is not None:
+        check_resume_checkpoint(plan.ckpt_path, _module_settings(cfg, n_rows=0))
     ws = prepare(
         data=cfg.data,
         workdir=cfg.workdir,
@@ -222,8 +208,6 @@ def train(
     )
     if cfg.fold >= len(ws.splits["folds"]):
         raise GliomasegError(f"fold={cfg.fold}: {cfg.splits_path} has {len(ws.splits['folds'])} folds")
-    if _global_rank() == 0:
-        save_config(cfg, run_dir / "config.yaml")
     dm = GliomaDataModule(
         ws.cache_dir,
         ws.splits,
@@ -234,7 +218,7 @@ def train(
         tumour_fraction=cfg.tumour_fraction,
         seed=cfg.seed,
     )
-    module = _module(cfg, n_rows=len(ws.table))
+    module = SegmentationModule(**_module_settings(cfg, n_rows=len(ws.table)))
     meta = {
         "model": {"name": cfg.model, "kwargs": module.hparams.model_kwargs},
         "preprocess": cfg.preprocess_config().to_dict(),
@@ -242,6 +226,9 @@ def train(
         "split_id": split_id(ws.splits, cfg.fold),
         "config": cfg.to_dict(),
     }
-    trainer = _trainer(cfg, run_dir, meta, resuming=ckpt_path is not None, extra_callbacks=callbacks or [])
-    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
-    return run_dir
+    extra = [FiniteGuard(), *(callbacks or [])]
+    resuming = plan.ckpt_path is not None
+    trainer = make_trainer(lambda: _trainer(cfg, plan.run_dir, meta, resuming=resuming, extra_callbacks=extra), cfg)
+    start_run_folder(plan, cfg, main_process=_global_rank() == 0)
+    fit(trainer, module, dm, plan.ckpt_path, plan.run_dir)
+    return plan.run_dir

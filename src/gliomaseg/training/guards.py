@@ -1,0 +1,132 @@
+"""Checks around a Lightning run that turn its failure modes into clear errors.
+
+- :class:`FiniteGuard`: stops a diverging run (NaN or infinite loss or weights) with a message
+  naming the epoch and the fix, before any model file of that state is written.
+- :func:`check_resume_checkpoint`: a ``--resume`` checkpoint loads safely and belongs to the same
+  network, loss and optimiser (instead of Lightning's state-dict dump of every mismatched key).
+- :func:`make_trainer`: an accelerator, device count, strategy or precision this machine cannot
+  run is one error line, raised before the run folder is created.
+- :func:`fit`: an interrupted fit (SIGTERM, Ctrl-C) ends in a :class:`KeyboardInterrupt` that
+  says how to continue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from gliomaseg.checkpoint import safe_load
+from gliomaseg.errors import GliomasegError
+
+__all__ = ["FiniteGuard", "check_resume_checkpoint", "fit", "make_trainer"]
+
+#: Module settings a resumed checkpoint must share (the rest, e.g. the cache's row count, may change).
+_RESUME_KEYS = ("model_name", "model_kwargs", "loss", "optimizer", "lr", "weight_decay", "scheduler")
+
+
+def _diverged(what: str, trainer: L.Trainer, pl_module: L.LightningModule) -> GliomasegError:
+    lr = getattr(pl_module.hparams, "lr", None)
+    return GliomasegError(
+        f"training diverged: {what} at epoch {trainer.current_epoch}, step {trainer.global_step}; stopped, and no "
+        f"model file of this state was written. Lower --lr (now {lr}), use --precision 32-true, or check the data"
+    )
+
+
+class FiniteGuard(Callback):
+    """Stops training when the loss or a weight becomes NaN or infinite (a GliomasegError).
+
+    The loss is checked after every step (free: it is already computed); the weights before every
+    validation and at the end, so a state whose loss was last finite is caught before
+    :class:`~gliomaseg.training.trainer.ModelFileCallback` or Lightning's checkpoints save it.
+    """
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        if isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss.detach()).all()):
+            raise _diverged(f"the training loss is {float(loss.detach().float().mean())}", trainer, pl_module)
+
+    def _check_weights(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for name, param in pl_module.named_parameters():
+            if not bool(torch.isfinite(param.detach()).all()):
+                raise _diverged(f"weight {name} holds NaN or infinite values", trainer, pl_module)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check_weights(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check_weights(trainer, pl_module)
+
+
+def check_resume_checkpoint(path: str | Path, hparams: Mapping[str, Any]) -> None:
+    """Refuse a resume checkpoint that is unsafe, not Lightning's, or of another network or optimiser.
+
+    Args:
+        path: the Lightning ``.ckpt`` file.
+        hparams: the settings of the module it is to be loaded into.
+
+    Raises:
+        GliomasegError: naming the file and, for another run's checkpoint, each differing setting.
+    """
+    path = Path(path)
+    what = "a Lightning checkpoint of a gliomaseg run (RUN/checkpoints/last.ckpt)"
+    state = safe_load(path, what)
+    if not isinstance(state, dict) or not {"state_dict", "loops", "hyper_parameters"} <= state.keys():
+        raise GliomasegError(f"{path} is not {what}; model files (best.pt) cannot be resumed")
+    saved = state["hyper_parameters"]
+    differ = [f"{k}={saved.get(k)!r} (here {hparams.get(k)!r})" for k in _RESUME_KEYS if saved.get(k) != hparams.get(k)]
+    if differ:
+        raise GliomasegError(
+            f"{path} was trained with other settings: {'; '.join(differ)}; resume a run with its own folder "
+            "(--resume RUN_DIR) so that its settings are used"
+        )
+
+
+def make_trainer(build: Callable[[], L.Trainer], cfg: Any) -> L.Trainer:
+    """``build()``, with Lightning's refusal of the hardware settings turned into one GliomasegError."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return build()
+    except (MisconfigurationException, ValueError, ImportError, RuntimeError) as err:
+        reason = " ".join(str(err).split())
+        raise GliomasegError(
+            f"cannot train with accelerator={cfg.accelerator!r}, devices={cfg.devices}, strategy={cfg.strategy!r}, "
+            f"precision={cfg.precision!r} on this machine ({reason}); use --accelerator auto (a GPU when there "
+            "is one) or cpu, or fewer --devices"
+        ) from None
+
+
+def _close_progress_bars(trainer: L.Trainer) -> None:
+    callback = trainer.progress_bar_callback
+    for name in ("_train_progress_bar", "_val_progress_bar"):
+        bar = getattr(callback, name, None)
+        if bar is not None and not getattr(bar, "disable", True):
+            bar.close()
+
+
+def fit(trainer: L.Trainer, module: L.LightningModule, datamodule: Any, ckpt: Path | None, run_dir: Path) -> None:
+    """``trainer.fit`` that loads a resume checkpoint with ``weights_only=True``.
+
+    Raises:
+        KeyboardInterrupt: the run was interrupted (SIGTERM, Ctrl-C); the message says how to
+            continue. Lightning turns an interruption into ``SystemExit``, which would otherwise end
+            the program silently, with status 0 for SIGTERM.
+    """
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True if ckpt else None)
+    except BaseException as err:
+        _close_progress_bars(trainer)  # so that the error starts on a line of its own
+        if not isinstance(err, SystemExit) or not trainer.interrupted:
+            raise
+        epoch = trainer.current_epoch
+        saved = f"epochs up to {epoch - 1} are saved" if epoch > 0 else "no epoch had finished"
+        raise KeyboardInterrupt(
+            f"training stopped during epoch {epoch} ({saved}); continue with `gliomaseg train --resume {run_dir}`"
+        ) from None
