@@ -56,3 +56,21 @@ def phantom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from gliomaseg.data.phantoms import synthesise_dataset
 
     return synthesise_dataset(tmp_path_factory.mktemp("phantom") / "kaggle_3m", 6, slices=(8, 10), size=64)
+
+
+@pytest.fixture(scope="session")
+def unet_model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real U-Net model file, randomly initialised (seed 0), features=4, trained size 32: fast and deterministic."""
+    import torch
+
+    from gliomaseg.checkpoint import save_checkpoint
+    from gliomaseg.training.models import create_model
+
+    torch.manual_seed(0)
+    meta = {
+        "model": {"name": "unet", "kwargs": {"features": 4}},
+        "preprocess": {"size": 32, "normalisation": "zscore"},
+        "postprocess": {"threshold": 0.5},
+        "split_id": "random-init",
+    }
+    return save_checkpoint(tmp_path_factory.mktemp("unet") / "unet.pt", create_model("unet", features=4), meta)
