@@ -95,6 +95,11 @@ def _two_patients_zip(folder: Path) -> list[Path]:
     return [folder / "two.zip"]
 
 
+def _see_through_png(folder: Path) -> list[Path]:
+    Image.fromarray(np.zeros((32, 32, 4), np.uint8)).save(folder / "rgba.png")  # 4 channels, transparent
+    return [folder / "rgba.png"]
+
+
 def _corrupt_zip(folder: Path) -> list[Path]:
     (folder / "scan.zip").write_bytes(b"PK\x03\x04 truncated")
     return [folder / "scan.zip"]
@@ -119,6 +124,7 @@ def _truncated_nifti(folder: Path) -> list[Path]:
         (_corrupt_zip, MB, r"scan\.zip: not a readable zip file"),
         (_truncated_nifti, MB, r"v\.nii: unreadable or truncated NIfTI"),
         (lambda d: [], MB, r"no file uploaded"),
+        (_see_through_png, MB, r"rgba\.png: has a transparency \(alpha\) channel"),
     ],
 )
 def test_bad_uploads_raise_clear_errors(tmp_path: Path, make, max_bytes, match):
@@ -188,8 +194,7 @@ def test_truth_that_does_not_match_is_refused(tmp_path: Path, examples, key, mak
 
 
 # ------------------------------------------------------------------------------------------ analysis == predict
-@pytest.mark.parametrize("key", ["slice", "flair", "nifti"])
-@pytest.mark.parametrize("threshold", [0.5, 0.499])
+@pytest.mark.parametrize(("key", "threshold"), [("slice", 0.5), ("flair", 0.499), ("nifti", 0.499)])
 def test_page_masks_and_areas_equal_predict(tmp_path: Path, examples, segmenter, unet_model_file, key, threshold):
     scan = load_upload(examples[key].scan, tmp_path / "work", max_bytes=10 * MB)
     result = Analysis(scan).update(segmenter, PostprocessConfig(threshold=threshold))

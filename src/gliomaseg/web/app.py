@@ -20,8 +20,9 @@ __all__ = ["CSS", "build_app"]
 #: Page styles (passed to ``launch``): the error box, the numbers table.
 CSS = """
 .gs-error { border: 2px solid #d33; background: #fff1f1; color: #611; padding: 0.6em 0.8em; border-radius: 6px; }
-.gs-summary table { border-collapse: collapse; margin-top: 0.3em; border: none; }
-.gs-summary th, .gs-summary td { border: none !important; background: none !important; padding: 0.15em 1.2em 0.15em 0; }
+.gs-summary table { border-collapse: collapse; margin-top: 0.3em; border: none !important; }
+.gs-summary tr, .gs-summary th, .gs-summary td { border: none !important; background: none !important; }
+.gs-summary th, .gs-summary td { padding: 0.15em 1.2em 0.15em 0; }
 .gs-summary th { text-align: left; font-weight: 600; }
 .gs-summary .gs-value { font-weight: 700; font-size: 1.1em; }
 .gs-case { color: #666; margin: 0; }

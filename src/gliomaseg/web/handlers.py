@@ -16,8 +16,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from gliomaseg.errors import GliomasegError
 from gliomaseg.evaluation.postprocess import PostprocessConfig
 from gliomaseg.inference.segmenter import Segmenter
@@ -96,7 +94,7 @@ class Viewer:
         result = analysis.result
         n_slices = result.mask.shape[0]
         z = min(max(z, 0), n_slices - 1)
-        table = result.per_slice.rename(columns=_TABLE_HEADERS)
+        table = result.per_slice.round({"tumour_mm2": 1, "dice": 3}).rename(columns=_TABLE_HEADERS)
         slider = gr.Slider(minimum=1, maximum=max(n_slices, 2), value=z + 1, step=1, visible=n_slices > 1)
         return (
             analysis,
@@ -105,7 +103,7 @@ class Viewer:
             upscale(probability_image(result, z)),
             slider,
             summary_html(analysis, z),
-            gr.Dataframe(pd.DataFrame(table), visible=True),
+            gr.Dataframe(table, visible=True),
             [str(p) for p in write_downloads(analysis, z)],
         )
 

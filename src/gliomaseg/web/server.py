@@ -125,6 +125,7 @@ def serve(
     segmenter = load_segmenter(path, device=device if path.suffix.lower() != ".onnx" else "auto")
     tmp_root = Path(tempfile.mkdtemp(prefix="gliomaseg-web-")).resolve()
     cleanup = _cleanup_on_exit(tmp_root)
+    app = None
     try:
         os.environ.update(_OFFLINE_ENV)
         # Before importing Gradio: it reads its cache folder from here, so uploads land in tmp_root.
@@ -153,7 +154,8 @@ def serve(
             footer_links=[],
             css=CSS,
         )
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM before Gradio's own wait loop took over
+        if app is not None:
+            app.close()
     finally:
         cleanup()

@@ -164,7 +164,8 @@ def _one_case(cases: list[Case], source: Path) -> Case:
     if len(cases) > 1:
         names = ", ".join(c.name for c in cases[:4]) + (", ..." if len(cases) > 4 else "")
         raise GliomasegError(
-            f"the upload holds {len(cases)} separate scans ({names}); upload one at a time. Several slices of one "
+            f"the upload holds {len(cases)} separate scans ({names}); upload one at a time (the Scan box's × clears "
+            "it). Several slices of one "
             "patient must be named <name>_<n>.<ext> (e.g. P1_1.tif, P1_2.tif), as in kaggle_3m"
         )
     return cases[0]
