@@ -86,6 +86,11 @@ def build_app(
 
     Returns:
         A ``gradio.Blocks``; launch it with ``css=CSS`` (see :func:`gliomaseg.web.server.serve`).
+
+    Example:
+        >>> from gliomaseg.inference import load_segmenter
+        >>> seg = load_segmenter("best.pt")  # doctest: +SKIP
+        >>> build_app(seg, Viewer(seg, tmp_root, 200 * 2**20)).launch(css=CSS)  # doctest: +SKIP
     """
     import gradio as gr
 
@@ -129,12 +134,15 @@ def build_app(
                 )
         view = [state, status, overlay, probability, slice_slider, summary, table, downloads]
         common = [state, slice_slider, *settings]
-        scan_files.upload(viewer.new_scan, [*common, scan_files, truth_files], view)
-        scan_files.clear(lambda old: (discard(old), *viewer.view(None))[1:], [state], view)
-        truth_files.upload(viewer.new_truth, [*common, truth_files], view)
-        truth_files.clear(viewer.new_truth, [*common, truth_files], view)
-        gr.on([s.change for s in settings], viewer.settle, common, view)
-        slice_slider.change(viewer.show_slice, common, view)
+        # One queue for every event: a session's handlers never run at the same time (they share its
+        # Analysis), and users take turns on the CPU rather than competing for it.
+        queue = {"concurrency_id": "gliomaseg", "concurrency_limit": 1}
+        scan_files.upload(viewer.new_scan, [*common, scan_files, truth_files], view, **queue)
+        scan_files.clear(lambda old: (discard(old), *viewer.view(None))[1:], [state], view, **queue)
+        truth_files.upload(viewer.new_truth, [*common, truth_files], view, **queue)
+        truth_files.clear(viewer.new_truth, [*common, truth_files], view, **queue)
+        gr.on([s.change for s in settings], viewer.settle, common, view, **queue)
+        slice_slider.change(viewer.show_slice, common, view, **queue)
         for key, button in buttons.items():
-            button.click(viewer.example(key), common, [*view, scan_files, truth_files])
+            button.click(viewer.example(key), common, [*view, scan_files, truth_files], **queue)
     return app
