@@ -192,6 +192,15 @@ COMMANDS = [
         lambda e: ["radiogenomics", str(e.phantoms), "--out", str(e.tmp / "rg"), "--masks", "predicted"],
         r"needs a model",
     ),
+    # A served page runs until stopped: tests/web/test_web_browser.py starts it as a process and
+    # drives it in Chromium; here only the bad input runs.
+    Command(
+        "serve",
+        None,
+        None,
+        lambda e: ["serve", str(e.tmp / "missing.pt")],
+        r"missing\.pt",
+    ),
     # Its happy path needs the network and Kaggle credentials, which tests do not have: only the
     # bad input runs here (tests/data/test_download.py covers the offline paths).
     Command(

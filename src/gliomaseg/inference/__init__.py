@@ -26,13 +26,16 @@ _EXPORTS = {
     "SUPPORTED_INPUTS": "gliomaseg.inference.inputs",
     "Case": "gliomaseg.inference.inputs",
     "discover_inputs": "gliomaseg.inference.inputs",
+    "nifti_spacing": "gliomaseg.inference.inputs",
     "nifti_stem": "gliomaseg.inference.inputs",
     "nifti_to_uint8": "gliomaseg.inference.inputs",
     "read_case": "gliomaseg.inference.inputs",
     "read_volume": "gliomaseg.inference.inputs",
     "AREAS_COLUMNS": "gliomaseg.inference.predict",
+    "areas_row": "gliomaseg.inference.predict",
     "overlay": "gliomaseg.inference.predict",
     "predict_inputs": "gliomaseg.inference.predict",
+    "write_case": "gliomaseg.inference.predict",
     "ONNX_FORMAT": "gliomaseg.inference.export",
     "ExportResult": "gliomaseg.inference.export",
     "export_onnx": "gliomaseg.inference.export",
@@ -49,10 +52,11 @@ if TYPE_CHECKING:
         SUPPORTED_INPUTS,
         Case,
         discover_inputs,
+        nifti_spacing,
         nifti_stem,
         nifti_to_uint8,
         read_case,
         read_volume,
     )
-    from gliomaseg.inference.predict import AREAS_COLUMNS, overlay, predict_inputs
+    from gliomaseg.inference.predict import AREAS_COLUMNS, areas_row, overlay, predict_inputs, write_case
     from gliomaseg.inference.segmenter import Segmenter, load_segmenter

@@ -40,6 +40,7 @@ __all__ = [
     "SUPPORTED_INPUTS",
     "Case",
     "discover_inputs",
+    "nifti_spacing",
     "nifti_stem",
     "nifti_to_uint8",
     "read_case",
@@ -91,8 +92,22 @@ def nifti_stem(path: Path) -> str | None:
     return None
 
 
+def nifti_spacing(image: Any) -> tuple[float, ...]:
+    """Voxel sizes along the spatial axes of a NIfTI image (X, Y and, for volumes, Z), from its header.
+
+    Args:
+        image: a nibabel NIfTI image (``Case.nifti``).
+
+    Returns:
+        ``(dx, dy, dz)`` for a volume, ``(dx, dy)`` for a single 2D slice, in the header's spatial unit
+        (millimetres in practice).
+    """
+    n_spatial = 3 if len(image.shape) >= 3 else 2
+    return tuple(float(z) for z in image.header.get_zooms()[:n_spatial])
+
+
 def _unsupported(path: Path, why: str) -> GliomasegError:
-    return ValueError(f"{path}: {why}; supported inputs are {SUPPORTED_INPUTS}")
+    return GliomasegError(f"{path}: {why}; supported inputs are {SUPPORTED_INPUTS}")
 
 
 def _slice_case(path: Path, out_dir: Path) -> Case:
