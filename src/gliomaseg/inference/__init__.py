@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from gliomaseg._lazy import lazy_exports
 
-#: modules: segmenter, backends, fusion, inputs, predict, export
+#: modules: segmenter, backends, fusion, inputs, predict, export, pretrained
 _EXPORTS = {
     "Segmenter": "gliomaseg.inference.segmenter",
     "load_segmenter": "gliomaseg.inference.segmenter",
@@ -37,15 +37,21 @@ _EXPORTS = {
     "predict_inputs": "gliomaseg.inference.predict",
     "write_case": "gliomaseg.inference.predict",
     "ONNX_FORMAT": "gliomaseg.inference.export",
+    "AveragedProbabilities": "gliomaseg.inference.export",
     "ExportResult": "gliomaseg.inference.export",
     "export_onnx": "gliomaseg.inference.export",
+    "BUNDLED": "gliomaseg.inference.pretrained",
+    "BundledModel": "gliomaseg.inference.pretrained",
+    "bundled_path": "gliomaseg.inference.pretrained",
+    "model_card": "gliomaseg.inference.pretrained",
+    "resolve_model": "gliomaseg.inference.pretrained",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from gliomaseg.inference.backends import LoadedModel, load_onnx, load_torch, resolve_device
-    from gliomaseg.inference.export import ONNX_FORMAT, ExportResult, export_onnx
+    from gliomaseg.inference.export import ONNX_FORMAT, AveragedProbabilities, ExportResult, export_onnx
     from gliomaseg.inference.fusion import LogitsFn, fold_batchnorm, graph_fused
     from gliomaseg.inference.inputs import (
         NIFTI_SUFFIXES,
@@ -59,4 +65,5 @@ if TYPE_CHECKING:
         read_volume,
     )
     from gliomaseg.inference.predict import AREAS_COLUMNS, areas_row, overlay, predict_inputs, write_case
+    from gliomaseg.inference.pretrained import BUNDLED, BundledModel, bundled_path, model_card, resolve_model
     from gliomaseg.inference.segmenter import Segmenter, load_segmenter

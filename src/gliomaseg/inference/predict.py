@@ -173,7 +173,7 @@ def _apply_postprocess(seg: Segmenter, postprocess: PostprocessConfig | Mapping[
 
 
 def predict_inputs(
-    model_path: str | os.PathLike[str] | Segmenter,
+    model_path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Segmenter,
     inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str],
     *,
@@ -189,7 +189,8 @@ def predict_inputs(
     """Segment slices, folders and NIfTI volumes and write masks, overlays and ``areas.csv``.
 
     Args:
-        model_path: a model file (``best.pt``), an ``.onnx`` export, or a ready :class:`Segmenter`.
+        model_path: a model file (``best.pt``), an ``.onnx`` export, several of them (an ensemble
+            averaging their probabilities), or a ready :class:`Segmenter`.
         inputs: one input or several (see the module docstring for the kinds).
         out: output folder (created); outputs mirror the input names.
         overwrite: replace existing outputs; without it nothing is written if any target exists.
