@@ -72,6 +72,7 @@ class TrainConfig:
     largest_component: bool = False
     tta: bool = False
     fill_holes: bool = False
+    component_score: str = "voxels"
     # hardware
     accelerator: str = "auto"
     devices: int = 1
@@ -147,6 +148,7 @@ class TrainConfig:
             largest_component=self.largest_component,
             tta=self.tta,
             fill_holes=self.fill_holes,
+            component_score=self.component_score,
         )
 
     @property
