@@ -105,6 +105,10 @@ def _radiogenomics(env: Env, printed: str) -> None:
     assert len(features) == 1 + 6 and (env.tmp / "rg" / "radiogenomics.md").is_file()
 
 
+def _models(env: Env, printed: str) -> None:
+    assert "lgg-unet" in printed and "unet: classic U-Net" in printed
+
+
 def _full_folder(env: Env) -> Path:
     (env.tmp / "full").mkdir()
     (env.tmp / "full" / "mine.txt").write_text("keep")
@@ -191,6 +195,22 @@ COMMANDS = [
         _radiogenomics,
         lambda e: ["radiogenomics", str(e.phantoms), "--out", str(e.tmp / "rg"), "--masks", "predicted"],
         r"needs a model",
+    ),
+    Command(
+        "models",
+        lambda e: ["models"],
+        _models,
+        lambda e: ["models", "--info", "no-such-model"],
+        r"no bundled model 'no-such-model'; bundled: lgg-unet",
+    ),
+    # A served page runs until stopped: tests/web/test_web_browser.py starts it as a process and
+    # drives it in Chromium; here only the bad input runs.
+    Command(
+        "serve",
+        None,
+        None,
+        lambda e: ["serve", str(e.tmp / "missing.pt")],
+        r"missing\.pt",
     ),
     # Its happy path needs the network and Kaggle credentials, which tests do not have: only the
     # bad input runs here (tests/data/test_download.py covers the offline paths).

@@ -290,6 +290,7 @@ def test_cli_evaluate_overrides_single_postprocess_settings(run, tmp_path, capsy
         "largest_component": True,
         "tta": False,
         "fill_holes": False,
+        "component_score": "voxels",
     }
     assert not (out / "figures").exists()
     # a second run into the same folder is refused without --overwrite

@@ -27,6 +27,7 @@ def test_config_round_trip() -> None:
         "largest_component": True,
         "tta": True,
         "fill_holes": False,
+        "component_score": "voxels",
     }
     assert PostprocessConfig.from_dict(cfg.to_dict()) == cfg
     assert PostprocessConfig.from_dict({}) == PostprocessConfig()
@@ -251,3 +252,20 @@ def test_fill_holes_per_slice_fills_enclosed_cores_only():
     assert not postprocess_volume(prob, PostprocessConfig())[0, 4, 4]
     with pytest.raises(TypeError, match="fill_holes"):
         PostprocessConfig(fill_holes="yes")
+
+
+def test_component_score_probability_keeps_the_confident_small_component() -> None:
+    # A larger faint blob (27 voxels at 0.55, sum 14.85) and a smaller confident one (20 voxels at
+    # 0.99, sum 19.8): by size the faint one is kept, by summed probability the confident one.
+    prob = np.zeros((6, 12, 12), np.float32)
+    prob[0:3, 0:3, 0:3] = 0.55  # 27 voxels, sum 14.85
+    prob[3:5, 6:11, 6:8] = 0.99  # 20 voxels, sum 19.8
+    by_size = postprocess_volume(prob, PostprocessConfig(largest_component=True))
+    by_prob = postprocess_volume(prob, PostprocessConfig(largest_component=True, component_score="probability"))
+    assert by_size.sum() == 27 and by_size[0, 0, 0]
+    assert by_prob.sum() == 20 and by_prob[3, 6, 6]
+
+
+def test_component_score_must_be_known() -> None:
+    with pytest.raises(ValueError, match="component_score='mean'"):
+        PostprocessConfig(component_score="mean")

@@ -109,9 +109,10 @@ def _not_a_run(tmp_path: Path, finished: Path) -> Path:
     ],
     ids=["garbage", "model-file", "missing", "not-a-run-folder"],
 )
-def test_a_bad_resume_path_is_one_line(phantoms, tmp_path, finished, capsys, make, expected) -> None:
+def test_a_bad_resume_path_is_one_line(phantoms, phantom_workdir, tmp_path, finished, capsys, make, expected) -> None:
     path = make(tmp_path, finished)
-    argv = ["train", "--data", str(phantoms), "--runs-dir", str(tmp_path / "runs"), "--resume", str(path)]
+    argv = ["train", "--data", str(phantoms), "--workdir", str(phantom_workdir), "--runs-dir", str(tmp_path / "runs")]
+    argv += ["--resume", str(path)]
     status, err = _main_status([*argv, "--size", "32", "--features", "4"], capsys)
     assert status == 2 and len(err.splitlines()) == 1, err
     assert re.search(expected, err), err

@@ -18,7 +18,7 @@ __all__ = [
 #: Lightning's loggers (its adverts, "GPU available: False" and similar notes log at INFO).
 _LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric")
 
-POSTPROCESS_FLAGS = ("threshold", "min_size", "largest_component", "tta", "fill_holes")
+POSTPROCESS_FLAGS = ("threshold", "min_size", "largest_component", "component_score", "tta", "fill_holes")
 
 
 def parse_bool(text: str) -> bool:
@@ -35,7 +35,12 @@ def add_postprocess_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
     p.add_argument("--min-size", type=int, help="remove 3D components smaller than this many voxels")
     on_off = {"action": argparse.BooleanOptionalAction, "default": None}
-    p.add_argument("--largest-component", **on_off, help="keep only the largest 3D component per volume")
+    p.add_argument("--largest-component", **on_off, help="keep only one 3D component per volume")
+    p.add_argument(
+        "--component-score",
+        choices=("voxels", "probability"),
+        help="which component --largest-component keeps: the most voxels or the largest summed probability",
+    )
     p.add_argument("--tta", **on_off, help="flip test-time augmentation")
     p.add_argument("--fill-holes", **on_off, help="fill holes enclosed by the mask in each slice")
 

@@ -15,13 +15,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from gliomaseg.checkpoint import load_checkpoint
     from gliomaseg.evaluation.evaluator import evaluate
     from gliomaseg.evaluation.postprocess import PostprocessConfig
+    from gliomaseg.inference.pretrained import resolve_model
 
+    models = [resolve_model(m) for m in args.checkpoint]
     # Flags change single settings of the checkpoint's stored post-processing; the rest is kept.
-    stored = load_checkpoint(args.checkpoint).get("postprocess") or {}
+    stored = load_checkpoint(models[0]).get("postprocess") or {}
     post = PostprocessConfig.from_dict({**stored, **postprocess_changes(args)})
     patients = [p.strip() for p in (args.patients or "").split(",") if p.strip()]
     result = evaluate(
-        args.checkpoint,
+        models if len(models) > 1 else models[0],
         data=args.data,
         split=args.split,
         out=args.out,
@@ -55,6 +57,13 @@ def print_eval_summary(out: Path) -> None:
         f"median {fmt(dice['median'])}, worst {fmt(dice.get('min'))}, 10th percentile {fmt(dice.get('p10'))}, "
         f"n={dice['n']}"
     )
+    ensemble = summary.get("ensemble")
+    if ensemble:
+        print(
+            f"ensemble of {len(ensemble['members'])}: mean Dice {fmt(ensemble['ensemble_dice_mean'])} vs members "
+            f"{', '.join(fmt(m['dice_mean']) for m in ensemble['members'])} (gain over the mean member "
+            f"{ensemble['gain_over_mean_member']:+.3f}, over the best {ensemble['gain_over_best_member']:+.3f})"
+        )
     print(f"report: {out / 'report.html'}")
 
 
@@ -63,7 +72,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     from gliomaseg.data.splits import PARTS
 
     p = sub.add_parser("evaluate", help="metrics at the data's resolution, figures, report.html for a split")
-    p.add_argument("checkpoint", help="model file (best.pt or last.pt)")
+    p.add_argument(
+        "checkpoint",
+        nargs="+",
+        metavar="MODEL",
+        help="model file (best.pt or last.pt); several (e.g. the fold models of a study) = an ensemble "
+        "averaging their probabilities, compared with each member in the report",
+    )
     p.add_argument("--data", help="kaggle_3m folder (default: the data of the training run's index)")
     p.add_argument("--split", choices=PARTS, default="test", help="which patients (default: test)")
     p.add_argument("--out", help="output folder (default: CHECKPOINT_FOLDER/eval_SPLIT)")

@@ -6,17 +6,30 @@ import argparse
 import time
 
 from gliomaseg.cli._common import add_postprocess_flags, postprocess_changes
+from gliomaseg.errors import GliomasegError
 
 __all__ = ["register"]
+
+
+def _models_and_inputs(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """``--model M [M ...] INPUT...``, or the first positional as the model: ``MODEL INPUT...``."""
+    from gliomaseg.inference.pretrained import resolve_model
+
+    if args.model:
+        return [str(resolve_model(m)) for m in args.model], list(args.paths)
+    if len(args.paths) < 2:
+        raise GliomasegError("give a model and at least one input: MODEL INPUT... (or --model NAME|FILE INPUT...)")
+    return [str(resolve_model(args.paths[0]))], list(args.paths[1:])
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
     from gliomaseg.inference.predict import predict_inputs
 
+    models, inputs = _models_and_inputs(args)
     t0 = time.perf_counter()
     table = predict_inputs(
-        args.checkpoint,
-        args.inputs,
+        models if len(models) > 1 else models[0],
+        inputs,
         args.out,
         overwrite=args.overwrite,
         postprocess=postprocess_changes(args),
@@ -37,21 +50,30 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 
 def _cmd_export(args: argparse.Namespace) -> None:
     from gliomaseg.inference.export import export_onnx
+    from gliomaseg.inference.pretrained import resolve_model
 
-    result = export_onnx(args.checkpoint, args.out, opset=args.opset, overwrite=args.overwrite)
+    models = [resolve_model(m) for m in args.checkpoint]
+    result = export_onnx(models if len(models) > 1 else models[0], args.out, opset=args.opset, overwrite=args.overwrite)
     print(f"wrote {result.path} (opset {result.opset}); onnxruntime vs PyTorch max abs diff {result.max_abs_diff:.2e}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``predict`` and ``export`` to ``sub``."""
     p = sub.add_parser("predict", help="segment slices, folders or NIfTI -> masks, overlays, areas.csv")
-    p.add_argument("checkpoint", help="model file (best.pt) or ONNX export (.onnx)")
     p.add_argument(
-        "inputs",
+        "paths",
         nargs="+",
-        metavar="INPUT",
-        help="slice image (.tif/.png/.jpg, grey = FLAIR), folder of <name>_<n> slices, "
-        "kaggle_3m patient folder, or NIfTI (.nii/.nii.gz)",
+        metavar="[MODEL] INPUT",
+        help="the model file (best.pt or .onnx; leave it out when --model is given), then the inputs: slice "
+        "images (.tif/.png/.jpg, grey = FLAIR), folders of <name>_<n> slices, kaggle_3m patient folders, "
+        "NIfTI volumes (.nii/.nii.gz)",
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        metavar="NAME|FILE",
+        help="a bundled model (`gliomaseg models` lists them, e.g. lgg-unet) or a model file; repeat it for an "
+        "ensemble averaging the models' probabilities (--model a.pt --model b.pt)",
     )
     p.add_argument("--out", required=True, help="output folder (names mirror the inputs)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -76,7 +98,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("export", help="export a model file to ONNX (checked against PyTorch)")
-    p.add_argument("checkpoint", help="model file (best.pt / last.pt)")
+    p.add_argument(
+        "checkpoint",
+        nargs="+",
+        metavar="MODEL",
+        help="model file (best.pt / last.pt); several with the same preprocessing = one ensemble graph",
+    )
     p.add_argument("--format", choices=["onnx"], default="onnx", help="export format (onnx)")
     p.add_argument("--out", help="target .onnx file (default: CHECKPOINT with suffix .onnx)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")

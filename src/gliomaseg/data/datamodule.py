@@ -1,8 +1,12 @@
 """Slice datasets over the preprocessed cache and the LightningDataModule (loaders, tumour-weighted sampling).
 
-Items are read from the cache's memory maps one at a time, so DataLoader workers share the page cache
-instead of copying arrays; a :class:`~gliomaseg.data.cache.Cache` pickles as its path, so spawned
-workers reopen the maps.
+Items are read from the cache's memory maps, so DataLoader workers share the page cache instead of
+copying arrays; a :class:`~gliomaseg.data.cache.Cache` pickles as its path, so spawned workers reopen
+the maps. Loaders fetch a whole batch at once (:meth:`SliceDataset.__getitems__`): one indexed read of
+the memory map, one float16 -> float32 conversion and vectorised augmentation, instead of a Python
+round trip per slice, which on the 2-core project machine cost more than a tenth of each epoch
+(docs/performance.md). Batches come out ``B x 3 x H x W`` in channels-last memory order, the layout
+the convolutions want.
 """
 
 from __future__ import annotations
@@ -17,15 +21,15 @@ import albumentations as A
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler, default_collate, get_worker_info
 
-from gliomaseg.data.augment import AugmentConfig, build_augmentation
+from gliomaseg.data.augment import AugmentConfig, BatchAugment, split_augmentation
 from gliomaseg.data.cache import Cache, open_cache
 from gliomaseg.data.normalise import PreprocessConfig
 from gliomaseg.data.splits import part_patients
 from gliomaseg.errors import GliomasegError
 
-__all__ = ["GliomaDataModule", "SliceDataset"]
+__all__ = ["GliomaDataModule", "SliceBatch", "SliceDataset", "collate_batch"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +42,8 @@ class SliceDataset(Dataset):
         rows: cache rows of this dataset, in item order.
         patient_index: patient id -> index into the owning part's patient list.
         transform: an Albumentations pipeline called as ``transform(image=..., mask=...)``, or ``None``.
+        batch_transform: a :class:`~gliomaseg.data.augment.BatchAugment` applied to whole batches
+            (before ``transform``), or ``None``.
 
     Items are dicts: ``image`` float32 ``3 x H x W``, ``mask`` float32 ``1 x H x W`` in {0, 1},
     ``patient_index`` int, ``row`` int (cache row).
@@ -52,6 +58,7 @@ class SliceDataset(Dataset):
         rows: Sequence[int] | np.ndarray,
         patient_index: dict[str, int],
         transform: A.Compose | None = None,
+        batch_transform: BatchAugment | None = None,
     ) -> None:
         self.cache = cache
         self.rows = np.asarray(rows, dtype=np.int64).reshape(-1)
@@ -65,23 +72,64 @@ class SliceDataset(Dataset):
         self._patients = np.array([self.patient_index[p] for p in pids], dtype=np.int64)
         self.has_tumour = cache.slices["has_tumour"].to_numpy(dtype=bool)[self.rows]
         self.transform = transform
+        self.batch_transform = batch_transform
 
     def __len__(self) -> int:
         return int(self.rows.size)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        row = int(self.rows[i])
-        image = np.asarray(self.cache.images[row], dtype=np.float32)
-        mask = np.asarray(self.cache.masks[row], dtype=np.uint8)
+        item = self.__getitems__([i])[0]
+        return {**item, "image": item["image"].contiguous()}
+
+    def __getitems__(self, indices: Sequence[int]) -> SliceBatch:
+        """The items at ``indices``, read, converted and augmented together (see :class:`SliceBatch`)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        rows = self.rows[idx]
+        order = np.argsort(rows, kind="stable")  # memory maps read fastest in file order
+        images = np.empty((len(rows), *self.cache.images.shape[1:]), np.float32)
+        masks = np.empty((len(rows), *self.cache.masks.shape[1:]), np.uint8)
+        images[order] = self.cache.images[rows[order]]
+        masks[order] = self.cache.masks[rows[order]]
+        if self.batch_transform is not None:
+            images, masks = self.batch_transform(images, masks)
         if self.transform is not None:
-            out = self.transform(image=image, mask=mask)
-            image, mask = out["image"], out["mask"]
-        return {
-            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)),
-            "mask": torch.from_numpy(np.ascontiguousarray(mask[None], dtype=np.float32)),
-            "patient_index": int(self._patients[i]),
-            "row": row,
-        }
+            for k in range(len(rows)):
+                out = self.transform(image=images[k], mask=masks[k])
+                images[k], masks[k] = out["image"], out["mask"]
+        return SliceBatch(
+            {
+                "image": torch.from_numpy(images).permute(0, 3, 1, 2),
+                "mask": torch.from_numpy(masks[:, None].astype(np.float32)),
+                "patient_index": torch.from_numpy(self._patients[idx]),
+                "row": torch.from_numpy(rows),
+            }
+        )
+
+
+class SliceBatch(list):
+    """The items of one batch (a list of item dicts, as ``Dataset.__getitems__`` returns) that also
+    holds them already stacked, so :func:`collate_batch` hands the batch on without copying it.
+
+    A plain ``default_collate`` still works on it (it stacks the items as for any list).
+    """
+
+    def __init__(self, stacked: dict[str, torch.Tensor]) -> None:
+        n = len(stacked["row"])
+        super().__init__(
+            {
+                "image": stacked["image"][k],
+                "mask": stacked["mask"][k],
+                "patient_index": int(stacked["patient_index"][k]),
+                "row": int(stacked["row"][k]),
+            }
+            for k in range(n)
+        )
+        self.stacked = stacked
+
+
+def collate_batch(batch: Any) -> Any:
+    """The stacked tensors of a :class:`SliceBatch` (no copy); anything else through ``default_collate``."""
+    return batch.stacked if isinstance(batch, SliceBatch) else default_collate(batch)
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -89,9 +137,10 @@ def _seed_worker(worker_id: int) -> None:
     info = get_worker_info()
     if info is None:
         return
-    transform = getattr(info.dataset, "transform", None)
-    if transform is not None and hasattr(transform, "set_random_seed"):
-        transform.set_random_seed(int(info.seed % 2**32))
+    for name in ("transform", "batch_transform"):
+        transform = getattr(info.dataset, name, None)
+        if transform is not None and hasattr(transform, "set_random_seed"):
+            transform.set_random_seed(int(info.seed % 2**32))
 
 
 class GliomaDataModule(L.LightningDataModule):
@@ -166,10 +215,13 @@ class GliomaDataModule(L.LightningDataModule):
         """Preprocessing settings of the cache (needed in checkpoints)."""
         return (self.cache or open_cache(self.cache_dir)).config
 
-    def _dataset(self, cache: Cache, patients: list[str], transform: A.Compose | None) -> SliceDataset:
+    def _dataset(
+        self, cache: Cache, patients: list[str], augment: tuple[BatchAugment | None, A.Compose | None] = (None, None)
+    ) -> SliceDataset:
         rows = [cache.rows_of(p) for p in patients]
         rows_arr = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-        return SliceDataset(cache, rows_arr, {p: i for i, p in enumerate(patients)}, transform)
+        batch_transform, transform = augment
+        return SliceDataset(cache, rows_arr, {p: i for i, p in enumerate(patients)}, transform, batch_transform)
 
     def setup(self, stage: str | None = None) -> None:
         """Open the cache and build the three datasets (idempotent).
@@ -188,9 +240,9 @@ class GliomaDataModule(L.LightningDataModule):
                 f"{len(missing)} patient(s) of the splits are not in the cache {self.cache_dir}: {shown}. "
                 "Build the cache and the splits from the same index."
             )
-        self.train_dataset = self._dataset(cache, self.train_patients, build_augmentation(self.augment, seed=self.seed))
-        self.val_dataset = self._dataset(cache, self.val_patients, None)
-        self.test_dataset = self._dataset(cache, self.test_patients, None)
+        self.train_dataset = self._dataset(cache, self.train_patients, split_augmentation(self.augment, seed=self.seed))
+        self.val_dataset = self._dataset(cache, self.val_patients)
+        self.test_dataset = self._dataset(cache, self.test_patients)
         self.cache = cache
 
     def _get(self, name: str) -> SliceDataset:
@@ -208,6 +260,7 @@ class GliomaDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
             worker_init_fn=_seed_worker if self.num_workers > 0 else None,
+            collate_fn=collate_batch,
             **kwargs,
         )
 

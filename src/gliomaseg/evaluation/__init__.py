@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from gliomaseg._lazy import lazy_exports
 
-#: modules: metrics, aggregate, postprocess, plan, evaluator, figures, html
+#: modules: metrics, aggregate, postprocess, plan, ensemble, evaluator, figures, html
 _EXPORTS = {
     "CASES": "gliomaseg.evaluation.metrics",
     "METRIC_KEYS": "gliomaseg.evaluation.metrics",
@@ -33,6 +33,9 @@ _EXPORTS = {
     "check_output_folder": "gliomaseg.evaluation.plan",
     "plan_evaluation": "gliomaseg.evaluation.plan",
     "prepare_output_folder": "gliomaseg.evaluation.plan",
+    "split_matches": "gliomaseg.evaluation.plan",
+    "ensemble_summary": "gliomaseg.evaluation.ensemble",
+    "member_dice": "gliomaseg.evaluation.ensemble",
     "EVAL_FORMAT": "gliomaseg.evaluation.evaluator",
     "EvaluationResult": "gliomaseg.evaluation.evaluator",
     "evaluate": "gliomaseg.evaluation.evaluator",
@@ -56,6 +59,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from gliomaseg.evaluation.aggregate import summarise, summarise_table
+    from gliomaseg.evaluation.ensemble import ensemble_summary, member_dice
     from gliomaseg.evaluation.evaluator import EVAL_FORMAT, EvaluationResult, evaluate
     from gliomaseg.evaluation.figures import (
         FLAIR,
@@ -84,6 +88,7 @@ if TYPE_CHECKING:
         check_output_folder,
         plan_evaluation,
         prepare_output_folder,
+        split_matches,
     )
     from gliomaseg.evaluation.postprocess import (
         FLIPS,

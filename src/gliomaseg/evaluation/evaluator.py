@@ -25,7 +25,9 @@ import datetime as dt
 import json
 import logging
 import math
+import os
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,10 +40,17 @@ from tqdm.auto import tqdm
 from gliomaseg import __version__
 from gliomaseg.data.index_table import read_patient
 from gliomaseg.evaluation.aggregate import summarise_table
+from gliomaseg.evaluation.ensemble import ensemble_summary, member_dice
 from gliomaseg.evaluation.metrics import binary_metrics, dice_from_counts, slice_metrics
-from gliomaseg.evaluation.plan import EvaluationPlan, check_output_folder, plan_evaluation, prepare_output_folder
+from gliomaseg.evaluation.plan import (
+    EvaluationPlan,
+    check_output_folder,
+    plan_evaluation,
+    prepare_output_folder,
+    split_matches,
+)
 from gliomaseg.evaluation.postprocess import PostprocessConfig, postprocess_volume
-from gliomaseg.inference.segmenter import Segmenter
+from gliomaseg.inference.segmenter import Segmenter, load_segmenter
 from gliomaseg.utils import atomic_write, atomic_write_text
 
 __all__ = ["EVAL_FORMAT", "EvaluationResult", "evaluate"]
@@ -126,10 +135,11 @@ class _Scores:
     packed: dict[str, tuple[np.ndarray, tuple[int, ...]]]
     gifs: dict[str, Path]
     timing: dict[str, float]
+    members: dict[str, list[float]]  # an ensemble's: patient id -> each member's volume Dice
 
 
 def evaluate(
-    checkpoint: str | Path,
+    checkpoint: str | Path | Sequence[str | Path],
     *,
     data: str | Path | None = None,
     split: str = "test",
@@ -152,10 +162,12 @@ def evaluate(
     patient, summarise over patients and slices, write the outputs.
 
     Args:
-        checkpoint: a ``best.pt``/``last.pt`` model file.
+        checkpoint: a ``best.pt``/``last.pt`` model file, or several: an ensemble averaging their
+            probabilities (the summary and report then compare it with each member).
         data: a kaggle_3m folder; indexed when neither ``index`` nor the run's index fits it.
         split: ``test``, ``val``, ``train`` (of ``fold``) or ``all`` (every patient of the index).
-        out: output folder (default ``<checkpoint folder>/eval_<split>``).
+        out: output folder (default ``<checkpoint folder>/eval_<split>``; an ensemble's:
+            ``<common folder of the members>/ensemble_eval_<split>``).
         index: an ``index.csv`` (default: the one of the checkpoint's training run).
         splits: a ``splits.json`` (default: the one of the checkpoint's training run).
         fold: fold for ``train``/``val`` (default: the checkpoint's).
@@ -183,9 +195,16 @@ def evaluate(
         0.817
     """
     t_start = time.perf_counter()
-    ckpt_path = Path(checkpoint).expanduser().resolve()
-    seg = Segmenter.from_checkpoint(ckpt_path, device=device, postprocess=postprocess, batch_size=batch_size)
-    out_dir = Path(out) if out is not None else ckpt_path.parent / f"eval_{split}"
+    paths = [checkpoint] if isinstance(checkpoint, str | Path) else list(checkpoint)
+    ckpt_paths = [Path(p).expanduser().resolve() for p in paths]
+    seg = load_segmenter(ckpt_paths, device=device, postprocess=postprocess, batch_size=batch_size)
+    ckpt_path = ckpt_paths[0]
+    if out is not None:
+        out_dir = Path(out)
+    elif len(ckpt_paths) == 1:
+        out_dir = ckpt_path.parent / f"eval_{split}"
+    else:
+        out_dir = Path(os.path.commonpath([p.parent for p in ckpt_paths])) / f"ensemble_eval_{split}"
     check_output_folder(out_dir, overwrite)  # before any slow work
     plan = plan_evaluation(
         seg.meta, split=split, data=data, index=index, splits=splits, fold=fold, patients=patients, progress=progress
@@ -199,6 +218,8 @@ def evaluate(
         scores.timing["figures"] += time.perf_counter() - t0
     scores.timing["total"] = time.perf_counter() - t_start
     summary = _summarise(seg, ckpt_path, plan, scores, n_boot)
+    if seg.members:
+        summary["ensemble"] = ensemble_summary(ckpt_paths, scores.members, scores.per_patient)
     summary["figures"] = [str(p.relative_to(out_dir)) for _, p in figure_list]
     summary = _json_safe(summary)
     _write_outputs(out_dir, summary, scores, plan, figure_list)
@@ -212,6 +233,7 @@ def _score_patients(seg: Segmenter, plan: EvaluationPlan, gif_dir: Path | None, 
     slice_tables: list[pd.DataFrame] = []
     packed: dict[str, tuple[np.ndarray, tuple[int, ...]]] = {}
     gifs: dict[str, Path] = {}
+    members: dict[str, list[float]] = {}
     timing = {"read": 0.0, "inference": 0.0, "metrics": 0.0, "figures": 0.0}
     with ThreadPoolExecutor(_READ_WORKERS) as pool:
         for pid in tqdm(plan.patients, desc="evaluate", unit="patient", disable=not progress):
@@ -219,7 +241,10 @@ def _score_patients(seg: Segmenter, plan: EvaluationPlan, gif_dir: Path | None, 
             t0 = time.perf_counter()
             images, truth = read_patient(rows, pool)
             t1 = time.perf_counter()
-            pred = postprocess_volume(seg.predict_proba(images), seg.postprocess)
+            probas = seg.member_probas(images)
+            pred = postprocess_volume(np.mean(probas, axis=0, dtype=np.float32), seg.postprocess)
+            if seg.members:
+                members[pid] = member_dice(probas, truth, seg.postprocess)
             t2 = time.perf_counter()
             per_slice = slice_metrics(pred, truth)
             per_slice["slice"] = rows["slice"].to_numpy()
@@ -236,7 +261,7 @@ def _score_patients(seg: Segmenter, plan: EvaluationPlan, gif_dir: Path | None, 
             timing["metrics"] += t3 - t2
             timing["figures"] += time.perf_counter() - t3
     per_slice_all = pd.concat(slice_tables, ignore_index=True)
-    return _Scores(pd.DataFrame(records), per_slice_all, packed, gifs, timing)
+    return _Scores(pd.DataFrame(records), per_slice_all, packed, gifs, timing, members)
 
 
 def _empty_cases(volume: dict[str, Any], slices: dict[str, Any]) -> dict[str, Any]:
@@ -282,7 +307,7 @@ def _summarise(seg: Segmenter, ckpt_path: Path, plan: EvaluationPlan, scores: _S
             "splits_file": str(plan.splits_file) if plan.splits_file is not None else None,
             "split_id": sid,
             "checkpoint_split_id": ckpt_sid,
-            "matches_checkpoint": (sid == ckpt_sid) if sid and ckpt_sid else None,
+            "matches_checkpoint": split_matches(sid, ckpt_sid),
             "patients": plan.patients,
         },
         "warnings": plan.warnings,

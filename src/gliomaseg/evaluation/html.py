@@ -173,6 +173,20 @@ def _gif_section(gifs: Sequence[tuple[str, Path]], folder: Path, max_gif_bytes: 
     return "".join(parts)
 
 
+def _ensemble_section(ens: Mapping[str, Any]) -> str:
+    """The ensemble against each member on the same patients."""
+    rows = [[m["checkpoint"], m["dice_mean"], m["dice_min"]] for m in ens["members"]]
+    rows.append(["ensemble (averaged probabilities)", ens["ensemble_dice_mean"], ens["ensemble_dice_min"]])
+    return (
+        "<h2>Ensemble vs its members</h2><p>Every member segmented the same "
+        f"{ens['n_patients']} patients with tumour; each member's mask went through the same post-processing. "
+        f"Gain of the ensemble over the mean member: {fmt(ens['gain_over_mean_member'])}, over the best member: "
+        f"{fmt(ens['gain_over_best_member'])}; patients improved over the members' average: "
+        f"{ens['patients_improved_over_member_average']}.</p>"
+        + html_table(["model", "mean per-patient Dice", "worst patient"], rows)
+    )
+
+
 def write_report(
     path: str | Path,
     summary: Mapping[str, Any],
@@ -221,6 +235,9 @@ def write_report(
         "patient are correlated, so these intervals are narrower than they should be.</p>"
     )
     parts.append(_summary_table(sl))
+
+    if s.get("ensemble"):
+        parts.append(_ensemble_section(s["ensemble"]))
 
     empty = s.get("empty_cases", {})
     parts.append("<h2>Empty cases</h2>")

@@ -19,7 +19,14 @@ from gliomaseg.data.index_table import index_built_from, load_index
 from gliomaseg.data.splits import PARTS, load_splits, part_patients, split_id
 from gliomaseg.errors import GliomasegError, OutputExistsError
 
-__all__ = ["OUTPUTS", "EvaluationPlan", "check_output_folder", "plan_evaluation", "prepare_output_folder"]
+__all__ = [
+    "OUTPUTS",
+    "EvaluationPlan",
+    "check_output_folder",
+    "plan_evaluation",
+    "prepare_output_folder",
+    "split_matches",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +48,7 @@ class EvaluationPlan:
         patients: the evaluated patient ids, sorted.
         chosen: patients to draw overlays for, besides best/median/worst.
         split_id: id of the evaluated splits and fold (None without splits).
-        checkpoint_split_id: the id stored in the model file.
+        checkpoint_split_id: the id stored in the model file (a list for an ensemble).
         warnings: what the report must say about these patients.
     """
 
@@ -54,7 +61,7 @@ class EvaluationPlan:
     patients: list[str]
     chosen: list[str]
     split_id: str | None
-    checkpoint_split_id: str | None
+    checkpoint_split_id: str | list | None
     warnings: list[str] = field(default_factory=list)
 
     def rows_by_patient(self) -> dict[str, pd.DataFrame]:
@@ -203,14 +210,45 @@ def _chosen(patients: list[str] | None, table: pd.DataFrame, ids: list[str]) -> 
     return out
 
 
-def _warnings(split: str, checkpoint_sid: str | None, eval_sid: str | None, have_splits: bool) -> list[str]:
-    out = []
-    if have_splits and checkpoint_sid and eval_sid != checkpoint_sid:
-        out.append(
+def split_matches(eval_sid: str | None, checkpoint_sid: str | list | None) -> bool | None:
+    """Whether the model (each member of an ensemble) was trained with the evaluated splits file
+    (and, for one model, fold); None when either id is unknown."""
+    if not eval_sid or not checkpoint_sid:
+        return None
+    if isinstance(checkpoint_sid, list):
+        return all(str(s).split(":fold")[0] == eval_sid.split(":fold")[0] for s in checkpoint_sid)
+    return eval_sid == checkpoint_sid
+
+
+def _split_mismatch(split: str, checkpoint_sid: str | list | None, eval_sid: str | None) -> str | None:
+    """Why the model's split ids do not fit the evaluated patients, or None."""
+    if isinstance(checkpoint_sid, list):  # an ensemble: members of one splits file, any folds
+        files = {str(s).split(":fold")[0] for s in checkpoint_sid}
+        if eval_sid is not None and files != {eval_sid.split(":fold")[0]}:
+            return (
+                f"split mismatch: the ensemble's members were trained with splits {sorted(files)} but the "
+                f"evaluated splits have id {eval_sid}; the evaluated patients may include training patients"
+            )
+        if split in ("train", "val") and len(set(checkpoint_sid)) > 1:
+            return (
+                f"the ensemble's members were trained on different folds: the {split!r} patients of one fold "
+                "are training patients of another, so these metrics are optimistic; use the test split"
+            )
+        return None
+    if checkpoint_sid and eval_sid != checkpoint_sid:
+        return (
             f"split mismatch: the evaluated splits have id {eval_sid} but the checkpoint was trained with "
             f"{checkpoint_sid}; the evaluated patients may include patients the model was trained on"
         )
-    if not checkpoint_sid:
+    return None
+
+
+def _warnings(split: str, checkpoint_sid: str | list | None, eval_sid: str | None, have_splits: bool) -> list[str]:
+    out = []
+    mismatch = _split_mismatch(split, checkpoint_sid, eval_sid) if have_splits else None
+    if mismatch:
+        out.append(mismatch)
+    if not checkpoint_sid or (isinstance(checkpoint_sid, list) and not all(checkpoint_sid)):
         out.append("the checkpoint records no split id: cannot check that these patients were unseen in training")
     if split == "train":
         out.append("evaluated on the model's training patients: these metrics are optimistic, not a test result")

@@ -27,6 +27,7 @@ from gliomaseg.errors import GliomasegError
 from gliomaseg.utils import SettingsMixin
 
 __all__ = [
+    "COMPONENT_SCORES",
     "FLIPS",
     "PostprocessConfig",
     "binarise",
@@ -37,6 +38,9 @@ __all__ = [
 ]
 
 # Flip name -> tensor dims of a B x C x H x W batch (h = horizontal = left/right = W axis).
+#: How ``largest_component`` ranks the components: by voxel count or by summed probability.
+COMPONENT_SCORES: tuple[str, ...] = ("voxels", "probability")
+
 FLIPS: dict[str, tuple[int, ...]] = {"none": (), "h": (-1,), "v": (-2,), "hv": (-2, -1)}
 
 
@@ -47,8 +51,12 @@ class PostprocessConfig(SettingsMixin):
     Args:
         threshold: probability at or above which a pixel is foreground, in (0, 1).
         min_size: remove 3D connected components with fewer voxels than this; 0 turns it off.
-        largest_component: keep only the largest 3D connected component per volume (the Buda et
-            al. reference post-processing).
+        largest_component: keep only one 3D connected component per volume, the largest (the Buda
+            et al. reference post-processing) or the most probable (see ``component_score``).
+        component_score: how ``largest_component`` picks the component to keep: ``"voxels"`` (its
+            size) or ``"probability"`` (the sum of its voxels' probabilities). By size, a large
+            faint false positive can win over a small, confident true tumour and delete it, which
+            scores the patient 0; summed probability weighs confidence too.
         tta: average sigmoid probabilities over flips at prediction time (see :func:`flip_tta`);
             :func:`postprocess_volume` receives probabilities that already include it.
         fill_holes: fill holes enclosed by the mask in each slice (2D). The kaggle_3m masks
@@ -67,6 +75,7 @@ class PostprocessConfig(SettingsMixin):
     largest_component: bool = False
     tta: bool = False
     fill_holes: bool = False
+    component_score: str = "voxels"
 
     def __post_init__(self) -> None:
         if isinstance(self.threshold, bool) or not isinstance(self.threshold, int | float):
@@ -79,6 +88,8 @@ class PostprocessConfig(SettingsMixin):
         if self.min_size < 0:
             raise GliomasegError(f"min_size={self.min_size!r}: must be >= 0 voxels (0 = off)")
         self.min_size = int(self.min_size)
+        if self.component_score not in COMPONENT_SCORES:
+            raise GliomasegError(f"component_score={self.component_score!r}: choose one of {list(COMPONENT_SCORES)}")
         for name in ("largest_component", "tta", "fill_holes"):
             value = getattr(self, name)
             if not isinstance(value, bool | np.bool_):
@@ -162,12 +173,14 @@ def remove_small_components(mask: Any, min_size: int, connectivity: int = 3) -> 
     return keep[labels]
 
 
-def keep_largest_component(mask: Any, connectivity: int = 3) -> np.ndarray:
+def keep_largest_component(mask: Any, connectivity: int = 3, weights: Any = None) -> np.ndarray:
     """Keep only the largest connected component (ties: the lowest label, i.e. first in raster order).
 
     Args:
         mask: bool mask ``S x H x W`` (components are 3D) or ``H x W``.
         connectivity: maximum orthogonal hops between neighbours, 1..ndim (3 = 26-connected).
+        weights: per-voxel weights of the mask's shape (e.g. probabilities): the component with the
+            largest sum of weights is kept instead of the one with the most voxels.
 
     Returns:
         A new bool array; an empty mask stays empty.
@@ -179,7 +192,10 @@ def keep_largest_component(mask: Any, connectivity: int = 3) -> np.ndarray:
     m, n, labels = _label(mask, connectivity)
     if n <= 1:
         return m.copy()
-    sizes = np.bincount(labels.ravel())
+    w = None if weights is None else _to_numpy(weights, "weights").astype(np.float64).ravel()
+    if w is not None and w.size != labels.size:
+        raise GliomasegError(f"weights must have the mask's shape {m.shape}, got {w.size} values.")
+    sizes = np.bincount(labels.ravel(), weights=w)
     sizes[0] = 0
     return labels == int(np.argmax(sizes))
 
@@ -188,7 +204,8 @@ def postprocess_volume(prob: Any, cfg: PostprocessConfig | None = None) -> np.nd
     """Turn one patient's probability volume into its final mask.
 
     Steps: threshold (``prob >= cfg.threshold``), then remove 3D components smaller than
-    ``cfg.min_size`` voxels, then (if ``cfg.largest_component``) keep the largest 3D component,
+    ``cfg.min_size`` voxels, then (if ``cfg.largest_component``) keep one 3D component (the largest,
+    or the most probable with ``cfg.component_score="probability"``),
     then (if ``cfg.fill_holes``) fill enclosed holes slice by slice.
     ``cfg.tta`` is not applied here: TTA happens at prediction time (:func:`flip_tta`).
 
@@ -210,7 +227,7 @@ def postprocess_volume(prob: Any, cfg: PostprocessConfig | None = None) -> np.nd
     if cfg.min_size > 0:
         mask = remove_small_components(mask, cfg.min_size)
     if cfg.largest_component:
-        mask = keep_largest_component(mask)
+        mask = keep_largest_component(mask, weights=p if cfg.component_score == "probability" else None)
     if cfg.fill_holes:
         mask = fill_holes_per_slice(mask)
     return mask

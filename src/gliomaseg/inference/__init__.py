@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from gliomaseg._lazy import lazy_exports
 
-#: modules: segmenter, backends, fusion, inputs, predict, export, onnx_check
+#: modules: segmenter, backends, fusion, inputs, predict, export, onnx_check, pretrained
 _EXPORTS = {
     "Segmenter": "gliomaseg.inference.segmenter",
     "load_segmenter": "gliomaseg.inference.segmenter",
@@ -26,35 +26,46 @@ _EXPORTS = {
     "SUPPORTED_INPUTS": "gliomaseg.inference.inputs",
     "Case": "gliomaseg.inference.inputs",
     "discover_inputs": "gliomaseg.inference.inputs",
+    "nifti_spacing": "gliomaseg.inference.inputs",
     "nifti_stem": "gliomaseg.inference.inputs",
     "nifti_to_uint8": "gliomaseg.inference.inputs",
     "read_case": "gliomaseg.inference.inputs",
     "read_volume": "gliomaseg.inference.inputs",
     "AREAS_COLUMNS": "gliomaseg.inference.predict",
+    "areas_row": "gliomaseg.inference.predict",
     "overlay": "gliomaseg.inference.predict",
     "predict_inputs": "gliomaseg.inference.predict",
+    "write_case": "gliomaseg.inference.predict",
     "ONNX_FORMAT": "gliomaseg.inference.onnx_check",
     "check_onnx_model": "gliomaseg.inference.onnx_check",
+    "AveragedProbabilities": "gliomaseg.inference.export",
     "ExportResult": "gliomaseg.inference.export",
     "export_onnx": "gliomaseg.inference.export",
+    "BUNDLED": "gliomaseg.inference.pretrained",
+    "BundledModel": "gliomaseg.inference.pretrained",
+    "bundled_path": "gliomaseg.inference.pretrained",
+    "model_card": "gliomaseg.inference.pretrained",
+    "resolve_model": "gliomaseg.inference.pretrained",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from gliomaseg.inference.backends import LoadedModel, load_onnx, load_torch, resolve_device
-    from gliomaseg.inference.export import ExportResult, export_onnx
+    from gliomaseg.inference.export import AveragedProbabilities, ExportResult, export_onnx
     from gliomaseg.inference.fusion import LogitsFn, fold_batchnorm, graph_fused
     from gliomaseg.inference.inputs import (
         NIFTI_SUFFIXES,
         SUPPORTED_INPUTS,
         Case,
         discover_inputs,
+        nifti_spacing,
         nifti_stem,
         nifti_to_uint8,
         read_case,
         read_volume,
     )
     from gliomaseg.inference.onnx_check import ONNX_FORMAT, check_onnx_model
-    from gliomaseg.inference.predict import AREAS_COLUMNS, overlay, predict_inputs
+    from gliomaseg.inference.predict import AREAS_COLUMNS, areas_row, overlay, predict_inputs, write_case
+    from gliomaseg.inference.pretrained import BUNDLED, BundledModel, bundled_path, model_card, resolve_model
     from gliomaseg.inference.segmenter import Segmenter, load_segmenter

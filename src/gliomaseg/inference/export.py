@@ -20,22 +20,24 @@ import io
 import json
 import logging
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from gliomaseg.errors import GliomasegError, OutputExistsError
 from gliomaseg.inference.onnx_check import ONNX_FORMAT
 from gliomaseg.utils import atomic_write
 
-__all__ = ["ONNX_FORMAT", "ExportResult", "export_onnx"]
+__all__ = ["ONNX_FORMAT", "AveragedProbabilities", "ExportResult", "export_onnx"]
 
 log = logging.getLogger(__name__)
 
-_META_KEYS = ("model", "preprocess", "postprocess", "split_id", "package_version", "epoch", "metrics")
+_META_KEYS = ("model", "preprocess", "postprocess", "split_id", "package_version", "epoch", "metrics", "ensemble")
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,50 @@ def _metadata(payload: dict[str, Any]) -> dict[str, str]:
     return meta
 
 
+class AveragedProbabilities(nn.Module):
+    """An ensemble as one network: the logit of the members' averaged probabilities.
+
+    The ONNX graph keeps the single-model contract (``image`` in, ``logits`` out), so a Segmenter
+    applies its sigmoid and gets the averaged probabilities back (clamped to [1e-7, 1 - 1e-7]).
+
+    Args:
+        members: networks mapping ``B x 3 x H x W`` to logits ``B x 1 x H x W``.
+    """
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``B x 3 x H x W`` images -> ``B x 1 x H x W`` logits of the averaged probabilities."""
+        p = torch.stack([torch.sigmoid(m(x)) for m in self.members]).mean(dim=0).clamp(1e-7, 1 - 1e-7)
+        return torch.log(p) - torch.log1p(-p)
+
+
+def _load_for_export(checkpoints: Sequence[Path]) -> tuple[nn.Module, dict[str, Any], int]:
+    """The network to export (an :class:`AveragedProbabilities` for several), its metadata and size."""
+    from gliomaseg.checkpoint import load_model
+    from gliomaseg.data.normalise import PreprocessConfig
+
+    loaded = [load_model(c) for c in checkpoints]
+    payload = dict(loaded[0][1])
+    sizes = {PreprocessConfig.from_dict(p["preprocess"]).size for _, p in loaded}
+    if len({json.dumps(p["preprocess"], sort_keys=True) for _, p in loaded}) > 1:
+        raise GliomasegError(
+            f"the ensemble's members were trained with different preprocessing (sizes {sorted(sizes)}); one ONNX "
+            "graph needs one input size: export them separately and ensemble with `predict --model A.onnx B.onnx`"
+        )
+    if len(loaded) == 1:
+        model = loaded[0][0]
+    else:
+        model = AveragedProbabilities([m for m, _ in loaded])
+        payload["split_id"] = [p.get("split_id") for _, p in loaded]
+        payload["ensemble"] = [str(c) for c in checkpoints]
+    return model.float().eval(), payload, sizes.pop()
+
+
 def export_onnx(
-    checkpoint: str | Path,
+    checkpoint: str | Path | Sequence[str | Path],
     out: str | Path | None = None,
     *,
     opset: int = 17,
@@ -71,11 +115,12 @@ def export_onnx(
     check_batch: int = 2,
     seed: int = 0,
 ) -> ExportResult:
-    """Export a model file to ONNX and check it against PyTorch with onnxruntime.
+    """Export a model file (or an ensemble of several) to ONNX and check it against PyTorch with onnxruntime.
 
     Args:
-        checkpoint: a gliomaseg model file (``best.pt``/``last.pt``).
-        out: target ``.onnx`` file; default: the checkpoint's path with suffix ``.onnx``.
+        checkpoint: a gliomaseg model file (``best.pt``/``last.pt``), or several with the same
+            preprocessing: one graph returning the logit of their averaged probabilities.
+        out: target ``.onnx`` file; default: the (first) checkpoint's path with suffix ``.onnx``.
         opset: ONNX opset version (>= 13).
         overwrite: replace an existing ``out``.
         atol: largest allowed absolute logit difference between onnxruntime and PyTorch.
@@ -87,28 +132,39 @@ def export_onnx(
         An :class:`ExportResult` (path, max abs difference, opset).
 
     Raises:
-        GliomasegError: an unreadable checkpoint, an existing ``out`` without ``overwrite``, a target
-            that does not end in ``.onnx``, or outputs that differ by more than ``atol`` (nothing is
+        GliomasegError: an unreadable checkpoint, a target that does not end in ``.onnx``, members
+            with different preprocessing, or outputs that differ by more than ``atol`` (nothing is
             written then).
+        OutputExistsError: an existing ``out`` without ``overwrite``.
+
+    Example:
+        >>> export_onnx("runs/unet__bce_dice__fold0/best.pt").path  # doctest: +SKIP
+        PosixPath('runs/unet__bce_dice__fold0/best.onnx')
     """
-    import onnx
-    import onnxruntime as ort
-
-    from gliomaseg.checkpoint import load_model
-    from gliomaseg.data.normalise import PreprocessConfig
-
-    checkpoint = Path(checkpoint)
-    target = Path(out) if out is not None else checkpoint.with_suffix(".onnx")
+    checkpoints = [Path(checkpoint)] if isinstance(checkpoint, str | Path) else [Path(c) for c in checkpoint]
+    target = Path(out) if out is not None else checkpoints[0].with_suffix(".onnx")
     if target.suffix.lower() != ".onnx":
         raise GliomasegError(f"export target {target} must end in .onnx")
     if target.exists() and not overwrite:
         raise OutputExistsError(f"{target} exists; pass --overwrite (overwrite=True) to replace it")
     if opset < 13:
         raise GliomasegError(f"opset={opset}: use 13 or newer (dynamic batch axes need it)")
+    model, payload, size = _load_for_export(checkpoints)
+    data = _to_onnx(model, payload, size, opset)
+    diff = _max_difference(model, data, size, check_batch, seed)
+    if not diff <= atol:
+        raise GliomasegError(
+            f"ONNX export of {checkpoints[0]} differs from PyTorch by {diff:.3g} (> {atol}); "
+            f"try another --opset (got {opset})"
+        )
+    atomic_write(target, lambda p: p.write_bytes(data))
+    log.info("exported %s -> %s (opset %d, max abs diff %.3g)", checkpoints, target, opset, diff)
+    return ExportResult(path=target, max_abs_diff=diff, opset=opset)
 
-    model, payload = load_model(checkpoint)
-    model = model.float().eval()
-    size = PreprocessConfig.from_dict(payload["preprocess"]).size
+
+def _to_onnx(model: nn.Module, payload: dict[str, Any], size: int, opset: int) -> bytes:
+    import onnx
+
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         # The TorchScript exporter is deprecated upstream but still the fast, reliable path for
@@ -131,7 +187,12 @@ def export_onnx(
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.checker.check_model(proto)
-    data = proto.SerializeToString()
+    return proto.SerializeToString()
+
+
+def _max_difference(model: nn.Module, data: bytes, size: int, check_batch: int, seed: int) -> float:
+    """Largest |onnxruntime - PyTorch| logit difference on a random batch."""
+    import onnxruntime as ort
 
     generator = torch.Generator().manual_seed(seed)
     batch = torch.randn(check_batch, 3, size, size, generator=generator)
@@ -139,12 +200,4 @@ def export_onnx(
         expected = model(batch).numpy()
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     got = session.run(["logits"], {"image": batch.numpy()})[0]
-    diff = float(np.max(np.abs(got - expected)))
-    if not diff <= atol:
-        raise GliomasegError(
-            f"ONNX export of {checkpoint} differs from PyTorch by {diff:.3g} (> {atol}); "
-            f"try another --opset (got {opset})"
-        )
-    atomic_write(target, lambda p: p.write_bytes(data))
-    log.info("exported %s -> %s (opset %d, max abs diff %.3g)", checkpoint, target, opset, diff)
-    return ExportResult(path=target, max_abs_diff=diff, opset=opset)
+    return float(np.max(np.abs(got - expected)))

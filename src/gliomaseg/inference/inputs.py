@@ -42,6 +42,7 @@ __all__ = [
     "SUPPORTED_INPUTS",
     "Case",
     "discover_inputs",
+    "nifti_spacing",
     "nifti_stem",
     "nifti_to_uint8",
     "read_case",
@@ -95,6 +96,20 @@ def nifti_stem(path: Path) -> str | None:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return None
+
+
+def nifti_spacing(image: Any) -> tuple[float, ...]:
+    """Voxel sizes along the spatial axes of a NIfTI image (X, Y and, for volumes, Z), from its header.
+
+    Args:
+        image: a nibabel NIfTI image (``Case.nifti``).
+
+    Returns:
+        ``(dx, dy, dz)`` for a volume, ``(dx, dy)`` for a single 2D slice, in the header's spatial unit
+        (millimetres in practice).
+    """
+    n_spatial = 3 if len(image.shape) >= 3 else 2
+    return tuple(float(z) for z in image.header.get_zooms()[:n_spatial])
 
 
 def _unsupported(path: Path, why: str) -> GliomasegError:

@@ -33,11 +33,11 @@ from scipy import ndimage
 from gliomaseg.data.io import write_image, write_mask
 from gliomaseg.errors import GliomasegError, OutputExistsError
 from gliomaseg.evaluation.postprocess import PostprocessConfig
-from gliomaseg.inference.inputs import Case, discover_inputs, nifti_stem, read_case
+from gliomaseg.inference.inputs import Case, discover_inputs, nifti_spacing, nifti_stem, read_case
 from gliomaseg.inference.segmenter import Segmenter, load_segmenter
 from gliomaseg.utils import atomic_write, atomic_write_text
 
-__all__ = ["AREAS_COLUMNS", "overlay", "predict_inputs"]
+__all__ = ["AREAS_COLUMNS", "areas_row", "overlay", "predict_inputs", "write_case"]
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,19 @@ def _write_nifti(path: Path, mask: np.ndarray, source: Any, overwrite: bool) -> 
     atomic_write(path, lambda tmp: nib.save(image, tmp), suffix=suffix)
 
 
-def _write_case(case: Case, mask: np.ndarray, overwrite: bool, overlays: bool) -> dict[str, Any]:
-    volume = case.volume if case.volume is not None else read_case(case)
+def areas_row(case: Case, mask: np.ndarray) -> dict[str, Any]:
+    """The ``areas.csv`` numbers of one case (every column of :data:`AREAS_COLUMNS` but ``mask``).
+
+    ``predict`` writes them and the web viewer shows them, so both report the same figures.
+
+    Args:
+        case: the case, read (``case.nifti`` is needed for the NIfTI voxel size).
+        mask: its ``S x H x W`` bool mask.
+
+    Returns:
+        ``input, case, kind, slices, slices_with_tumour, tumour_pixels, voxel_mm3, tumour_mm3``;
+        the mm^3 values are NaN unless the case is NIfTI (slice images carry no spacing).
+    """
     tumour = int(mask.sum())
     row: dict[str, Any] = {
         "input": str(case.source),
@@ -102,12 +113,33 @@ def _write_case(case: Case, mask: np.ndarray, overwrite: bool, overlays: bool) -
         "tumour_mm3": np.nan,
     }
     if case.kind == "nifti":
+        voxel = float(np.prod(nifti_spacing(case.nifti)))
+        row["voxel_mm3"], row["tumour_mm3"] = voxel, tumour * voxel
+    return row
+
+
+def write_case(case: Case, mask: np.ndarray, *, overwrite: bool = False, overlays: bool = True) -> dict[str, Any]:
+    """Write a case's mask(s) (and overlays) to ``case.masks`` / ``case.overlays`` in the input's format.
+
+    Args:
+        case: the case, from :func:`~gliomaseg.inference.inputs.discover_inputs` (targets set) and read.
+        mask: its ``S x H x W`` bool mask.
+        overwrite: replace existing files.
+        overlays: also write the overlay PNGs.
+
+    Returns:
+        Its ``areas.csv`` row (:func:`areas_row` plus ``mask``: the mask file, or the folder of a
+        volume's slice masks).
+
+    Raises:
+        OutputExistsError: a target exists and ``overwrite`` is False.
+    """
+    volume = case.volume if case.volume is not None else read_case(case)
+    row = areas_row(case, mask)
+    if case.kind == "nifti":
         spatial = case.nifti.shape[:3] if len(case.nifti.shape) >= 3 else case.nifti.shape[:2]
         data = np.moveaxis(mask, 0, 2).astype(np.uint8).reshape(spatial)  # back to X x Y x Z
         _write_nifti(case.masks[0], data, case.nifti, overwrite)
-        zooms = case.nifti.header.get_zooms()[: len(spatial)]
-        voxel = float(np.prod(zooms))
-        row["voxel_mm3"], row["tumour_mm3"] = voxel, tumour * voxel
         row["mask"] = str(case.masks[0])
         if overlays:
             folder = case.masks[0].parent / f"{case.name}_overlay"
@@ -141,7 +173,7 @@ def _apply_postprocess(seg: Segmenter, postprocess: PostprocessConfig | Mapping[
 
 
 def predict_inputs(
-    model_path: str | os.PathLike[str] | Segmenter,
+    model_path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Segmenter,
     inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str],
     *,
@@ -157,7 +189,8 @@ def predict_inputs(
     """Segment slices, folders and NIfTI volumes and write masks, overlays and ``areas.csv``.
 
     Args:
-        model_path: a model file (``best.pt``), an ``.onnx`` export, or a ready :class:`Segmenter`.
+        model_path: a model file (``best.pt``), an ``.onnx`` export, several of them (an ensemble
+            averaging their probabilities), or a ready :class:`Segmenter`.
         inputs: one input or several (see the module docstring for the kinds).
         out: output folder (created); outputs mirror the input names.
         overwrite: replace existing outputs; without it nothing is written if any target exists.
@@ -202,7 +235,7 @@ def predict_inputs(
     rows = []
     for case in cases:
         mask = seg.predict_volume(case.volume)  # type: ignore[arg-type]
-        rows.append(_write_case(case, mask, overwrite, overlays))
+        rows.append(write_case(case, mask, overwrite=overwrite, overlays=overlays))
         log.info(
             "%s (%s): %d slice(s), %d tumour pixels",
             case.name,

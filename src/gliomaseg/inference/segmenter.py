@@ -9,6 +9,7 @@ own size, then threshold and the configured post-processing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,7 @@ class Segmenter:
         self.batch_size = batch_size
         self.meta = meta or {}
         self.backend = backend
+        self.members: tuple[Segmenter, ...] = ()
 
     @classmethod
     def _from_loaded(cls, loaded: LoadedModel, postprocess: PostprocessConfig | None, batch_size: int) -> Segmenter:
@@ -124,16 +126,57 @@ class Segmenter:
         """
         return cls._from_loaded(load_onnx(path, threads=threads), postprocess, batch_size)
 
+    @classmethod
+    def ensemble(cls, members: Sequence[Segmenter], postprocess: PostprocessConfig | None = None) -> Segmenter:
+        """A segmenter averaging the probabilities of ``members`` before post-processing (nnU-Net's
+        fold ensembles: e.g. the k fold models of a study).
+
+        Each member keeps its own preprocessing (members trained at different sizes combine, since
+        probabilities are averaged at the input's resolution); flip TTA follows the ensemble's
+        setting. The post-processing defaults to the first member's.
+
+        Args:
+            members: two or more segmenters.
+            postprocess: the ensemble's post-processing (default: the first member's).
+
+        Raises:
+            GliomasegError: fewer than two members.
+
+        Example:
+            >>> from gliomaseg.inference import load_segmenter
+            >>> folds = [f"studies/s/runs/unet__fold{k}/last.pt" for k in range(3)]
+            >>> seg = load_segmenter(folds)  # doctest: +SKIP
+            >>> len(seg.members)  # doctest: +SKIP
+            3
+        """
+        if len(members) < 2:
+            raise GliomasegError(f"an ensemble needs at least two models, got {len(members)}")
+        first = members[0]
+        post = postprocess or first.postprocess
+        meta = {
+            **{k: v for k, v in first.meta.items() if k not in ("metrics", "epoch")},
+            "split_id": [m.meta.get("split_id") for m in members],
+            "ensemble": [m.meta for m in members],
+        }
+        backend = f"ensemble of {len(members)} ({', '.join(sorted({m.backend for m in members}))})"
+        seg = cls(first.logits_fn, first.preprocess, post, batch_size=first.batch_size, meta=meta, backend=backend)
+        seg.members = tuple(m.with_postprocess(tta=post.tta) for m in members)
+        return seg
+
     def with_postprocess(self, **changes: Any) -> Segmenter:
         """A copy with some post-processing settings changed (e.g. ``tta=True``)."""
+        post = replace(self.postprocess, **changes)
+        if self.members:
+            return Segmenter.ensemble(self.members, post)
         return Segmenter(
-            self.logits_fn,
-            self.preprocess,
-            replace(self.postprocess, **changes),
-            batch_size=self.batch_size,
-            meta=self.meta,
-            backend=self.backend,
+            self.logits_fn, self.preprocess, post, batch_size=self.batch_size, meta=self.meta, backend=self.backend
         )
+
+    def member_probas(self, volume: np.ndarray) -> list[np.ndarray]:
+        """Each member's probabilities (an ensemble), or this model's alone, ``S x H x W`` float32 each."""
+        if self.members:
+            return [m.predict_proba(volume) for m in self.members]
+        return [self.predict_proba(volume)]
 
     def predict_proba(self, volume: np.ndarray) -> np.ndarray:
         """Tumour probabilities for a volume.
@@ -149,6 +192,8 @@ class Segmenter:
         Raises:
             GliomasegError: wrong shape or dtype.
         """
+        if self.members:
+            return np.mean(self.member_probas(volume), axis=0, dtype=np.float32)
         if volume.ndim == 3 and volume.shape[-1] == 3:
             volume = volume[None]
         if volume.ndim != 4 or volume.shape[-1] != 3 or volume.dtype != np.uint8:
@@ -175,7 +220,7 @@ class Segmenter:
 
 
 def load_segmenter(
-    path: str | Path,
+    path: str | Path | Sequence[str | Path],
     *,
     device: str = "auto",
     postprocess: PostprocessConfig | None = None,
@@ -184,10 +229,12 @@ def load_segmenter(
     threads: int | None = None,
     graph_fusion: bool | None = None,
 ) -> Segmenter:
-    """A :class:`Segmenter` from either a ``.onnx`` export or a ``best.pt``/``last.pt`` model file.
+    """A :class:`Segmenter` from a ``.onnx`` export or a ``best.pt``/``last.pt`` model file, or an
+    ensemble (:meth:`Segmenter.ensemble`) of several.
 
     Args:
-        path: ``*.onnx`` (onnxruntime, CPU) or a gliomaseg model file (PyTorch).
+        path: ``*.onnx`` (onnxruntime, CPU) or a gliomaseg model file (PyTorch); a list of them
+            (two or more) is an ensemble whose probabilities are averaged.
         device: PyTorch device for model files; an ONNX model runs on the CPU (``auto``/``cpu`` only).
         postprocess: overrides the stored post-processing.
         batch_size: slices per forward pass; None takes the backend's default.
@@ -199,6 +246,13 @@ def load_segmenter(
     Raises:
         GliomasegError: options that do not apply to the file's backend, or an unreadable file.
     """
+    if not isinstance(path, str | Path):
+        paths = list(path)
+        options = {"device": device, "batch_size": batch_size, "bf16": bf16, "threads": threads}
+        if len(paths) == 1:
+            return load_segmenter(paths[0], postprocess=postprocess, graph_fusion=graph_fusion, **options)
+        members = [load_segmenter(p, graph_fusion=graph_fusion, **options) for p in paths]
+        return Segmenter.ensemble(members, postprocess)
     path = Path(path)
     extra: dict[str, Any] = {} if batch_size is None else {"batch_size": batch_size}
     if path.suffix.lower() == ".onnx":

@@ -61,6 +61,12 @@ def _augment_presets() -> list[str]:
     return sorted(AUGMENT_PRESETS)
 
 
+def _component_scores() -> tuple[str, ...]:
+    from gliomaseg.evaluation.postprocess import COMPONENT_SCORES
+
+    return COMPONENT_SCORES
+
+
 def _normalisations() -> tuple[str, ...]:
     from gliomaseg.data.normalise import NORMALISATIONS
 
@@ -104,6 +110,9 @@ class TrainConfig:
     largest_component: bool = _setting(False, "stored post-processing: keep only the largest 3D component")
     tta: bool = _setting(False, "stored post-processing: flip test-time augmentation")
     fill_holes: bool = _setting(False, "stored post-processing: fill holes in each slice's mask")
+    component_score: str = _setting(
+        "voxels", "stored post-processing: how largest_component ranks components", _component_scores
+    )
     # hardware
     accelerator: str = _setting("auto", "cpu, gpu, mps or auto (a GPU when there is one)")
     devices: int = _setting(1, "GPUs (or CPU processes) to train on")
@@ -182,6 +191,7 @@ class TrainConfig:
             largest_component=self.largest_component,
             tta=self.tta,
             fill_holes=self.fill_holes,
+            component_score=self.component_score,
         )
 
     @property

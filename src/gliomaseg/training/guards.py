@@ -2,8 +2,9 @@
 
 - :class:`FiniteGuard`: stops a diverging run (NaN or infinite loss or weights) with a message
   naming the epoch and the fix, before any model file of that state is written.
-- :func:`check_resume_checkpoint`: a ``--resume`` checkpoint loads safely and belongs to the same
-  network, loss and optimiser (instead of Lightning's state-dict dump of every mismatched key).
+- :func:`read_resume_checkpoint` / :func:`check_resume_settings`: a ``--resume`` checkpoint loads
+  safely and belongs to the same network, loss and optimiser (instead of Lightning's state-dict
+  dump of every mismatched key).
 - :func:`make_trainer`: an accelerator, device count, strategy or precision this machine cannot
   run is one error line, raised before the run folder is created.
 - :func:`fit`: an interrupted fit (SIGTERM, Ctrl-C) ends in a :class:`KeyboardInterrupt` that
@@ -23,7 +24,7 @@ from lightning.pytorch.callbacks import Callback
 from gliomaseg.checkpoint import safe_load
 from gliomaseg.errors import GliomasegError
 
-__all__ = ["FiniteGuard", "check_resume_checkpoint", "fit", "make_trainer"]
+__all__ = ["FiniteGuard", "check_resume_settings", "fit", "make_trainer", "read_resume_checkpoint"]
 
 #: Module settings a resumed checkpoint must share (the rest, e.g. the cache's row count, may change).
 _RESUME_KEYS = ("model_name", "model_kwargs", "loss", "optimizer", "lr", "weight_decay", "scheduler")
@@ -64,22 +65,39 @@ class FiniteGuard(Callback):
         self._check_weights(trainer, pl_module)
 
 
-def check_resume_checkpoint(path: str | Path, hparams: Mapping[str, Any]) -> None:
-    """Refuse a resume checkpoint that is unsafe, not Lightning's, or of another network or optimiser.
+def read_resume_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The settings stored in a resume checkpoint, after checking that it loads safely and is Lightning's.
 
     Args:
         path: the Lightning ``.ckpt`` file.
-        hparams: the settings of the module it is to be loaded into.
+
+    Returns:
+        Its ``hyper_parameters`` (the module's settings), for :func:`check_resume_settings`.
 
     Raises:
-        GliomasegError: naming the file and, for another run's checkpoint, each differing setting.
+        GliomasegError: the file is missing, damaged, unsafe or not a Lightning checkpoint (named).
     """
     path = Path(path)
     what = "a Lightning checkpoint of a gliomaseg run (RUN/checkpoints/last.ckpt)"
     state = safe_load(path, what)
     if not isinstance(state, dict) or not {"state_dict", "loops", "hyper_parameters"} <= state.keys():
         raise GliomasegError(f"{path} is not {what}; model files (best.pt) cannot be resumed")
-    saved = state["hyper_parameters"]
+    return dict(state["hyper_parameters"])
+
+
+def check_resume_settings(path: str | Path, saved: Mapping[str, Any], hparams: Mapping[str, Any]) -> None:
+    """Refuse a resume checkpoint of another network, loss or optimiser, naming each difference.
+
+    Lightning would otherwise fail deep inside ``load_state_dict`` with every mismatched key.
+
+    Args:
+        path: the checkpoint, for the message.
+        saved: its settings (:func:`read_resume_checkpoint`).
+        hparams: the settings of the module it is to be loaded into.
+
+    Raises:
+        GliomasegError: the settings differ.
+    """
     differ = [f"{k}={saved.get(k)!r} (here {hparams.get(k)!r})" for k in _RESUME_KEYS if saved.get(k) != hparams.get(k)]
     if differ:
         raise GliomasegError(

@@ -36,7 +36,7 @@ class SegmentationModule(L.LightningModule):
         scheduler: ``none``, ``onecycle`` (per step), ``cosine`` (per epoch) or ``plateau``.
         threshold: probability threshold for the validation masks.
         n_rows: number of slice rows in the cache (size of the per-slice validation buffer).
-        channels_last: use channels-last memory format (faster convolutions on CPU).
+        channels_last: use channels-last memory format (faster convolutions on CPU and CUDA).
     """
 
     def __init__(

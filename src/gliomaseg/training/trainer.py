@@ -32,7 +32,7 @@ from gliomaseg.data.splits import split_id
 from gliomaseg.data.workspace import prepare
 from gliomaseg.errors import GliomasegError
 from gliomaseg.training.config import TrainConfig
-from gliomaseg.training.guards import FiniteGuard, check_resume_checkpoint, fit, make_trainer
+from gliomaseg.training.guards import FiniteGuard, check_resume_settings, fit, make_trainer, read_resume_checkpoint
 from gliomaseg.training.logs import csv_version
 from gliomaseg.training.module import MONITOR, SegmentationModule
 from gliomaseg.training.run_folder import plan_run, start_run_folder
@@ -112,20 +112,24 @@ def _global_rank() -> int:
     return 0
 
 
-def _module_settings(cfg: TrainConfig, n_rows: int) -> dict[str, Any]:
-    on_cpu = cfg.accelerator == "cpu" or not torch.cuda.is_available()
-    return {
-        "model_name": cfg.model,
-        "model_kwargs": {"in_channels": 3, "out_channels": 1, "features": cfg.features},
-        "loss": cfg.loss,
-        "optimizer": cfg.optimizer,
-        "lr": cfg.lr,
-        "weight_decay": cfg.weight_decay,
-        "scheduler": cfg.scheduler,
-        "threshold": cfg.threshold,
-        "n_rows": n_rows,
-        "channels_last": on_cpu,
-    }
+def _module(cfg: TrainConfig, n_rows: int) -> SegmentationModule:
+    # Channels-last suits oneDNN on CPUs and the tensor cores of CUDA GPUs under mixed precision;
+    # Apple's MPS backend gains nothing from it.
+    on_mps = cfg.accelerator == "mps" or (
+        cfg.accelerator == "auto" and not torch.cuda.is_available() and torch.backends.mps.is_available()
+    )
+    return SegmentationModule(
+        model_name=cfg.model,
+        model_kwargs={"in_channels": 3, "out_channels": 1, "features": cfg.features},
+        loss=cfg.loss,
+        optimizer=cfg.optimizer,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        scheduler=cfg.scheduler,
+        threshold=cfg.threshold,
+        n_rows=n_rows,
+        channels_last=not on_mps,
+    )
 
 
 def _trainer(
@@ -197,8 +201,7 @@ def train(
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     # Everything is checked before the run folder is touched, so a refused run leaves nothing behind.
     plan = plan_run(cfg, resume, overwrite, main_process=_global_rank() == 0)
-    if plan.ckpt_path is not None:
-        check_resume_checkpoint(plan.ckpt_path, _module_settings(cfg, n_rows=0))
+    resumed = read_resume_checkpoint(plan.ckpt_path) if plan.ckpt_path is not None else None
     ws = prepare(
         data=cfg.data,
         workdir=cfg.workdir,
@@ -218,7 +221,9 @@ def train(
         tumour_fraction=cfg.tumour_fraction,
         seed=cfg.seed,
     )
-    module = SegmentationModule(**_module_settings(cfg, n_rows=len(ws.table)))
+    module = _module(cfg, n_rows=len(ws.table))
+    if resumed is not None:
+        check_resume_settings(plan.ckpt_path, resumed, module.hparams)
     meta = {
         "model": {"name": cfg.model, "kwargs": module.hparams.model_kwargs},
         "preprocess": cfg.preprocess_config().to_dict(),

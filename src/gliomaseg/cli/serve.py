@@ -1,0 +1,26 @@
+"""Web viewer sub-command: ``serve``."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["register"]
+
+
+def _cmd_serve(args: argparse.Namespace) -> None:
+    from gliomaseg.web.server import serve
+
+    serve(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, device=args.device)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``serve`` to ``sub``."""
+    p = sub.add_parser("serve", help="web viewer: segment uploaded scans in the browser (local Gradio page)")
+    p.add_argument("model", metavar="MODEL", help="model file (best.pt) or ONNX export (.onnx)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860, help="TCP port (default 7860)")
+    p.add_argument(
+        "--max-upload-mb", type=float, default=200.0, help="refuse uploads larger than this many MB (default 200)"
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (.pt models only)")
+    p.set_defaults(func=_cmd_serve)

@@ -1,0 +1,93 @@
+"""Models bundled with the package: predict on one's own scans with no training and no download.
+
+A bundled model is an ordinary gliomaseg model file (float16 weights, loaded with
+``weights_only=True``) shipped as package data in ``gliomaseg/inference/weights/``, with its model
+card beside it. Anywhere a model file is taken (``predict``, ``evaluate``, ``serve``), its name works
+too: ``gliomaseg predict --model lgg-unet scan.nii.gz --out pred/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from gliomaseg.errors import GliomasegError
+
+__all__ = ["BUNDLED", "BundledModel", "bundled_path", "model_card", "resolve_model"]
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """A model shipped with the package.
+
+    Attributes:
+        weights: file name of the model file in ``gliomaseg/inference/weights/``.
+        card: file name of its model card (Markdown) beside it.
+        summary: one line for ``gliomaseg models``.
+    """
+
+    weights: str
+    card: str
+    summary: str
+
+
+BUNDLED: dict[str, BundledModel] = {
+    "lgg-unet": BundledModel(
+        weights="lgg-unet.pt",
+        card="lgg-unet.md",
+        summary="U-Net (cpu preset) trained on the 90 lgg-dev patients of kaggle_3m; research and teaching use only",
+    ),
+}
+
+
+def _weights_dir() -> Path:
+    return Path(str(resources.files("gliomaseg.inference").joinpath("weights")))
+
+
+def bundled_path(name: str) -> Path:
+    """The model file of a bundled model.
+
+    Raises:
+        GliomasegError: an unknown name (the message lists the bundled ones), or weights missing
+            from this installation.
+    """
+    if name not in BUNDLED:
+        raise GliomasegError(f"no bundled model {name!r}; bundled: {', '.join(sorted(BUNDLED))}")
+    path = _weights_dir() / BUNDLED[name].weights
+    if not path.is_file():
+        raise GliomasegError(f"the weights of bundled model {name!r} are missing from this installation ({path})")
+    return path
+
+
+def resolve_model(name_or_path: str | Path) -> Path:
+    """A model file path from a bundled model's name or a path (a path that exists wins).
+
+    Raises:
+        GliomasegError: neither an existing file nor a bundled model's name.
+
+    Example:
+        >>> resolve_model("lgg-unet").name  # doctest: +SKIP
+        'lgg-unet.pt'
+    """
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    if str(name_or_path) in BUNDLED:
+        return bundled_path(str(name_or_path))
+    raise GliomasegError(
+        f"{name_or_path} does not exist and is not a bundled model (bundled: {', '.join(sorted(BUNDLED))}); "
+        "pass a best.pt/last.pt, an .onnx export, or one of those names"
+    )
+
+
+def model_card(name: str) -> str:
+    """The Markdown model card of a bundled model.
+
+    Raises:
+        GliomasegError: an unknown name.
+    """
+    if name not in BUNDLED:
+        raise GliomasegError(f"no bundled model {name!r}; bundled: {', '.join(sorted(BUNDLED))}")
+    card = _weights_dir() / BUNDLED[name].card
+    return card.read_text(encoding="utf-8") if card.is_file() else f"(no model card shipped for {name})"

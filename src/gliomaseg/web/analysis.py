@@ -1,0 +1,107 @@
+"""One scan on the page: cached probabilities, and the mask, areas and metrics for the current settings.
+
+The network runs once per scan (twice if the user switches flip TTA on, which changes the
+probabilities); the threshold and the other post-processing switches only re-run
+:func:`~gliomaseg.evaluation.postprocess.postprocess_volume` on the cached probabilities. That is
+the same computation :meth:`~gliomaseg.inference.segmenter.Segmenter.predict_volume` does for
+``predict``, so the page and the CLI give identical masks for the same file and settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gliomaseg.evaluation.metrics import binary_metrics, dice_from_counts
+from gliomaseg.evaluation.postprocess import PostprocessConfig, postprocess_volume
+from gliomaseg.inference.predict import areas_row
+from gliomaseg.inference.segmenter import Segmenter
+from gliomaseg.web.uploads import Scan
+
+__all__ = ["Analysis", "Result"]
+
+
+@dataclass
+class Result:
+    """The outcome of one set of post-processing settings.
+
+    Attributes:
+        settings: the post-processing applied.
+        probs: ``S x H x W`` float32 probabilities (with or without TTA, as ``settings.tta`` says).
+        mask: ``S x H x W`` bool predicted mask.
+        row: the ``areas.csv`` numbers ``predict`` writes for this mask
+            (:func:`~gliomaseg.inference.predict.areas_row`).
+        metrics: :func:`~gliomaseg.evaluation.metrics.binary_metrics` of the volume against the ground
+            truth, or None without one.
+        per_slice: one row per slice: ``slice``, ``tumour_px``, (NIfTI) ``tumour_mm2``, (with truth)
+            ``truth_px`` and ``dice`` (NaN where the truth is empty).
+    """
+
+    settings: PostprocessConfig
+    probs: np.ndarray
+    mask: np.ndarray
+    row: dict[str, Any]
+    metrics: dict[str, Any] | None
+    per_slice: pd.DataFrame
+
+    @property
+    def best_slice(self) -> int:
+        """The slice with the most predicted tumour (the first slice when none has any)."""
+        return int(np.argmax(self.per_slice["tumour_px"].to_numpy()))
+
+
+@dataclass
+class Analysis:
+    """A scan, its optional ground truth, and the probabilities computed so far (per TTA setting).
+
+    Args:
+        scan: the uploaded scan.
+        truth: ``S x H x W`` bool ground truth, or None (defaults to the one found in the upload).
+    """
+
+    scan: Scan
+    truth: np.ndarray | None = None
+    result: Result | None = None
+    _probs: dict[bool, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.truth is None:
+            self.truth = self.scan.truth
+
+    def probabilities(self, segmenter: Segmenter, tta: bool) -> np.ndarray:
+        """``S x H x W`` probabilities, computed by the network on first use and cached."""
+        if tta not in self._probs:
+            self._probs[tta] = segmenter.with_postprocess(tta=tta).predict_proba(self.scan.volume)
+        return self._probs[tta]
+
+    def update(self, segmenter: Segmenter, settings: PostprocessConfig) -> Result:
+        """Mask, areas and metrics for ``settings`` (stored as :attr:`result`).
+
+        Args:
+            segmenter: the model (used only when the probabilities for ``settings.tta`` are not cached).
+            settings: threshold and post-processing.
+
+        Returns:
+            The :class:`Result`.
+        """
+        probs = self.probabilities(segmenter, settings.tta)
+        mask = postprocess_volume(probs, settings)
+        metrics = binary_metrics(mask, self.truth) if self.truth is not None else None
+        self.result = Result(settings, probs, mask, areas_row(self.scan.case, mask), metrics, self._per_slice(mask))
+        return self.result
+
+    def _per_slice(self, mask: np.ndarray) -> pd.DataFrame:
+        pixels = mask.reshape(mask.shape[0], -1).sum(axis=1)
+        table = pd.DataFrame({"slice": self.scan.slice_labels, "tumour_px": pixels.astype(np.int64)})
+        spacing = self.scan.spacing
+        if spacing is not None:
+            table["tumour_mm2"] = pixels * spacing[0] * spacing[1]
+        if self.truth is not None:
+            truth_px = self.truth.reshape(self.truth.shape[0], -1).sum(axis=1)
+            both = (mask & self.truth).reshape(mask.shape[0], -1).sum(axis=1)
+            table["truth_px"] = truth_px.astype(np.int64)
+            table["dice"] = dice_from_counts(both, pixels, truth_px)
+        return table

@@ -1,0 +1,52 @@
+"""The files the page offers for download: the predicted mask in the input's format and a PNG overlay.
+
+Masks are written by :func:`gliomaseg.inference.predict.write_case`, so they are the files
+``gliomaseg predict`` writes for the same input (TIFF -> TIFF, PNG/JPEG -> PNG, NIfTI -> NIfTI
+with the input's affine and header); a volume of slices comes as one zip of its slice masks.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from gliomaseg.data.io import write_image
+from gliomaseg.inference.predict import write_case
+from gliomaseg.utils import atomic_write
+from gliomaseg.web.analysis import Analysis
+from gliomaseg.web.render import overlay_image
+
+__all__ = ["write_downloads"]
+
+
+def _zip(files: list[Path], target: Path) -> Path:
+    def write(tmp: Path) -> None:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for path in files:
+                archive.write(path, arcname=path.name)
+
+    return atomic_write(target, write, suffix=".zip")
+
+
+def write_downloads(analysis: Analysis, z: int) -> list[Path]:
+    """Write the current mask and slice ``z``'s overlay into the scan's work folder.
+
+    Args:
+        analysis: the scan with a current result.
+        z: the slice shown (its overlay PNG, at the input's resolution, is offered).
+
+    Returns:
+        ``[mask file or zip of slice masks, overlay PNG]``, replaced on every call.
+    """
+    assert analysis.result is not None
+    case = analysis.scan.case
+    write_case(case, analysis.result.mask, overwrite=True, overlays=False)
+    if case.kind in ("nifti", "slice"):
+        mask_file = case.masks[0]
+    else:
+        mask_file = _zip(case.masks, analysis.scan.work / "out" / f"{case.name}_masks.zip")
+    # predict's names: <stem>_overlay.png for slice files, <stem>_<z>.png (0-based z) for NIfTI.
+    stem = f"{case.name}_{z:03d}" if case.kind == "nifti" else case.files[z].stem
+    overlay_file = analysis.scan.work / "out" / f"{stem}_overlay.png"
+    write_image(overlay_file, overlay_image(analysis, z), overwrite=True)
+    return [mask_file, overlay_file]

@@ -1,0 +1,224 @@
+"""Turning the files a user uploads into one scan, through the same readers as ``predict``.
+
+An upload is one of: a slice image, several slices of one patient (``<name>_<n>.<ext>``, as in
+``kaggle_3m``), a zip of a patient folder, or a NIfTI volume. Files are found and read by
+:func:`~gliomaseg.inference.inputs.discover_inputs` and :func:`~gliomaseg.inference.inputs.read_case`,
+so the page segments exactly what ``gliomaseg predict`` would for the same files, and its mask
+targets (the downloads) are the names ``predict`` writes.
+
+Every problem (too large, unsupported, corrupt, more than one volume) raises
+:class:`~gliomaseg.errors.GliomasegError` with a message meant for the page.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gliomaseg.data.io import IMAGE_SUFFIXES, read_mask
+from gliomaseg.errors import GliomasegError
+from gliomaseg.inference.inputs import SUPPORTED_INPUTS, Case, discover_inputs, nifti_spacing, read_case
+
+__all__ = ["UNZIP_FACTOR", "Scan", "check_sizes", "load_upload", "unzip_upload"]
+
+#: A zip may unpack to at most this many times the upload limit (guards against zip bombs).
+UNZIP_FACTOR = 4
+_MAX_ZIP_MEMBERS = 5000
+_MB = 1024 * 1024
+
+
+@dataclass
+class Scan:
+    """One uploaded volume, read, with where its downloads go.
+
+    Attributes:
+        case: the ``predict`` case (``case.volume`` is the ``S x H x W x 3`` uint8 volume;
+            ``case.masks`` are the mask files ``predict`` would write, below ``work/out``).
+        work: this upload's private folder (removed with the session).
+        truth: ``S x H x W`` bool ground truth uploaded with the slices (``<stem>_mask.<ext>`` beside
+            every slice in the zip or among the files, as in a kaggle_3m folder), or None.
+    """
+
+    case: Case
+    work: Path
+    truth: np.ndarray | None = None
+
+    @property
+    def volume(self) -> np.ndarray:
+        """``S x H x W x 3`` uint8 (pre-contrast, FLAIR, post-contrast)."""
+        assert self.case.volume is not None
+        return self.case.volume
+
+    @property
+    def spacing(self) -> tuple[float, ...] | None:
+        """Voxel sizes in mm from the NIfTI header (``(dx, dy, dz)`` or ``(dx, dy)``); None for images."""
+        return nifti_spacing(self.case.nifti) if self.case.kind == "nifti" else None
+
+    @property
+    def slice_labels(self) -> list[str]:
+        """A name per slice: the file stem for images, ``z=<index>`` (0-based, as stored) for NIfTI."""
+        if self.case.kind == "nifti":
+            return [f"z={z}" for z in range(self.volume.shape[0])]
+        return [p.stem for p in self.case.files]
+
+
+def _mb(n_bytes: float) -> str:
+    return f"{n_bytes / _MB:.1f} MB"
+
+
+def check_sizes(paths: Sequence[Path], max_bytes: int) -> None:
+    """Refuse uploads whose files together exceed ``max_bytes``.
+
+    Raises:
+        GliomasegError: naming the size, the limit and the server option that sets it.
+    """
+    total = sum(p.stat().st_size for p in paths)
+    if total > max_bytes:
+        names = ", ".join(p.name for p in paths[:3]) + (", ..." if len(paths) > 3 else "")
+        raise GliomasegError(
+            f"the upload ({names}) is {_mb(total)}, over this server's limit of {_mb(max_bytes)}; "
+            "upload fewer or smaller files, or restart the server with a larger --max-upload-mb"
+        )
+
+
+def unzip_upload(path: Path, dest: Path, max_bytes: int) -> Path:
+    """Unpack an uploaded zip safely into ``dest``.
+
+    Args:
+        path: the zip file.
+        dest: an empty folder to unpack into (created).
+        max_bytes: the upload limit; the unpacked size may be :data:`UNZIP_FACTOR` times it.
+
+    Returns:
+        ``dest``.
+
+    Raises:
+        GliomasegError: not a zip, corrupt, encrypted, too many members or too large unpacked.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [m for m in archive.infolist() if not m.filename.startswith("__MACOSX/")]
+            if len(members) > _MAX_ZIP_MEMBERS:
+                raise GliomasegError(f"{path.name}: holds {len(members)} files; a patient folder has far fewer")
+            unpacked = sum(m.file_size for m in members)
+            if unpacked > UNZIP_FACTOR * max_bytes:
+                raise GliomasegError(
+                    f"{path.name}: unpacks to {_mb(unpacked)}, over {UNZIP_FACTOR} x this server's upload limit "
+                    f"({_mb(max_bytes)}); zip one patient folder"
+                )
+            if any(m.flag_bits & 0x1 for m in members):
+                raise GliomasegError(f"{path.name}: the zip is encrypted; zip the folder without a password")
+            # ZipFile.extract drops absolute paths and '..' components, so members stay inside dest.
+            for member in members:
+                archive.extract(member, dest)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as err:
+        raise GliomasegError(f"{path.name}: not a readable zip file ({err}); re-create the zip") from err
+    return dest
+
+
+def _stage(paths: Sequence[Path], work: Path, max_bytes: int) -> Path:
+    """The one input path to give :func:`discover_inputs`: the file, the unpacked zip, or a folder of the files."""
+    zips = [p for p in paths if p.suffix.lower() == ".zip"]
+    if zips:
+        if len(paths) > 1:
+            raise GliomasegError("upload a zip on its own (one zip of one patient folder), not with other files")
+        return unzip_upload(zips[0], work / "scan", max_bytes)
+    if len(paths) == 1:
+        return paths[0]
+    names = [p.name for p in paths]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise GliomasegError(f"the upload holds two files named {twice[0]}; upload each slice once")
+    folder = work / "scan"
+    folder.mkdir(parents=True)
+    for p in paths:
+        shutil.copyfile(p, folder / p.name)
+    return folder
+
+
+def _found_truth(case: Case) -> np.ndarray | None:
+    """Masks that sit beside every slice (``<stem>_mask.<ext>``, the kaggle_3m naming), else None."""
+    if case.kind == "nifti":
+        return None
+    found = []
+    for path in case.files:
+        candidates = [path.with_name(f"{path.stem}_mask{s}") for s in IMAGE_SUFFIXES]
+        match = next((c for c in candidates if c.is_file()), None)
+        if match is None:
+            return None
+        found.append(read_mask(match).astype(bool))
+    truth = np.stack(found)
+    return truth if truth.shape == case.volume.shape[:3] else None  # type: ignore[union-attr]
+
+
+def _one_case(cases: list[Case], source: Path) -> Case:
+    if not cases:
+        raise GliomasegError(f"{source.name}: no slice image or NIfTI volume found; upload {SUPPORTED_INPUTS}")
+    if len(cases) > 1:
+        names = ", ".join(c.name for c in cases[:4]) + (", ..." if len(cases) > 4 else "")
+        raise GliomasegError(
+            f"the upload holds {len(cases)} separate scans ({names}); upload one at a time (the Scan box's × clears "
+            "it). Several slices of one "
+            "patient must be named <name>_<n>.<ext> (e.g. P1_1.tif, P1_2.tif), as in kaggle_3m"
+        )
+    return cases[0]
+
+
+def _check_nifti_size(case: Case, max_bytes: int) -> None:
+    # A .nii.gz can inflate far beyond its upload size; the header gives the size before any read.
+    import nibabel as nib
+
+    try:
+        header: Any = nib.load(str(case.source)).header
+    except Exception:  # noqa: BLE001 - read_case reports unreadable files with the reason
+        return
+    n_bytes = int(np.prod(header.get_data_shape(), dtype=np.int64)) * header.get_data_dtype().itemsize
+    if n_bytes > UNZIP_FACTOR * max_bytes:
+        raise GliomasegError(
+            f"{case.source.name}: the volume holds {_mb(n_bytes)} of data, over {UNZIP_FACTOR} x this server's upload "
+            f"limit ({_mb(max_bytes)}); crop it or restart the server with a larger --max-upload-mb"
+        )
+
+
+def load_upload(paths: Sequence[str | os.PathLike[str]], work: Path, *, max_bytes: int) -> Scan:
+    """Read an upload as one scan.
+
+    Args:
+        paths: the uploaded files (one slice, several slices, one zip or one NIfTI file).
+        work: an empty private folder for unpacking and for the downloads (created).
+        max_bytes: the upload size limit.
+
+    Returns:
+        The :class:`Scan`, with its volume read and any ground truth found beside the slices.
+
+    Raises:
+        GliomasegError: no file, too large, unsupported or corrupt files, or more than one scan.
+
+    Example:
+        >>> import tempfile, pathlib, numpy as np
+        >>> from gliomaseg.data.io import write_image
+        >>> tmp = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = write_image(tmp / "slice.png", np.zeros((64, 64), np.uint8))
+        >>> load_upload([tmp / "slice.png"], tmp / "work", max_bytes=10**6).volume.shape
+        (1, 64, 64, 3)
+    """
+    files = [Path(p) for p in paths]
+    if not files:
+        raise GliomasegError(f"no file uploaded; upload {SUPPORTED_INPUTS}")
+    check_sizes(files, max_bytes)
+    work.mkdir(parents=True, exist_ok=True)
+    source = _stage(files, work, max_bytes)
+    case = _one_case(discover_inputs([source], work / "out"), source)
+    if case.kind == "nifti":
+        _check_nifti_size(case, max_bytes)
+    read_case(case)
+    # Masks count as ground truth only when they came in the same upload (a zip, or several files).
+    staged = source != files[0]
+    return Scan(case=case, work=work, truth=_found_truth(case) if staged else None)
