@@ -8,14 +8,20 @@ into ``tmp_path`` instead).
 - ``phantoms``: a small phantom ``kaggle_3m`` folder; ``phantom_workdir`` its shared work folder.
 - ``model_file``: a factory of real (untrained) U-Net model files; ``onnx_file``: the ONNX export
   of the one with randomised BatchNorm.
+- ``read_only_folder``, ``full_disk``: real read-only and tiny (full) file systems (tmpfs mounts
+  when running as root, which chmod does not stop); ``unprivileged``: runs a command as a user
+  without root's permissions, so that unreadable files are unreadable.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +169,70 @@ def onnx_file(model_file: ModelFileFactory, tmp_path_factory: pytest.TempPathFac
     from gliomaseg.inference.export import export_onnx
 
     return export_onnx(model_file(randomise_bn=True), tmp_path_factory.mktemp("onnx") / "model.onnx").path
+
+
+# ------------------------------------------------------------------------------ disks and users
+def _mount_tmpfs(folder: Path, options: str) -> str | None:
+    """Mount a tmpfs on ``folder``; returns None, or why it could not."""
+    if os.geteuid() != 0:
+        return "mounting a tmpfs needs root"
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True, text=True)
+    return None if done.returncode == 0 else f"mount -t tmpfs failed ({done.stderr.strip()})"
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path) -> Iterator[Path]:
+    """An empty folder nobody can write in: a read-only tmpfs for root (chmod does not stop root), else mode 0555."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    why = _mount_tmpfs(folder, "ro,size=64k")
+    if why:
+        pytest.skip(f"cannot make a read-only folder for root: {why}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """An empty folder on a 256 KiB file system (a tmpfs mount; needs root), to fill up."""
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    why = _mount_tmpfs(folder, "size=256k")
+    if why:
+        pytest.skip(f"cannot simulate a full disk: {why}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+#: ``unprivileged(argv)``: run a command without root's permissions (see the fixture).
+Unprivileged = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
+
+
+@pytest.fixture
+def unprivileged() -> Iterator[tuple[Path, Unprivileged]]:
+    """``(folder, run)``: a folder every user can enter, and ``run(argv)`` that runs a command there as
+    user ``nobody`` when the tests run as root (so that chmod 000 makes a file unreadable), else as is."""
+    folder = Path(tempfile.mkdtemp(prefix="gliomaseg-unprivileged-"))
+    folder.chmod(0o755)
+    as_nobody = {"user": 65534, "group": 65534, "extra_groups": []} if os.geteuid() == 0 else {}
+
+    def run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "HOME": str(folder)}
+        return subprocess.run(list(argv), cwd=folder, capture_output=True, text=True, timeout=120, env=env, **as_nobody)
+
+    try:
+        yield folder, run
+    finally:
+        for root, dirs, _ in os.walk(folder):  # top-down: each folder is opened up before it is entered
+            for name in dirs:
+                os.chmod(os.path.join(root, name), 0o755)
+        shutil.rmtree(folder, ignore_errors=True)

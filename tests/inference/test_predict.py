@@ -211,3 +211,41 @@ def test_cli_predict(tmp_path: Path, models: dict[str, Path], capsys: pytest.Cap
     assert "--overwrite" in capsys.readouterr().err
     assert main([*args, "--overwrite", "--no-overlays", "--no-graph-fusion"]) == 0
     assert _mask_values(tmp_path / "out" / "s_mask.tif").min() == 255
+
+
+# --------------------------------------------------------------------------- stopped runs, bad folders
+def _three_cases(root: Path) -> list[Path]:
+    """Two slice folders (a, b; 2 slices each) and a NIfTI volume."""
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for n in (1, 2):
+            Image.fromarray(_rgb(32, 32, seed=n)).save(root / name / f"{name}_{n}.png")
+    nib.save(nib.Nifti1Image(np.ones((40, 36, 3), np.float32), np.eye(4)), root / "v.nii.gz")
+    return [root / "a", root / "b", root / "v.nii.gz"]
+
+
+def test_resume_skips_the_cases_already_written(tmp_path: Path, models: dict[str, Path]):
+    inputs, out = _three_cases(tmp_path / "in"), tmp_path / "out"
+    first = predict_inputs(models["all"], inputs, out)
+    # A stopped run: case b lost its last mask (never written), areas.csv was not written yet.
+    (out / "b" / "b_2_mask.png").unlink()
+    (out / "areas.csv").unlink()
+    with pytest.raises(ValueError, match=r"exist already .*pass --resume"):
+        predict_inputs(models["none"], inputs, out)
+    # Resumed with a model that finds nothing: only case b is predicted again.
+    table = predict_inputs(models["none"], inputs, out, resume=True)
+    assert table["case"].tolist() == ["a", "b", "v"]
+    assert table["tumour_pixels"].tolist() == [first.loc[0, "tumour_pixels"], 0, first.loc[2, "tumour_pixels"]]
+    assert table.drop(index=1).equals(first.drop(index=1))  # rows read back from the masks on disk
+    assert pd.read_csv(out / "areas.csv")["tumour_pixels"].tolist() == table["tumour_pixels"].tolist()
+    assert _mask_values(out / "b" / "b_1_mask.png").max() == 0  # b's old partial output was replaced
+
+
+def test_an_unwritable_output_folder_is_found_before_the_model_runs(tmp_path: Path, read_only_folder: Path):
+    Image.fromarray(_rgb(32, 32)).save(tmp_path / "s.png")
+    (tmp_path / "broken.pt").write_bytes(b"not a model")  # loading it would fail: it must not be reached
+    with pytest.raises(
+        ValueError,
+        match=r"cannot write to the output folder .*\((read-only file system|permission denied)\).*another --out",
+    ):
+        predict_inputs(tmp_path / "broken.pt", [tmp_path / "s.png"], read_only_folder / "out")

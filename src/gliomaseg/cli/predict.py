@@ -39,6 +39,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         threads=args.threads,
         overlays=not args.no_overlays,
         graph_fusion=args.graph_fusion,
+        resume=args.resume,
     )
     n_slices = int(table["slices"].sum())
     print(table.drop(columns=["input", "mask"]).to_string(index=False))
@@ -77,6 +78,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, help="output folder (names mirror the inputs)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a stopped predict into the same --out: skip the cases whose outputs are all written",
+    )
     p.add_argument("--batch-size", type=int, default=None, help="slices per forward pass")
     add_postprocess_flags(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (model files only)")

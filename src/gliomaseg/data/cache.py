@@ -238,6 +238,7 @@ def build_cache(
         n, size = len(table), cfg.size
         np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.float16, shape=(n, size, size, 3))
         np.lib.format.open_memmap(tmp / "masks.npy", mode="w+", dtype=np.uint8, shape=(n, size, size))
+        _reserve(tmp / "images.npy", tmp / "masks.npy")
         tumour = _fill(tmp, table, cfg, workers, executor, progress)
         slices = pd.DataFrame(
             {
@@ -258,6 +259,19 @@ def build_cache(
         raise
     logger.info("built cache %s (%d slices) in %.1f s", final, n, time.perf_counter() - start)
     return final
+
+
+def _reserve(*paths: Path) -> None:
+    """Allocate the memory maps' disk space now: writing into a sparse map on a full disk kills the
+    process with SIGBUS, while allocating fails here with an ordinary "no space left" error."""
+    if not hasattr(os, "posix_fallocate"):  # macOS, Windows
+        return
+    for path in paths:
+        with open(path, "r+b") as f:
+            try:
+                os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+            except OSError as err:
+                raise OSError(err.errno, err.strerror, str(path)) from None
 
 
 def _fill(

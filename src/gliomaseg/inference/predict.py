@@ -14,14 +14,17 @@ sub-folders likewise):
   tumour_pixels, voxel_mm3, tumour_mm3, mask`` (``tumour_pixels`` counts voxels for volumes; the
   mm^3 columns need voxel sizes, so they are filled for NIfTI only).
 
-Existing outputs are never replaced without ``overwrite``; every target is checked, and every
-input read, before anything is written.
+Existing outputs are never replaced without ``overwrite``; every target is checked, every input
+read and the output folder's writability probed before the model runs. Every file is written
+atomically, so a stopped run leaves complete files only, and ``resume`` continues it by skipping
+the cases whose outputs are all there.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from gliomaseg.data.io import write_image, write_mask
+from gliomaseg.data.io import read_mask, write_image, write_mask
 from gliomaseg.errors import GliomasegError, OutputExistsError
 from gliomaseg.evaluation.postprocess import PostprocessConfig
 from gliomaseg.inference.inputs import Case, discover_inputs, nifti_spacing, nifti_stem, read_case
@@ -140,7 +143,7 @@ def write_case(case: Case, mask: np.ndarray, *, overwrite: bool = False, overlay
         spatial = case.nifti.shape[:3] if len(case.nifti.shape) >= 3 else case.nifti.shape[:2]
         data = np.moveaxis(mask, 0, 2).astype(np.uint8).reshape(spatial)  # back to X x Y x Z
         _write_nifti(case.masks[0], data, case.nifti, overwrite)
-        row["mask"] = str(case.masks[0])
+        row["mask"] = _mask_column(case)
         if overlays:
             folder = case.masks[0].parent / f"{case.name}_overlay"
             for z in range(mask.shape[0]):
@@ -151,13 +154,58 @@ def write_case(case: Case, mask: np.ndarray, *, overwrite: bool = False, overlay
         write_mask(mask_path, mask[z], overwrite=overwrite)
         if overlays:
             write_image(overlay_path, overlay(volume[z, ..., 1], mask[z]), overwrite=overwrite)
-    row["mask"] = str(case.masks[0] if case.kind == "slice" else case.masks[0].parent)
+    row["mask"] = _mask_column(case)
     return row
+
+
+def _mask_column(case: Case) -> str:
+    return str(case.masks[0] if case.kind in ("slice", "nifti") else case.masks[0].parent)
 
 
 def _nifti_overlays(case: Case, n_slices: int) -> list[Path]:
     folder = case.masks[0].parent / f"{case.name}_overlay"
     return [folder / f"{case.name}_{z:03d}.png" for z in range(n_slices)]
+
+
+def _finished_row(case: Case, overlays: bool) -> dict[str, Any] | None:
+    """The ``areas.csv`` row of a case whose outputs are all written, read back from its masks; else None.
+
+    Outputs are written atomically, so a file that exists is complete.
+    """
+    if not all(p.exists() for p in case.masks):
+        return None
+    if case.kind == "nifti":
+        import nibabel as nib
+
+        case.nifti = nib.load(str(case.source))  # the header only: the voxel size for the row
+        if overlays and not all(p.exists() for p in _nifti_overlays(case, _nifti_slices(case.nifti.shape))):
+            return None
+        data = np.asarray(nib.load(str(case.masks[0])).dataobj)
+        mask = np.moveaxis(data.reshape(*data.shape[:2], -1), 2, 0) > 0
+    else:
+        if overlays and not all(p.exists() for p in case.overlays):
+            return None
+        mask = np.stack([read_mask(p) for p in case.masks]).astype(bool)
+    return {**areas_row(case, mask), "mask": _mask_column(case)}
+
+
+def _nifti_slices(shape: tuple[int, ...]) -> int:
+    return int(shape[2]) if len(shape) >= 3 else 1
+
+
+def _check_writable(out: Path) -> None:
+    """Create ``out`` and write a probe file in it, so a read-only or full disk fails before inference."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out) as probe:
+            probe.write(b"\0" * 4096)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as err:
+        raise GliomasegError(
+            f"cannot write to the output folder {out} ({(err.strerror or str(err)).lower()}); "
+            "choose another --out, free some space or fix its permissions"
+        ) from None
 
 
 def _apply_postprocess(seg: Segmenter, postprocess: PostprocessConfig | Mapping[str, Any] | None) -> Segmenter:
@@ -185,6 +233,7 @@ def predict_inputs(
     threads: int | None = None,
     overlays: bool = True,
     graph_fusion: bool | None = None,
+    resume: bool = False,
 ) -> pd.DataFrame:
     """Segment slices, folders and NIfTI volumes and write masks, overlays and ``areas.csv``.
 
@@ -202,40 +251,60 @@ def predict_inputs(
         threads: onnxruntime threads for ``.onnx`` models (None: all cores).
         overlays: also write the overlay PNGs.
         graph_fusion: oneDNN Graph fusion for model files on the CPU (None: the default, on).
+        resume: continue a stopped run into the same ``out``: cases whose outputs are all written
+            are skipped (their ``areas.csv`` rows are read back from their masks); the others are
+            predicted, replacing what the stopped run wrote of them.
 
     Returns:
         The ``areas.csv`` table (columns :data:`AREAS_COLUMNS`), one row per case.
 
     Raises:
         GliomasegError: unsupported, missing or corrupt inputs (naming the file), existing outputs
-            without ``overwrite``, or an unusable model.
+            without ``overwrite`` or ``resume``, an output folder that cannot be written (found
+            before inference), or an unusable model.
+
+    Example:
+        >>> table = predict_inputs("best.pt", ["kaggle_3m/TCGA_CS_4942_19970222"], "pred")  # doctest: +SKIP
+        >>> table = predict_inputs("best.pt", ["kaggle_3m"], "pred", resume=True)  # doctest: +SKIP
     """
     out = Path(out)
     cases = discover_inputs(inputs if not isinstance(inputs, (str, os.PathLike)) else [inputs], out)
-    for case in cases:
+    done = {id(case): row for case in cases if resume and (row := _finished_row(case, overlays)) is not None}
+    if done:
+        log.info("skipping %d of %d case(s) whose outputs are all written already", len(done), len(cases))
+    todo = [case for case in cases if id(case) not in done]
+    for case in todo:
         read_case(case)
         if case.kind == "nifti" and overlays:
             case.overlays = _nifti_overlays(case, case.volume.shape[0])  # type: ignore[union-attr]
     areas_path = out / "areas.csv"
-    targets = [t for case in cases for t in (case.targets if overlays else case.masks)] + [areas_path]
-    existing = [t for t in targets if t.exists()]
-    if existing and not overwrite:
-        shown = ", ".join(str(p) for p in existing[:3]) + (", ..." if len(existing) > 3 else "")
-        raise OutputExistsError(
-            f"{len(existing)} output file(s) exist already ({shown}); pass --overwrite (overwrite=True) "
-            "to replace them, or choose another --out folder"
+    if not (overwrite or resume):
+        targets = [t for case in cases for t in (case.targets if overlays else case.masks)] + [areas_path]
+        existing = [t for t in targets if t.exists()]
+        if existing:
+            shown = ", ".join(str(p) for p in existing[:3]) + (", ..." if len(existing) > 3 else "")
+            raise OutputExistsError(
+                f"{len(existing)} output file(s) exist already ({shown}); pass --resume to continue a stopped "
+                "run, --overwrite (overwrite=True) to replace them, or choose another --out folder"
+            )
+    _check_writable(out)
+    if todo:
+        seg = (
+            model_path
+            if isinstance(model_path, Segmenter)
+            else load_segmenter(
+                model_path, device=device, batch_size=batch_size, bf16=bf16, threads=threads, graph_fusion=graph_fusion
+            )
         )
-    if isinstance(model_path, Segmenter):
-        seg = model_path
-    else:
-        seg = load_segmenter(
-            model_path, device=device, batch_size=batch_size, bf16=bf16, threads=threads, graph_fusion=graph_fusion
-        )
-    seg = _apply_postprocess(seg, postprocess)
+        seg = _apply_postprocess(seg, postprocess)
     rows = []
     for case in cases:
+        if id(case) in done:
+            rows.append(done[id(case)])
+            continue
         mask = seg.predict_volume(case.volume)  # type: ignore[arg-type]
-        rows.append(write_case(case, mask, overwrite=overwrite, overlays=overlays))
+        # With resume, a case's own outputs from the stopped run are replaced.
+        rows.append(write_case(case, mask, overwrite=overwrite or resume, overlays=overlays))
         log.info(
             "%s (%s): %d slice(s), %d tumour pixels",
             case.name,
