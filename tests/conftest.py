@@ -9,8 +9,8 @@ into ``tmp_path`` instead).
 - ``model_file``: a factory of real (untrained) U-Net model files; ``onnx_file``: the ONNX export
   of the one with randomised BatchNorm.
 - ``read_only_folder``, ``full_disk``: real read-only and tiny (full) file systems (tmpfs mounts
-  when running as root, which chmod does not stop); ``unprivileged``: runs a command as a user
-  without root's permissions, so that unreadable files are unreadable.
+  when running as root, which chmod does not stop); ``unprivileged``: runs a command without
+  root's power to read any file, so that unreadable files are unreadable.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -213,26 +212,33 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", str(folder)], check=False)
 
 
-#: ``unprivileged(argv)``: run a command without root's permissions (see the fixture).
+#: ``unprivileged(argv)``: run a command without root's power to read any file (see the fixture).
 Unprivileged = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
+
+# Root keeps its user id but loses the capabilities that let it ignore file permissions.
+_WITHOUT_DAC = ["--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search"]
 
 
 @pytest.fixture
-def unprivileged() -> Iterator[tuple[Path, Unprivileged]]:
-    """``(folder, run)``: a folder every user can enter, and ``run(argv)`` that runs a command there as
-    user ``nobody`` when the tests run as root (so that chmod 000 makes a file unreadable), else as is."""
-    folder = Path(tempfile.mkdtemp(prefix="gliomaseg-unprivileged-"))
-    folder.chmod(0o755)
-    as_nobody = {"user": 65534, "group": 65534, "extra_groups": []} if os.geteuid() == 0 else {}
+def unprivileged(tmp_path: Path) -> Iterator[Unprivileged]:
+    """``run(argv)``: run a command (in ``tmp_path``) such that chmod 000 makes a file unreadable to it.
+
+    As root (which chmod does not stop) the command runs under ``setpriv`` without the capabilities
+    that override file permissions; otherwise as it is. Permissions are restored afterwards.
+    """
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv (util-linux): chmod cannot make a file unreadable")
+        prefix = [setpriv, *_WITHOUT_DAC]
 
     def run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "HOME": str(folder)}
-        return subprocess.run(list(argv), cwd=folder, capture_output=True, text=True, timeout=120, env=env, **as_nobody)
+        return subprocess.run([*prefix, *argv], cwd=tmp_path, capture_output=True, text=True, timeout=120)
 
     try:
-        yield folder, run
+        yield run
     finally:
-        for root, dirs, _ in os.walk(folder):  # top-down: each folder is opened up before it is entered
+        for root, dirs, _ in os.walk(tmp_path):  # top-down: each folder is opened up before it is entered
             for name in dirs:
                 os.chmod(os.path.join(root, name), 0o755)
-        shutil.rmtree(folder, ignore_errors=True)

@@ -60,3 +60,13 @@ def test_a_model_with_non_finite_weights_is_never_written(tmp_path: Path) -> Non
     with pytest.raises(GliomasegError, match=r"best\.pt not written: the weights hold NaN .*conv\.weight.*lower --lr"):
         save_checkpoint(tmp_path / "best.pt", model, meta)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_file_with_non_finite_weights_from_elsewhere_is_refused(tmp_path: Path) -> None:
+    """Written by another tool (or an older version): loading it would turn every mask empty, silently."""
+    state = {k: v.clone() for k, v in create_model("unet", features=4).state_dict().items()}
+    state["conv.bias"].fill_(float("inf"))
+    payload = {"format": "gliomaseg-model/1", "model": {"name": "unet", "kwargs": {"features": 4}}}
+    torch.save({**payload, "preprocess": {}, "postprocess": {}, "state_dict": state}, tmp_path / "m.pt")
+    with pytest.raises(GliomasegError, match=r"m\.pt: the weights hold NaN or infinite values \(conv\.bias\)"):
+        load_checkpoint(tmp_path / "m.pt")

@@ -44,7 +44,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) ->
             no later command meets a broken model file.
     """
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    broken = _non_finite(state)
     if broken:
         raise GliomasegError(
             f"{path} not written: the weights hold NaN or infinite values ({', '.join(broken[:3])}"
@@ -92,7 +92,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
     Raises:
         GliomasegError: the file is missing, is not a gliomaseg model file (e.g. a Lightning ``.ckpt``),
-            or lacks required keys.
+            lacks required keys, or holds NaN or infinite weights.
     """
     path = Path(path)
     if not path.is_file():
@@ -106,7 +106,24 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     missing = [k for k in _REQUIRED if k not in payload]
     if missing:
         raise GliomasegError(f"{path} lacks keys {missing}")
+    broken = _non_finite(payload["state_dict"])
+    if broken:
+        raise GliomasegError(
+            f"{path}: the weights hold NaN or infinite values ({', '.join(broken[:3])}); its training diverged, "
+            "so every mask would be wrong: train again with a lower --lr"
+        )
     return payload
+
+
+def _non_finite(state: Any) -> list[str]:
+    """Names of the floating-point tensors of a state dict that hold NaN or infinite values."""
+    if not isinstance(state, dict):
+        return []
+    return [
+        k
+        for k, v in state.items()
+        if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
 
 
 def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:

@@ -1,7 +1,8 @@
 """Resuming and refusing runs: the run's own config.yaml wins, contradictions are named, no dead-end folders.
 
 One short run is trained once per module (``finished``); the refusals below fail before any training,
-so they are cheap.
+so they are cheap. A run resumed from its folder alone after SIGKILL and SIGTERM is in
+tests/reliability/test_interrupted.py.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from lightning.pytorch.callbacks import Callback
 from gliomaseg.checkpoint import load_checkpoint
 from gliomaseg.cli import main
 from gliomaseg.errors import GliomasegError
-from gliomaseg.training import read_training_log, train
+from gliomaseg.training import train
 from gliomaseg.training.config import resolve_config
 
 TINY = {"size": 32, "features": 4, "batch_size": 8, "num_workers": 0, "loss": "bce_dice", "lr": 1e-3}
@@ -36,28 +37,6 @@ def finished(phantoms: Path, phantom_workdir: Path, tmp_path_factory: pytest.Tem
 def _main_status(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     status = main(argv)
     return status, capsys.readouterr().err.strip()
-
-
-def test_resume_takes_the_runs_own_settings(phantoms, phantom_workdir, tmp_path, capsys) -> None:
-    """The README's `nohup ... --resume` case: the run is continued from its folder alone."""
-    cfg = _cfg(phantoms, phantom_workdir, tmp_path / "runs", epochs=3)
-
-    class StopAfterFirstEpoch(Callback):
-        def on_train_epoch_start(self, trainer, pl_module):
-            if trainer.current_epoch == 1:
-                raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt, match=r"during epoch 1 \(epochs up to 0 are saved\).*--resume"):
-        train(cfg, callbacks=[StopAfterFirstEpoch()])
-    config = (cfg.run_dir / "config.yaml").read_bytes()
-    # only the folder, plus flags that repeat the run's settings or change only the hardware
-    argv = ["train", "--resume", str(cfg.run_dir), "--size", "32", "--num-workers", "1", "--accelerator", "cpu"]
-    assert main(argv) == 0
-    assert (cfg.run_dir / "config.yaml").read_bytes() == config  # never rewritten
-    assert load_checkpoint(cfg.run_dir / "last.pt")["epoch"] == 2
-    epochs = read_training_log(cfg.run_dir).dropna(subset=["val/dice_patient"])["epoch"]
-    assert list(epochs) == [0, 1, 2]
-    assert "run folder:" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -62,11 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose or (isinstance(err, OSError) and not _is_users_os_error(err)):
             raise
         message = " ".join(str(err).split()) if not isinstance(err, OSError) else _os_error_text(err)
+        _close_progress_bars()
         print(f"gliomaseg {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:
         if args.verbose:
             raise
+        _close_progress_bars()
         detail = f": {err}" if str(err) else "; run the same command again to continue where it stopped"
         print(f"gliomaseg {args.command}: interrupted{detail}", file=sys.stderr)
         return 130
@@ -74,6 +76,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _close_progress_bars() -> None:
+    """End the progress bars a failed command left open, so that its message starts on a line of its own."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        bar.close()
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -254,7 +254,7 @@ def index_dataset(root: str | os.PathLike[str], *, skip_bad: bool = False, progr
     rows = []
     for s, info in zip(slices, infos):
         if isinstance(info, str):
-            bad.append((str(s.image), info))
+            bad.append((str(s.mask) if info.startswith(str(s.mask)) else str(s.image), info))
         else:
             rows.append((s, info))
     rows = _check_sizes(rows, bad)
@@ -337,7 +337,7 @@ def _check_sizes(rows: list[tuple[_Slice, _SliceInfo]], bad: list[tuple[str, str
 
 
 def _bad_files_message(root: Path, bad: list[tuple[str, str]]) -> str:
-    listed = "; ".join(f"({k}) {_message(path, reason)}" for k, (path, reason) in enumerate(sorted(bad), 1))
+    listed = "; ".join(f"({k}) {_message(path, reason).rstrip('.')}" for k, (path, reason) in enumerate(sorted(bad), 1))
     return (
         f"{len(bad)} bad file(s) in {root}: {listed}. Fix or remove them, or pass --skip-bad "
         "(skip_bad=True) to leave them out and list them"

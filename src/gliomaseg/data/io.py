@@ -95,8 +95,9 @@ def _load(path: str | os.PathLike[str], expected: str) -> np.ndarray:
         with Image.open(path) as im:
             bits = _bits_per_sample(im)
             if bits > 8:
+                dtype = {"F": "float32", "I": "int32"}.get(im.mode, f"uint{bits}")
                 raise _FormatError(
-                    f"{path}: {bits}-bit samples (dtype uint{bits}, mode {im.mode}); {expected}. Convert it to "
+                    f"{path}: {bits}-bit samples (dtype {dtype}, mode {im.mode}); {expected}. Convert it to "
                     "8 bits per channel (rescale its intensities to 0-255): gliomaseg does not guess how to "
                     "reduce them."
                 )
