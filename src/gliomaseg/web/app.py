@@ -94,7 +94,10 @@ def build_app(
     """
     import gradio as gr
 
-    with gr.Blocks(title="gliomaseg viewer", analytics_enabled=False) as app:
+    # Gradio keeps every upload and every picture served in its cache; a long-running server would
+    # fill its disk, so files older than a session's lifetime are deleted every half hour.
+    delete_cache = (_SESSION_TTL_S // 4, _SESSION_TTL_S)
+    with gr.Blocks(title="gliomaseg viewer", analytics_enabled=False, delete_cache=delete_cache) as app:
         gr.Markdown(_intro(segmenter, model_name))
         state = gr.State(None, time_to_live=_SESSION_TTL_S, delete_callback=discard)
         with gr.Row():

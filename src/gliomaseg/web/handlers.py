@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from gliomaseg.data.io import write_image
 from gliomaseg.errors import GliomasegError
 from gliomaseg.evaluation.postprocess import PostprocessConfig
 from gliomaseg.inference.segmenter import Segmenter
@@ -61,6 +62,16 @@ def _settings(
     )
 
 
+def _png(image: Any, analysis: Analysis, name: str) -> str:
+    """The picture as a PNG file in the scan's folder, for Gradio to serve.
+
+    Gradio caches an array by rewriting a file named after its content in place, so when two
+    sessions show the same picture, one download can be cut short (found by
+    benchmarks/load_web.py); a file is copied into its cache atomically instead.
+    """
+    return str(write_image(analysis.scan.work / "view" / f"{name}.png", image, overwrite=True))
+
+
 def _paths(files: Any) -> list[Path]:
     if files is None:
         return []
@@ -99,8 +110,8 @@ class Viewer:
         return (
             analysis,
             status,
-            upscale(overlay_image(analysis, z)),
-            upscale(probability_image(result, z)),
+            _png(upscale(overlay_image(analysis, z)), analysis, "overlay"),
+            _png(upscale(probability_image(result, z)), analysis, "probability"),
             slider,
             summary_html(analysis, z),
             gr.Dataframe(table, visible=True),
@@ -121,16 +132,16 @@ class Viewer:
         *settings, files, truth_files = settings_and_files
         discard(old)
         analysis = None
+        work = self.tmp_root / "work" / uuid.uuid4().hex
         try:
-            work = self.tmp_root / "work" / uuid.uuid4().hex
             analysis = Analysis(load_upload(_paths(files), work, max_bytes=self.max_bytes))
             if _paths(truth_files):
                 analysis.truth = read_truth(_paths(truth_files), analysis.scan, max_bytes=self.max_bytes)
             result = analysis.update(self.segmenter, _settings(*settings))
             return self.view(analysis, result.best_slice)
         except Exception as err:  # noqa: BLE001 - shown on the page; the server keeps serving
-            if analysis is not None and analysis.result is None:
-                discard(analysis)
+            if analysis is None or analysis.result is None:
+                shutil.rmtree(work, ignore_errors=True)  # a refused upload keeps nothing on the server
                 analysis = None
             return self._failed(err, analysis, 0)
 

@@ -1,0 +1,377 @@
+"""Load test of the web viewer: concurrent clients on loopback, good and bad uploads mixed.
+
+Usage (from the repository root, after ``make setup``)::
+
+    python -m benchmarks.load_web [--clients 8] [--requests 50] [--model best.pt] [--out FILE.json]
+    python -m benchmarks.load_web --quick     # 2 clients x 5 requests, a tiny network (the test's form)
+
+It starts ``gliomaseg serve`` on a free loopback port (a real, randomly initialised U-Net of the
+``cpu`` preset's shape unless ``--model`` names one), then CLIENTS threads each send REQUESTS uploads
+through Gradio's own client, i.e. the API the page itself calls. About a quarter of the uploads are
+bad (corrupt, 16-bit, NaN voxels, over the size limit, a text file). Every good answer must carry
+the mask that ``gliomaseg predict`` writes for the same file, every bad one its error message;
+anything else counts as an error. The run is bounded in requests and in time (``--timeout-s``).
+
+Writes (default ``benchmarks/results/load_web.json``) and prints: requests, errors, latency p50/p95/
+max (a request's latency includes its wait in the server's queue: the page runs one request at a
+time), throughput, and the server's memory (VmHWM, the peak resident set, and the resident set
+after warm-up and at the end, from ``/proc/PID/status``), the scan folders left, and whether the
+server removed its temp folder on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import ROOT, machine_info
+
+__all__ = ["main", "run_load"]
+
+DEFAULT_OUT = ROOT / "benchmarks" / "results" / "load_web.json"
+_MB = 2**20
+
+
+@dataclass
+class Upload:
+    """One kind of upload: its files, and the masks (good) or the message (bad) it must get back."""
+
+    name: str
+    files: list[Path]
+    masks: dict[str, np.ndarray] = field(default_factory=dict)  # mask file name -> mask, from predict
+    message: str = ""  # regex of the page's error message
+
+    @property
+    def good(self) -> bool:
+        return not self.message
+
+
+def _uploads(folder: Path, size: int, max_upload_mb: float) -> list[Upload]:
+    """Good uploads (a slice, three slices of one patient, a NIfTI volume) and bad ones, each in its own folder."""
+    import cv2
+    import nibabel as nib
+
+    from gliomaseg.data.io import write_image
+    from gliomaseg.data.phantoms import synthesise_volume
+
+    def at(name: str, file: str) -> Path:
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        return folder / name / file
+
+    image, _ = synthesise_volume(np.random.default_rng(0), 4, size)
+    slices = [write_image(at("volume", f"P_{n}.png"), image[n - 1]) for n in (1, 2, 3)]
+    flair = np.moveaxis(image[..., 1], 0, 2).astype(np.float32)  # X x Y x Z
+    nib.save(nib.Nifti1Image(flair, np.diag([0.9, 0.9, 3.0, 1.0])), at("nifti", "flair.nii.gz"))
+    flair[0, 0, 0] = np.nan
+    nib.save(nib.Nifti1Image(flair, np.eye(4)), at("nan", "nan.nii.gz"))
+    at("truncated", "broken.png").write_bytes(slices[0].read_bytes()[:120])
+    cv2.imwrite(str(at("16-bit", "deep.png")), image[0].astype(np.uint16) * 257)
+    at("text", "notes.txt").write_text("not a scan")
+    side = int(np.sqrt(max_upload_mb * _MB / 3)) + 64  # incompressible noise: over the limit as a PNG
+    noise = np.random.default_rng(1).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    return [
+        Upload("slice", [write_image(at("slice", "slice.tif"), image[3])]),
+        Upload("volume", slices),
+        Upload("nifti", [folder / "nifti" / "flair.nii.gz"]),
+        Upload("truncated", [folder / "truncated" / "broken.png"], message=r"broken\.png: unreadable or truncated"),
+        Upload("16-bit", [folder / "16-bit" / "deep.png"], message=r"deep\.png: 16-bit samples"),
+        Upload("nan", [folder / "nan" / "nan.nii.gz"], message=r"nan\.nii\.gz: 1 NaN and 0 infinite voxel"),
+        Upload("text", [folder / "text" / "notes.txt"], message=r"notes\.txt: unsupported file type"),
+        Upload("too-large", [write_image(at("too-large", "huge.png"), noise)], message=r"(limit|too large|exceed)"),
+    ]
+
+
+def _read_masks(path: Path) -> dict[str, np.ndarray]:
+    """Mask files by name: one image or NIfTI file, or the members of a zip of slice masks."""
+    import nibabel as nib
+
+    from gliomaseg.data.io import read_mask
+
+    if path.suffix == ".zip":
+        with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(path) as archive:
+            archive.extractall(tmp)
+            return {p.name: read_mask(p) for p in Path(tmp).iterdir()}
+    if path.name.endswith((".nii", ".nii.gz")):
+        return {path.name: np.asarray(nib.load(str(path)).dataobj).astype(np.uint8)}
+    return {path.name: read_mask(path)}
+
+
+def _expected(model: Path, uploads: list[Upload], folder: Path) -> None:
+    """Fill each good upload's masks with what ``predict`` writes for the same files."""
+    from gliomaseg.inference.predict import predict_inputs
+    from gliomaseg.inference.segmenter import load_segmenter
+
+    segmenter = load_segmenter(model)  # as the server loads it
+    for upload in (u for u in uploads if u.good):
+        source = upload.files[0] if len(upload.files) == 1 else upload.files[0].parent
+        predict_inputs(segmenter, [source], folder / upload.name, overlays=False)
+        for path in (folder / upload.name).rglob("*_mask*"):
+            upload.masks.update(_read_masks(path))
+
+
+def _default_model(folder: Path, features: int, size: int) -> Path:
+    import torch
+
+    from gliomaseg.checkpoint import save_checkpoint
+    from gliomaseg.training.models import create_model
+
+    torch.manual_seed(0)
+    meta = {
+        "model": {"name": "unet", "kwargs": {"features": features}},
+        "preprocess": {"size": size, "normalisation": "zscore"},
+        "postprocess": {"threshold": 0.5},
+    }
+    return save_checkpoint(folder / "model.pt", create_model("unet", features=features), meta)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _memory_kb(pid: int) -> dict[str, int]:
+    """``VmRSS`` and ``VmHWM`` (peak resident set) of a process, in kB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0])
+    return fields
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen
+    url: str
+    tmp_root: Path | None = None
+    log: list[str] = field(default_factory=list)
+
+
+def _launch(model: Path, max_upload_mb: float) -> Server:
+    """Start ``gliomaseg serve`` (it boots while the caller prepares; see :func:`_wait_ready`)."""
+    port = _free_port()
+    cmd = [sys.executable, "-m", "gliomaseg.cli", "serve", str(model), "--port", str(port)]
+    cmd += ["--max-upload-mb", str(max_upload_mb)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return Server(proc, f"http://127.0.0.1:{port}/")
+
+
+def _wait_ready(server: Server, wait_s: float) -> None:
+    first = server.proc.stdout.readline() if server.proc.stdout else ""
+    started = re.search(r"kept in (\S+) \(removed on exit\)", first)
+    if not started:
+        server.proc.kill()
+        raise RuntimeError(
+            f"gliomaseg serve did not start: {first}{server.proc.stdout.read() if server.proc.stdout else ''}"
+        )
+    server.tmp_root = Path(started.group(1))
+    # Drained all along: a full pipe would stall the server.
+    threading.Thread(target=lambda: server.log.extend(iter(server.proc.stdout.readline, "")), daemon=True).start()
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with urllib.request.urlopen(server.url, timeout=5):
+                return
+        except OSError:
+            if server.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("gliomaseg serve did not answer") from None
+            time.sleep(0.2)
+
+
+def _check(upload: Upload, answer: tuple[Any, ...] | None, failure: str) -> str | None:
+    """None if the answer is right for the upload, else what is wrong with it."""
+    status = failure if answer is None else str(answer[0])
+    if not upload.good:
+        return None if re.search(upload.message, status.replace("&#x27;", "'")) else f"no message: {status[:300]}"
+    if answer is None or "gs-error" in status:
+        return f"a good upload failed: {status[:300]}"
+    got: dict[str, np.ndarray] = {}
+    for path in answer[-1] or []:
+        if "_mask" in Path(path).name:
+            got.update(_read_masks(Path(path)))
+    if set(got) != set(upload.masks):
+        return f"mask files {sorted(got)}, expected {sorted(upload.masks)}"
+    wrong = [name for name in got if not np.array_equal(got[name] > 0, upload.masks[name] > 0)]
+    return f"masks differ from predict's: {wrong}" if wrong else None
+
+
+def _client(url: str, schedule: list[Upload], deadline: float, folder: Path, records: list[dict[str, Any]]) -> None:
+    from gradio_client import Client, handle_file
+
+    client = Client(url, verbose=False, download_files=str(folder))
+    for upload in schedule:
+        if time.monotonic() > deadline:
+            break
+        t0 = time.perf_counter()
+        answer, failure = None, ""
+        try:
+            files = [handle_file(str(p)) for p in upload.files]
+            answer = client.predict(1, 0.5, 0, False, False, False, files, None, api_name="/new_scan")
+        except Exception as err:  # noqa: BLE001 - a refused upload surfaces as the client's exception
+            failure = f"{type(err).__name__}: {err}"
+        seconds = time.perf_counter() - t0
+        problem = _check(upload, answer, failure)
+        records.append({"upload": upload.name, "good": upload.good, "seconds": seconds, "problem": problem})
+
+
+def _schedules(uploads: list[Upload], clients: int, requests: int, bad_share: float, seed: int) -> list[list[Upload]]:
+    rng = np.random.default_rng(seed)
+    good, bad = [u for u in uploads if u.good], [u for u in uploads if not u.good]
+    pick = [(bad if rng.random() < bad_share else good) for _ in range(clients * requests)]
+    chosen = [kind[rng.integers(len(kind))] for kind in pick]
+    return [chosen[i * requests : (i + 1) * requests] for i in range(clients)]
+
+
+def _summary(records: list[dict[str, Any]], wall: float, clients: int, requests: int) -> dict[str, Any]:
+    seconds = np.array([r["seconds"] for r in records]) if records else np.zeros(1)
+    errors = [r for r in records if r["problem"]]
+    return {
+        "requests_planned": clients * requests,
+        "requests": len(records),
+        "good": sum(r["good"] for r in records),
+        "bad": sum(not r["good"] for r in records),
+        "errors": len(errors),
+        "error_examples": [f"{r['upload']}: {r['problem']}" for r in errors[:5]],
+        "latency_s": {
+            "p50": round(float(np.percentile(seconds, 50)), 3),
+            "p95": round(float(np.percentile(seconds, 95)), 3),
+            "max": round(float(seconds.max()), 3),
+        },
+        "wall_s": round(wall, 2),
+        "throughput_per_s": round(len(records) / wall, 2) if wall > 0 else None,
+    }
+
+
+def _stop(server: Server, report: dict[str, Any]) -> None:
+    if server.proc.poll() is None and server.tmp_root is not None:
+        memory = _memory_kb(server.proc.pid)
+        files = [p for p in server.tmp_root.rglob("*") if p.is_file()]
+        work = server.tmp_root / "work"
+        report["server"].update(
+            peak_rss_mb=round(memory["VmHWM"] / 1024, 1),
+            rss_end_mb=round(memory["VmRSS"] / 1024, 1),
+            scan_folders_left=len(list(work.iterdir())) if work.is_dir() else 0,
+            temp_files_left=len(files),
+            temp_mb=round(sum(p.stat().st_size for p in files) / _MB, 2),
+        )
+    server.proc.send_signal(signal.SIGTERM)
+    try:
+        server.proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        server.proc.wait()
+    report["server"]["temp_folder_removed"] = server.tmp_root is not None and not server.tmp_root.exists()
+    report["server"]["log_tail"] = [line.rstrip() for line in server.log[-20:]]
+
+
+def run_load(
+    *,
+    clients: int,
+    requests: int,
+    model: Path | None = None,
+    features: int = 16,
+    size: int = 128,
+    bad_share: float = 0.25,
+    max_upload_mb: float = 1.0,
+    timeout_s: float = 600.0,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Run the load test (see the module docstring) and return its report.
+
+    Args:
+        clients: concurrent clients (threads, one Gradio session each).
+        requests: uploads per client.
+        model: the model the server runs; default a random U-Net (``features``, trained ``size``).
+        features: width of the default model.
+        size: training size of the default model (its uploads are made at this size too).
+        bad_share: share of bad uploads.
+        max_upload_mb: the server's upload limit.
+        timeout_s: stop sending after this many seconds.
+        seed: the order of the uploads.
+
+    Returns:
+        The report (see the module docstring).
+    """
+    with tempfile.TemporaryDirectory(prefix="gliomaseg-load-") as tmp:
+        folder = Path(tmp)
+        model = model or _default_model(folder, features, size)
+        server = _launch(model, max_upload_mb)
+        report: dict[str, Any] = {
+            "machine": machine_info(),
+            "settings": {"clients": clients, "requests": requests, "bad_share": bad_share, "model": str(model)},
+            "server": {},
+        }
+        try:
+            uploads = _uploads(folder / "uploads", size, max_upload_mb)
+            _expected(model, uploads, folder / "predict")  # while the server boots
+            _wait_ready(server, wait_s=120)
+            report["server"]["rss_after_start_mb"] = round(_memory_kb(server.proc.pid)["VmRSS"] / 1024, 1)
+            records: list[dict[str, Any]] = []
+            deadline = time.monotonic() + timeout_s
+            schedules = _schedules(uploads, clients, requests, bad_share, seed)
+            threads = [
+                threading.Thread(target=_client, args=(server.url, s, deadline, folder / f"client{i}", records))
+                for i, s in enumerate(schedules)
+            ]
+            t0 = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            report.update(_summary(records, time.perf_counter() - t0, clients, requests))
+        finally:
+            _stop(server, report)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns 1 when any answer was wrong."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--requests", type=int, default=50, help="uploads per client")
+    parser.add_argument("--model", type=Path, help="model file (default: a random U-Net of the cpu preset's shape)")
+    parser.add_argument("--bad-share", type=float, default=0.25)
+    parser.add_argument("--max-upload-mb", type=float, default=1.0)
+    parser.add_argument("--timeout-s", type=float, default=600.0)
+    parser.add_argument("--quick", action="store_true", help="2 clients x 5 requests on a tiny network")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    tiny = {"clients": 2, "requests": 5, "features": 4, "size": 32} if args.quick else {}
+    settings = {"clients": args.clients, "requests": args.requests, **tiny}
+    report = run_load(
+        **settings,
+        model=args.model,
+        bad_share=args.bad_share,
+        max_upload_mb=args.max_upload_mb,
+        timeout_s=args.timeout_s,
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    lat, srv = report["latency_s"], report["server"]
+    print(
+        f"{report['requests']} requests ({report['good']} good, {report['bad']} bad) from {settings['clients']} "
+        f"clients in {report['wall_s']} s: {report['errors']} errors; latency p50 {lat['p50']} s, p95 {lat['p95']} s, "
+        f"max {lat['max']} s; server peak RSS {srv['peak_rss_mb']} MB (after start {srv['rss_after_start_mb']} MB, "
+        f"end {srv['rss_end_mb']} MB); temp folder removed: {srv['temp_folder_removed']}; report {args.out}"
+    )
+    return 1 if report["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
