@@ -269,3 +269,30 @@ def test_bad_input_is_one_line_and_status_2(row: Command, env: Env, capsys: pyte
 def test_verbose_shows_the_traceback(tmp_path: Path) -> None:
     with pytest.raises(GliomasegError, match="nope does not exist"):
         main(["-v", "index", str(tmp_path / "nope")])
+
+
+def _subparser(name: str) -> argparse.ArgumentParser:
+    (sub,) = (a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[name]
+
+
+def test_train_help_describes_every_flag_and_lists_the_choices() -> None:
+    parser = _subparser("train")
+    flags = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    assert len(flags) > 30
+    for action in flags:
+        assert action.help and not action.help.startswith("default"), action.option_strings
+    text = parser.format_help()
+    for listed in ("network: attention_unet, resunet, unet, unetpp", "optimiser: adam, adamw, sgd", "onecycle"):
+        assert listed in " ".join(text.split()), listed
+    for name in ("loss", "augment", "precision", "normalisation", "component_score"):
+        action = next(a for a in flags if a.dest == name)
+        assert list(action.choices), name
+
+
+def test_evaluate_warnings_are_shown_once(env: Env, capsys: pytest.CaptureFixture[str], caplog) -> None:
+    argv = ["evaluate", str(env.model), "--data", str(env.phantoms), "--split", "all", "--out", str(env.tmp / "ev")]
+    assert main([*argv, "--no-figures"]) == 0
+    out, err = capsys.readouterr()
+    shown = out + err + caplog.text
+    assert shown.count("split 'all' includes the patients the model was trained") == 1

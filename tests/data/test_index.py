@@ -151,7 +151,7 @@ def _empty_patient(root: Path) -> None:
         (_truncated, "P/P_1.tif", r"P/P_1\.tif: unreadable or truncated"),
         (_grey_image, "P/P_1.tif", r"P/P_1\.tif: got shape 32 x 32 .*expected H x W x 3 uint8"),
         (_size_mismatch, "P/P_1.tif", r"P/P_1\.tif: image is 32 x 32 but its mask .*P_1_mask\.tif is 32 x 33"),
-        (_non_binary, "P/P_1.tif", r"P/P_1_mask\.tif: mask values \{0, 128, 255\} are not binary"),
+        (_non_binary, "P/P_1_mask.tif", r"P/P_1_mask\.tif: mask values \{0, 128, 255\} are not binary"),
         (
             _empty_patient,
             "TCGA_CS_0000_20000101",

@@ -40,6 +40,14 @@ def _wait_for(condition: Callable[[], bool], what: str, proc: subprocess.Popen |
         time.sleep(0.02)
 
 
+def _assert_clean(log: str) -> None:
+    """What a user sees of a training start: no library adverts, hints or deprecations, each line once."""
+    for noise in ("GPU available", "Tip:", "litlogger", "srun", "LeafSpec", "deprecated", "INFO:", "Warning"):
+        assert noise not in log, f"{noise!r} in the log:\n{log}"
+    lines = [line for line in re.split(r"[\r\n]", log) if line.strip() and "it/s" not in line and "%|" not in line]
+    assert len(lines) == len(set(lines)), lines
+
+
 def _saved_epoch(run: Path) -> int:
     try:
         return int(load_checkpoint(run / "last.pt")["epoch"])
@@ -81,7 +89,8 @@ def test_train_killed_then_terminated_resumes_to_the_full_epoch_count(phantoms, 
     proc = subprocess.Popen([sys.executable, "-m", "gliomaseg.cli", *argv], stderr=subprocess.PIPE, text=True)
     _wait_for(lambda: _saved_epoch(run) == 0, "the first epoch was saved", proc)
     proc.kill()
-    proc.wait()
+    _, log = proc.communicate()
+    _assert_clean(log)
     config = (run / "config.yaml").read_bytes()
     # 2. resume from the folder alone (plus a hardware flag); SIGTERM once epoch 1 is saved
     with _sigterm_when(lambda: _saved_epoch(run) == 1) as late:
