@@ -160,6 +160,7 @@ class Server:
     proc: subprocess.Popen
     url: str
     tmp_root: Path | None = None
+    loopback_only: bool = False
     log: list[str] = field(default_factory=list)
 
 
@@ -181,6 +182,7 @@ def _wait_ready(server: Server, wait_s: float) -> None:
             f"gliomaseg serve did not start: {first}{server.proc.stdout.read() if server.proc.stdout else ''}"
         )
     server.tmp_root = Path(started.group(1))
+    server.loopback_only = "loopback only" in first  # the default bind address
     # Drained all along: a full pipe would stall the server.
     threading.Thread(target=lambda: server.log.extend(iter(server.proc.stdout.readline, "")), daemon=True).start()
     deadline = time.monotonic() + wait_s
@@ -277,6 +279,7 @@ def _stop(server: Server, report: dict[str, Any]) -> None:
         server.proc.kill()
         server.proc.wait()
     report["server"]["temp_folder_removed"] = server.tmp_root is not None and not server.tmp_root.exists()
+    report["server"]["loopback_only"] = server.loopback_only
     report["server"]["log_tail"] = [line.rstrip() for line in server.log[-20:]]
 
 

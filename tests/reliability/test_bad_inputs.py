@@ -139,19 +139,23 @@ def _model_argv(command: str, model: Path, phantoms: Path, out: Path) -> list[ob
         return ["evaluate", model, "--data", phantoms, "--split", "all", "--out", out, "--no-figures"]
     if command == "predict":
         return ["predict", model, next(p for p in phantoms.iterdir() if p.is_dir()), "--out", out]
+    if command == "serve":  # refused while loading, before anything is bound
+        return ["serve", model, "--port", "1"]
     return ["export", model, "--out", out / "m.onnx"]
 
 
 MODEL_CASES = [
     (command, fault)
-    for command in ("evaluate", "predict", "export")
+    for command in ("evaluate", "predict", "export", "serve")
     for fault in MODEL_FAULTS
-    if command == "predict" or not fault.name.endswith("onnx")
+    if command in ("predict", "serve") or not fault.name.endswith("onnx")
 ]
 
 
 @pytest.mark.parametrize(("command", "fault"), MODEL_CASES, ids=[f"{c}-{f.name}" for c, f in MODEL_CASES])
 def test_a_bad_model_file_is_refused_safely(command: str, fault: Fault, phantoms, tmp_path, capsys):
+    if command == "serve":
+        pytest.importorskip("gradio", reason="the web viewer needs the web extra")
     model = fault.make(tmp_path)
     status, _, err = _run(_model_argv(command, model, phantoms, tmp_path / "out"), capsys)
     line = _error_line(err, command)

@@ -17,4 +17,5 @@ def test_concurrent_good_and_bad_uploads_get_right_answers_and_the_server_cleans
     server = report["server"]
     assert server["scan_folders_left"] <= 2  # one per session: a refused upload keeps nothing
     assert server["temp_folder_removed"], server["log_tail"]
+    assert server["loopback_only"]
     assert 0 < report["latency_s"]["p50"] <= report["latency_s"]["p95"] <= report["latency_s"]["max"]
