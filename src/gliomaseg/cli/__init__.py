@@ -2,7 +2,7 @@
 
 Each stage has its own module here that registers its sub-commands (nnU-Net style): ``data``
 (``synth``, ``download``, ``index``, ``split``, ``cache``), ``train`` (``train``, ``demo``),
-``evaluate``, ``predict`` (``predict``, ``export``).
+``evaluate``, ``predict`` (``predict``, ``export``), ``explore``, ``study``.
 
 Errors: a :class:`~gliomaseg.errors.GliomasegError` (bad input or settings, refused overwrite) or a
 missing/unreadable path of the user's prints one line ``gliomaseg CMD: error: ...`` and exits
@@ -16,7 +16,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from gliomaseg.cli import data, evaluate, predict, train
+from gliomaseg.cli import data, evaluate, explore, predict, study, train
 from gliomaseg.errors import GliomasegError
 
 __all__ = ["build_parser", "main"]
@@ -24,7 +24,7 @@ __all__ = ["build_parser", "main"]
 log = logging.getLogger("gliomaseg")
 
 #: The modules whose ``register(subparsers)`` add sub-commands, in ``--help`` order.
-COMMAND_MODULES = (data, train, evaluate, predict)
+COMMAND_MODULES = (data, train, evaluate, predict, explore, study)
 
 #: Errors that are the user's to fix: printed as one line, exit status 2.
 USER_ERRORS = (GliomasegError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
@@ -60,4 +60,3 @@ def _os_error_text(err: OSError) -> str:
     if err.filename is not None and err.strerror:
         return f"{err.filename}: {err.strerror.lower()}"
     return str(err)
-
