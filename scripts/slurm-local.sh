@@ -146,29 +146,31 @@ cmd_start() {
     echo "export SLURM_CONF=$CONF"
 }
 
-stop_pid() {
-    local pidfile=$1
-    [[ -f "$pidfile" ]] || return 0
-    local pid
-    pid=$(cat "$pidfile")
-    if kill -0 "$pid" 2>/dev/null; then
-        kill "$pid"
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
-    fi
-    rm -f "$pidfile"
+stop_pids() {
+    # SIGTERM to all first, then wait for all: the daemons shut down side by side.
+    local pids=() pidfile pid
+    for pidfile in "$@"; do
+        [[ -f "$pidfile" ]] || continue
+        pid=$(cat "$pidfile")
+        kill -0 "$pid" 2>/dev/null && kill "$pid" && pids+=("$pid")
+        rm -f "$pidfile"
+    done
+    for _ in $(seq 100); do
+        local alive=0
+        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [[ $alive -eq 0 ]] && return 0
+        sleep 0.1
+    done
+    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
 }
 
 cmd_stop() {
-    stop_pid "$DIR/slurmd.pid"
-    stop_pid "$DIR/slurmctld.pid"
+    local files=("$DIR/slurmd.pid" "$DIR/slurmctld.pid")
     if [[ -f "$DIR/munged.ours" ]]; then
-        stop_pid "$DIR/munged.pid"
+        files+=("$DIR/munged.pid")
         rm -f "$DIR/munged.ours"
     fi
+    stop_pids "${files[@]}"
 }
 
 case "${1:-}" in

@@ -65,7 +65,14 @@ def test_submitit_job_array_on_local_slurm(slurm_cluster, tmp_path, phantom_dir)
         "split": {"test_fraction": 0.15, "seed": 0},
         "base": {"preset": "demo", "features": 4, "epochs": 1, "size": 64},
         "axes": {"model": ["unet", "resunet"]},
-        "slurm": {"partition": "debug", "cpus_per_task": 1, "mem_gb": 2, "timeout_min": 10},
+        # `setup`: lines run in the job before Python starts (here: one thread per allocated CPU).
+        "slurm": {
+            "partition": "debug",
+            "cpus_per_task": 1,
+            "mem_gb": 2,
+            "timeout_min": 10,
+            "setup": ["export OMP_NUM_THREADS=$SLURM_CPUS_PER_TASK"],
+        },
     }
     config = tmp_path / "onslurm.yaml"
     config.write_text(yaml.safe_dump(study, sort_keys=False))
