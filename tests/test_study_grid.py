@@ -115,9 +115,25 @@ def test_changed_settings_are_refused_naming_the_key(tmp_path, phantom_dir):
     path = _write(tmp_path, data=str(phantom_dir), folds=2, base=base)
     study = prepare_study(load_study_config(path), tmp_path / "study", progress=False, build_cache=False)
     assert (study.folder / "splits.json").is_file() and study.record["split_id"]
-    # The launcher settings may change; the same settings reopen the folder.
-    path.write_text(path.read_text() + "slurm: {partition: other}\n")
-    prepare_study(load_study_config(path), tmp_path / "study", progress=False, build_cache=False)
+    # The launcher and the statistics may change; the same settings otherwise reopen the folder.
+    path.write_text(path.read_text() + "slurm: {partition: other}\nstatistics: {alpha: 0.01}\n")
+    again = prepare_study(load_study_config(path), tmp_path / "study", progress=False, build_cache=False)
+    assert again.record["config"]["statistics"] == {"alpha": 0.01}
     path = _write(tmp_path, data=str(phantom_dir), folds=2, base={**base, "epochs": 2})
     with pytest.raises(GliomasegError, match=r"base\.epochs: 1 -> 2"):
         prepare_study(load_study_config(path), tmp_path / "study", progress=False, build_cache=False)
+
+
+def test_slurm_section_maps_to_submitit_and_unknown_keys_are_refused(tmp_path):
+    from gliomaseg.study.folder import Study
+    from gliomaseg.study.launchers import _executor_parameters, submit_slurm
+
+    slurm = {"partition": "gpu", "gpus_per_node": 1, "timeout_min": 30, "setup": ["module load cuda"]}
+    cfg = StudyConfig(name="x", folds=2, axes={"model": {"unet": {"model": "unet"}}}, slurm=slurm)
+    study = Study(cfg, tmp_path, {"split_id": "0"})
+    params = _executor_parameters(study, cfg.runs())
+    assert params["slurm_partition"] == "gpu" and params["slurm_setup"] == ["module load cuda"]
+    assert params["gpus_per_node"] == 1 and params["tasks_per_node"] == 1  # one task per device (DDP)
+    study.config.slurm = {"colour": "red"}
+    with pytest.raises(GliomasegError, match="slurm settings"):
+        submit_slurm(study, cfg.runs())

@@ -28,7 +28,7 @@ def _cmd_study(args: argparse.Namespace) -> None:
         # prepare_study refuses a folder made with other settings; index and splits are reused as they are.
         _print_collected(collect_study(prepare_study(config, folder, build_cache=False)), folder)
         return
-    study = prepare_study(config, folder)
+    study = prepare_study(config, folder, build_cache=not args.list)
     runs = config.runs()
     if args.shard:
         runs = shard_runs(runs, *parse_shard(args.shard))

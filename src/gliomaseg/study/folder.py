@@ -223,8 +223,9 @@ def prepare_study(
             "settings": settings,
             "config": _normalised({**dataclasses.asdict(config), "source": str(config.source or "")}),
         }
-        # The launcher settings may change between sessions (another partition, more time).
+        # The launcher and the statistics may change between sessions (another partition, another alpha).
         record["config"]["slurm"] = _normalised(config.slurm)
+        record["config"]["statistics"] = _normalised(config.statistics)
         atomic_write_text(record_path, json.dumps(record, indent=2) + "\n")
         study = Study(config=config, folder=folder, record=record)
         if build_cache:

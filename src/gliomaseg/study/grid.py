@@ -169,8 +169,13 @@ class StudyConfig:
         return out
 
     def results_settings(self) -> dict[str, Any]:
-        """The settings the results depend on: compared with the study folder's to refuse mixing."""
-        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("source", "slurm", "name")}
+        """The settings the runs' results depend on: compared with the study folder's to refuse mixing.
+
+        Left out: the name and source, the launcher (``slurm``) and the ``statistics``, which only
+        change how finished results are summarised.
+        """
+        skip = ("source", "slurm", "name", "statistics")
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
         out["evaluate"] = {k: v for k, v in self.evaluate.items() if k not in ("device", "batch_size")}
         return out
 

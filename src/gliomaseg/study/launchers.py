@@ -31,7 +31,16 @@ log = logging.getLogger(__name__)
 
 #: ``slurm:`` keys that submitit's AutoExecutor takes as they are; any other key gets the ``slurm_`` prefix
 #: (``partition`` -> ``slurm_partition``, ``array_parallelism``, ``setup``, ``additional_parameters``...).
-_GENERIC = {"timeout_min", "mem_gb", "nodes", "cpus_per_task", "gpus_per_node", "tasks_per_node", "name"}
+_GENERIC = {
+    "timeout_min",
+    "mem_gb",
+    "nodes",
+    "cpus_per_task",
+    "gpus_per_node",
+    "tasks_per_node",
+    "name",
+    "stderr_to_stdout",
+}
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -105,8 +114,8 @@ def submit_slurm(study: Study, runs: list[RunSpec]) -> dict[str, Any]:
     executor = submitit.AutoExecutor(folder=study.folder / "slurm" / "%j", cluster="slurm")
     try:
         executor.update_parameters(**_executor_parameters(study, pending))
-    except (ValueError, TypeError) as err:
-        raise GliomasegError(f"slurm settings of {study.config.source}: {err}") from err
+    except (ValueError, TypeError, NameError) as err:  # submitit raises NameError for an unknown setting
+        raise GliomasegError(f"slurm settings of {study.config.source or study.config.name}: {err}") from err
     folders = [str(study.folder)] * len(pending)
     try:
         jobs = executor.map_array(execute_run, folders, [spec.name for spec in pending])

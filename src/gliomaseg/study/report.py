@@ -53,9 +53,7 @@ def plot_scores(path: Path, per_patient: pd.DataFrame, order: list[str], metric:
     Returns:
         ``path``.
     """
-    import matplotlib.pyplot as plt
-
-    from gliomaseg.evaluation.figures import _save_figure
+    from gliomaseg.evaluation.figures import _save_figure, plt
 
     values = [per_patient.loc[per_patient["config"] == c, metric].dropna().to_numpy() for c in order]
     fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(order) + 1.5), 4.2), constrained_layout=True)
