@@ -62,6 +62,9 @@ def _print_collected(collected: CollectResult, folder: Path) -> None:
     for problem in results.problems:
         print(f"left out: {problem}")
     for row in results.table.to_dict("records"):
+        if not row["dice_n"]:
+            print(f"  -. {row['config']}: no finished run")
+            continue
         print(
             f"  {row['rank']}. {row['config']}: Dice {row['dice_mean']:.3f} "
             f"(95% CI {row['dice_ci_low']:.3f}-{row['dice_ci_high']:.3f}), min {row['dice_min']:.3f}, "

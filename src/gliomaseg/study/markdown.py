@@ -42,6 +42,10 @@ def _p(value: float) -> str:
     return "-" if value is None or math.isnan(value) else ("<0.001" if value < 0.001 else f"{value:.3f}")
 
 
+def _pm(mean: float, std: float, digits: int) -> str:
+    return "-" if mean is None or math.isnan(mean) else f"{num(mean, digits)} ± {num(std, digits)}"
+
+
 def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A Markdown pipe table; cells are formatted with :func:`num` unless already strings."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -54,20 +58,20 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def results_rows(table: pd.DataFrame) -> list[list[Any]]:
     rows = []
     for r in table.to_dict("records"):
-        ci = f"{num(r['dice_ci_low'])}-{num(r['dice_ci_high'])}"
+        ci = "-" if r["dice_n"] == 0 else f"{num(r['dice_ci_low'])}-{num(r['dice_ci_high'])}"
         params = f"{r['n_parameters'] / 1e6:.2f} M" if r.get("n_parameters") else "-"
         rows.append(
             [
-                r["rank"],
+                "-" if pd.isna(r["rank"]) else int(r["rank"]),
                 f"`{r['config']}`",
                 r["dice_n"],
-                f"{num(r['dice_mean'])} ± {num(r['dice_std'])}",
+                _pm(r["dice_mean"], r["dice_std"], 3),
                 r["dice_median"],
                 ci,
                 r["dice_min"],
                 r["dice_p10"],
-                f"{num(r['iou_mean'])} ± {num(r['iou_std'])}",
-                f"{num(r['hd95_mean'], 1)} ± {num(r['hd95_std'], 1)}",
+                _pm(r["iou_mean"], r["iou_std"], 3),
+                _pm(r["hd95_mean"], r["hd95_std"], 1),
                 num(r["mean_rank"], 2),
                 params,
                 num(r["train_minutes_per_fold"], 1),

@@ -138,7 +138,9 @@ def summarise_results(results: StudyResults) -> StudyResults:
     sign = 1 if metric in LOWER_IS_BETTER else -1
     table["_key"] = sign * table[f"{metric}_mean"].fillna(-sign * np.inf)
     table = table.sort_values(["mean_rank", "_key"], na_position="last").drop(columns="_key")
-    table.insert(0, "rank", np.arange(1, len(table) + 1))
+    ranked = (table["dice_n"] > 0).to_numpy()
+    table.insert(0, "rank", pd.array(np.where(ranked, np.cumsum(ranked), 0), dtype="Int64"))
+    table.loc[~ranked, "rank"] = pd.NA  # a configuration without any finished run has no rank
     results.table = table.reset_index(drop=True)
     results.comparisons = pd.concat(comparisons, ignore_index=True) if comparisons else pd.DataFrame()
     results.friedman = tests
