@@ -68,6 +68,10 @@ def run_local(study: Study, runs: list[RunSpec], *, progress: bool = True) -> di
 
     Returns:
         ``{"done": [...], "skipped": [...]}``: runs finished now or before, and runs another process holds.
+
+    Example:
+        >>> study = prepare_study(load_study_config("studies/cpu-small.yaml", data="kaggle_3m"))  # doctest: +SKIP
+        >>> run_local(study, shard_runs(study.config.runs(), 1, 2))  # the first of two shards  # doctest: +SKIP
     """
     from gliomaseg.study.runner import run_one
 
@@ -101,6 +105,10 @@ def submit_slurm(study: Study, runs: list[RunSpec]) -> dict[str, Any]:
     Raises:
         GliomasegError: submitit is not installed, a ``slurm:`` setting is unknown to it, or
             ``sbatch`` fails (its message included).
+
+    Example:
+        >>> jobs = submit_slurm(study, study.config.runs())  # doctest: +SKIP
+        >>> wait_for_runs(study, study.config.runs(), jobs, timeout_s=3600)  # doctest: +SKIP
     """
     try:
         import submitit

@@ -17,6 +17,7 @@ __all__ = [
     "RESULTS_HEADER",
     "comparison_rows",
     "friedman_line",
+    "friedman_lines",
     "md_table",
     "methods_text",
     "num",
@@ -133,11 +134,23 @@ COMPARISON_HEADER = (
 )
 
 
+def friedman_lines(tests: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per metric's Friedman test (one line in all when none applies, e.g. 2 configurations)."""
+    notes = {t.get("note") for t in tests.values()}
+    if len(notes) == 1 and None not in notes:
+        return [f"Friedman test not applicable ({notes.pop()})."]
+    return [friedman_line(_NAMES[m], t) for m, t in tests.items()]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def friedman_line(name: str, test: dict[str, Any]) -> str:
     if "note" in test:
-        return f"- {name}: Friedman test not applicable ({test['note']})."
+        return f"{name}: Friedman test not applicable ({test['note']})."
     return (
-        f"- {name}: Friedman chi2({test['df']}) = {num(test['statistic'], 2)}, p = {_p(test['p'])}, "
+        f"{name}: Friedman chi2({test['df']}) = {num(test['statistic'], 2)}, p = {_p(test['p'])}, "
         f"n = {test['n']} patients, k = {test['k']} configurations, Kendall's W = {num(test['kendall_w'], 2)}."
     )
 
@@ -152,7 +165,7 @@ def methods_text(results: Any) -> str:
     strata_text = f"stratified by {strata}" if strata else "not stratified (too few patients)"
     n = int(results.per_patient["patient_id"].nunique()) if len(results.per_patient) else 0
     epochs = sorted({int(e) for e in results.runs.get("epochs", pd.Series(dtype=int)).dropna()})
-    epoch_text = f"{epochs[0]} epochs" if len(epochs) == 1 else "a fixed number of epochs (see the table)"
+    epoch_text = _plural(epochs[0], "epoch") if len(epochs) == 1 else "a fixed number of epochs (see the table)"
     axes = "; ".join(f"{axis}: {', '.join(values)}" for axis, values in cfg.axes.items())
     if cfg.checkpoint == "last":
         model_text = (
@@ -167,19 +180,26 @@ def methods_text(results: Any) -> str:
             "these scores are slightly optimistic"
         )
     k = len(cfg.configs())
-    return (
-        f"We compared {k} configurations ({axes}) with {cfg.folds}-fold patient-level cross-validation over {n} "
-        f"patients; the {n_test} patients of the test part were not used. The folds (split id `{study.split_id}`) "
-        f"were {strata_text} and identical for every configuration. For each fold, {model_text}. Every patient "
-        "thus has one out-of-fold score per configuration. Scores are per patient volume at the data's resolution "
-        "(Dice, IoU; HD95 in pixels, one slice counting as one pixel). We report the mean, standard deviation and "
-        "median over patients, a 95% percentile bootstrap confidence interval of the mean "
-        f"({int(cfg.statistics.get('n_boot', 2000))} resamples), and the minimum and 10th percentile of Dice as "
-        "the worst case. Configurations were compared with Friedman's test and with two-sided Wilcoxon "
-        f"signed-rank tests on the same patients for each of the {k * (k - 1) // 2} pairs, Holm-corrected "
-        f"(alpha = {cfg.statistics.get('alpha', 0.05)}); the effect size is the matched-pairs rank-biserial "
-        "correlation (positive: A scores higher)."
-    )
+    n_boot = int(cfg.statistics.get("n_boot", 2000))
+    alpha = cfg.statistics.get("alpha", 0.05)
+    sentences = [
+        f"We compared {k} configurations ({axes}) with {cfg.folds}-fold patient-level cross-validation over "
+        f"{n} patients; the test part ({_plural(n_test, 'patient')}) was not used.",
+        f"The folds (split id `{study.split_id}`) were {strata_text} and identical for every configuration.",
+        f"For each fold, {model_text}.",
+        "Every patient thus has one out-of-fold score per configuration.",
+        "Scores are per patient volume at the data's resolution (Dice, IoU; HD95 in pixels, one slice counting "
+        "as one pixel).",
+        "We report the mean, standard deviation and median over patients, a 95% percentile bootstrap "
+        f"confidence interval of the mean ({n_boot} resamples), and the minimum and 10th percentile of Dice as "
+        "the worst case.",
+        "Configurations were compared with " + ("Friedman's test and with " if k >= 3 else "") + "two-sided "
+        "Wilcoxon signed-rank tests on "
+        f"the same patients for each pair ({_plural(k * (k - 1) // 2, 'pair')}), Holm-corrected "
+        f"(alpha = {alpha}); the effect size is the matched-pairs rank-biserial correlation (positive: A "
+        "scores higher).",
+    ]
+    return " ".join(sentences)
 
 
 def results_markdown(results: Any, figures: Sequence[tuple[str, str]] = ()) -> str:
@@ -211,11 +231,7 @@ def results_markdown(results: Any, figures: Sequence[tuple[str, str]] = ()) -> s
         "## Tests",
         "",
     ]
-    notes = {t.get("note") for t in results.friedman.values()}
-    if len(notes) == 1 and None not in notes:
-        lines.append(f"- Friedman test not applicable ({notes.pop()}).")
-    else:
-        lines += [friedman_line(_NAMES[m], t) for m, t in results.friedman.items()]
+    lines += [f"- {line}" for line in friedman_lines(results.friedman)]
     if len(results.comparisons):
         for m in results.friedman:
             pairs = comparison_rows(results.comparisons, m)

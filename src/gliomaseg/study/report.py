@@ -17,7 +17,7 @@ from gliomaseg.study.markdown import (
     COMPARISON_HEADER,
     RESULTS_HEADER,
     comparison_rows,
-    friedman_line,
+    friedman_lines,
     methods_text,
     results_markdown,
     results_rows,
@@ -116,13 +116,14 @@ def _html(results: StudyResults, score_figures: list[tuple[str, Path]], curves: 
     rows = [[str(c).strip("`") if isinstance(c, str) else c for c in row] for row in results_rows(results.table)]
     parts.append("<div class='scroll'>" + html_table(RESULTS_HEADER, rows, sortable=True) + "</div>")
     parts.append("<h2>Tests</h2><ul>")
-    parts += [f"<li>{html.escape(friedman_line(m, t)[2:])}</li>" for m, t in results.friedman.items()]
+    parts += [f"<li>{html.escape(line)}</li>" for line in friedman_lines(results.friedman)]
     parts.append("</ul>")
     for m in results.friedman:
         pairs = [[str(c).strip("`") for c in row] for row in comparison_rows(results.comparisons, m)]
         parts.append(f"<h3>Pairwise Wilcoxon signed-rank tests: {m} (Holm-corrected)</h3>")
         parts.append("<div class='scroll'>" + html_table(COMPARISON_HEADER, pairs, sortable=True) + "</div>")
-    parts += ["<h2>Methods</h2>", f"<p>{html.escape(methods_text(results))}</p>", "<h2>Figures</h2>"]
+    methods = methods_text(results).replace("`", "")  # Markdown code marks
+    parts += ["<h2>Methods</h2>", f"<p>{html.escape(methods)}</p>", "<h2>Figures</h2>"]
     parts += [figure(path, caption) for caption, path in score_figures]
     if curves:
         parts.append(f"<details><summary>Learning curves of the {len(curves)} runs</summary>")

@@ -106,6 +106,11 @@ def run_one(study: Study, spec: RunSpec, *, progress: bool = False) -> dict[str,
 
     Raises:
         GliomasegError: the evaluation's split id differs from the study's.
+
+    Example:
+        >>> study = open_study("studies/cpu-small")  # doctest: +SKIP
+        >>> run_one(study, study.spec("unet__dice__fold0"))["patients"][0]["dice"]  # doctest: +SKIP
+        0.83
     """
     run_dir = study.run_dir(spec)
     result_path = run_dir / "result.json"
