@@ -131,9 +131,9 @@ def test_slurm_section_maps_to_submitit_and_unknown_keys_are_refused(tmp_path):
     slurm = {"partition": "gpu", "gpus_per_node": 1, "timeout_min": 30, "setup": ["module load cuda"]}
     cfg = StudyConfig(name="x", folds=2, axes={"model": {"unet": {"model": "unet"}}}, slurm=slurm)
     study = Study(cfg, tmp_path, {"split_id": "0"})
-    params = _executor_parameters(study, cfg.runs())
+    params = _executor_parameters(study, 2, 1)
     assert params["slurm_partition"] == "gpu" and params["slurm_setup"] == ["module load cuda"]
-    assert params["gpus_per_node"] == 1 and params["tasks_per_node"] == 1  # one task per device (DDP)
+    assert params["gpus_per_node"] == 1 and params["tasks_per_node"] == 2  # one task per device (DDP)
     study.config.slurm = {"colour": "red"}
     with pytest.raises(GliomasegError, match="slurm settings"):
         submit_slurm(study, cfg.runs())

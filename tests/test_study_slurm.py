@@ -64,7 +64,9 @@ def test_submitit_job_array_on_local_slurm(slurm_cluster, tmp_path, phantom_dir)
         "folds": 2,
         "split": {"test_fraction": 0.15, "seed": 0},
         "base": {"preset": "demo", "features": 4, "epochs": 1, "size": 64},
-        "axes": {"model": ["unet", "resunet"]},
+        # Two configurations: one process, and Lightning DDP over 2 processes (gloo on CPU) inside the
+        # job, which asks for 2 tasks (a second job array: an array shares one resource request).
+        "axes": {"processes": {"single": {}, "ddp2": {"accelerator": "cpu", "devices": 2, "strategy": "ddp"}}},
         # `setup`: lines run in the job before Python starts (here: one thread per allocated CPU).
         "slurm": {
             "partition": "debug",
@@ -79,13 +81,17 @@ def test_submitit_job_array_on_local_slurm(slurm_cluster, tmp_path, phantom_dir)
     # Every wait is bounded: submitit cannot see a task that died without accounting (slurmdbd).
     assert main(["study", str(config), "--launcher", "submitit", "--timeout", "6"]) == 0
     folder = tmp_path / "onslurm"
-    # One array task per run, each with its own submitit log folder <array>_<task>.
-    assert len(_task_folders(folder)) == 4 and len({t.split("_")[0] for t in _task_folders(folder)}) == 1
-    for run in ("unet__fold0", "unet__fold1", "resunet__fold0", "resunet__fold1"):
+    # One array task per run, each with its own submitit log folder <array>_<task>; one array per device count.
+    assert len(_task_folders(folder)) == 4 and len({t.split("_")[0] for t in _task_folders(folder)}) == 2
+    for run in ("single__fold0", "single__fold1", "ddp2__fold0", "ddp2__fold1"):
         result = json.loads((folder / "runs" / run / "result.json").read_text())
         assert result["run"] == run and result["patients"]
+    ddp_task = next(p for p in (folder / "slurm").iterdir() if (p / f"{p.name}_1_log.out").is_file())
+    assert "All distributed processes registered. Starting with 2 processes" in "".join(
+        path.read_text() for path in ddp_task.glob("*_log.*")
+    )
     table = pd.read_csv(folder / "results.csv")
-    assert sorted(table["config"]) == ["resunet", "unet"]
+    assert sorted(table["config"]) == ["ddp2", "single"]
     splits = json.loads((folder / "splits.json").read_text())
     n_non_test = sum(len(fold["val"]) for fold in splits["folds"])
     assert (table["dice_n"] == n_non_test).all() and table["dice_mean"].between(0, 1).all()

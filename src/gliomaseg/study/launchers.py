@@ -82,14 +82,13 @@ def run_local(study: Study, runs: list[RunSpec], *, progress: bool = True) -> di
     return out
 
 
-def _executor_parameters(study: Study, runs: list[RunSpec]) -> dict[str, Any]:
-    cfg = study.train_config(runs[0])
-    # Lightning's SLURM support runs one task per GPU (DDP): ask for as many tasks as devices.
+def _executor_parameters(study: Study, devices: int, num_nodes: int) -> dict[str, Any]:
+    # Lightning's SLURM support runs one task per device (DDP): ask for as many tasks as devices.
     params: dict[str, Any] = {
         "name": f"gliomaseg-{study.config.name}",
         "timeout_min": 60,
-        "tasks_per_node": cfg.devices,
-        "nodes": cfg.num_nodes,
+        "tasks_per_node": devices,
+        "nodes": num_nodes,
     }
     for key, value in study.config.slurm.items():
         params[key if key in _GENERIC or key.startswith("slurm_") else f"slurm_{key}"] = value
@@ -97,7 +96,10 @@ def _executor_parameters(study: Study, runs: list[RunSpec]) -> dict[str, Any]:
 
 
 def submit_slurm(study: Study, runs: list[RunSpec]) -> dict[str, Any]:
-    """Submit the unfinished ``runs`` as one SLURM job array through submitit (one task per run).
+    """Submit the unfinished ``runs`` as SLURM job arrays through submitit (one array task per run).
+
+    One array per number of devices and nodes among the configurations (an array shares one
+    resource request), each task with that many tasks per node for Lightning's DDP.
 
     Returns:
         Run name -> its submitit job, for the submitted runs; empty when all were finished.
@@ -116,21 +118,25 @@ def submit_slurm(study: Study, runs: list[RunSpec]) -> dict[str, Any]:
         raise GliomasegError("--launcher submitit needs submitit: pip install 'gliomaseg[study]'") from err
     from gliomaseg.study.runner import execute_run
 
-    pending = [spec for spec in runs if not (study.run_dir(spec) / "result.json").is_file()]
-    if not pending:
-        return {}
-    executor = submitit.AutoExecutor(folder=study.folder / "slurm" / "%j", cluster="slurm")
-    try:
-        executor.update_parameters(**_executor_parameters(study, pending))
-    except (ValueError, TypeError, NameError) as err:  # submitit raises NameError for an unknown setting
-        raise GliomasegError(f"slurm settings of {study.config.source or study.config.name}: {err}") from err
-    folders = [str(study.folder)] * len(pending)
-    try:
-        jobs = executor.map_array(execute_run, folders, [spec.name for spec in pending])
-    except (subprocess.CalledProcessError, OSError, RuntimeError) as err:
-        raise GliomasegError(f"sbatch failed: {getattr(err, 'output', None) or err}") from err
-    log.info("submitted %d runs as SLURM array %s", len(jobs), jobs[0].job_id.split("_")[0])
-    return {spec.name: job for spec, job in zip(pending, jobs)}
+    groups: dict[tuple[int, int], list[RunSpec]] = {}
+    for spec in runs:
+        if not (study.run_dir(spec) / "result.json").is_file():
+            cfg = study.train_config(spec)
+            groups.setdefault((cfg.devices, cfg.num_nodes), []).append(spec)
+    submitted: dict[str, Any] = {}
+    for (devices, num_nodes), pending in groups.items():
+        executor = submitit.AutoExecutor(folder=study.folder / "slurm" / "%j", cluster="slurm")
+        try:
+            executor.update_parameters(**_executor_parameters(study, devices, num_nodes))
+        except (ValueError, TypeError, NameError) as err:  # submitit raises NameError for an unknown setting
+            raise GliomasegError(f"slurm settings of {study.config.source or study.config.name}: {err}") from err
+        try:
+            jobs = executor.map_array(execute_run, [str(study.folder)] * len(pending), [s.name for s in pending])
+        except (subprocess.CalledProcessError, OSError, RuntimeError) as err:
+            raise GliomasegError(f"sbatch failed: {getattr(err, 'output', None) or err}") from err
+        log.info("submitted %d runs as SLURM array %s", len(jobs), jobs[0].job_id.split("_")[0])
+        submitted.update({spec.name: job for spec, job in zip(pending, jobs)})
+    return submitted
 
 
 def _queued(array_ids: set[str]) -> set[str] | None:

@@ -102,7 +102,8 @@ def run_one(study: Study, spec: RunSpec, *, progress: bool = False) -> dict[str,
 
     Returns:
         The run's result (also in ``runs/<run>/result.json``), or None when another process is
-        running it (or this is not the rank-0 process of a multi-GPU job).
+        running it, or when this is not the rank-0 process of a multi-GPU job (those processes
+        train beside rank 0 and leave the lock, the evaluation and the result to it).
 
     Raises:
         GliomasegError: the evaluation's split id differs from the study's.
@@ -112,10 +113,16 @@ def run_one(study: Study, spec: RunSpec, *, progress: bool = False) -> dict[str,
         >>> run_one(study, study.spec("unet__dice__fold0"))["patients"][0]["dice"]  # doctest: +SKIP
         0.83
     """
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
     run_dir = study.run_dir(spec)
     result_path = run_dir / "result.json"
     if result_path.is_file():
         return json.loads(result_path.read_text())
+    if rank_zero_only.rank != 0:
+        # Another process of a multi-GPU (DDP) job: train beside rank 0, which holds the lock and evaluates.
+        _train(study, spec, run_dir)
+        return None
     study.runs_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(study.runs_dir / f".{spec.name}.lock")
     try:
@@ -127,10 +134,6 @@ def run_one(study: Study, spec: RunSpec, *, progress: bool = False) -> dict[str,
         if result_path.is_file():  # finished by another process between the check and the lock
             return json.loads(result_path.read_text())
         trained = _train(study, spec, run_dir)
-        from lightning.fabric.utilities.rank_zero import rank_zero_only
-
-        if rank_zero_only.rank != 0:
-            return None
         result = _evaluate(study, spec, run_dir, trained, progress)
         atomic_write_text(result_path, json.dumps(result, indent=1) + "\n")
         return result
