@@ -10,7 +10,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c constraints.txt torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e ".[dev,download,web]"
+	$(PIP) install -q -c constraints.txt -e ".[dev,download,web,study]"
 	touch $@
 
 setup: $(VENV)/.installed

@@ -105,6 +105,23 @@ def _radiogenomics(env: Env, printed: str) -> None:
     assert len(features) == 1 + 6 and (env.tmp / "rg" / "radiogenomics.md").is_file()
 
 
+def _explore(env: Env, printed: str) -> None:
+    assert (env.tmp / "ex" / "explore.md").is_file() and (env.tmp / "ex" / "explore.html").is_file()
+
+
+def _study(env: Env, printed: str) -> None:
+    assert "fold" in printed  # --list prints each run and its state; nothing is trained
+
+
+def _study_file(env: Env) -> Path:
+    config = env.tmp / "tiny.yaml"
+    config.write_text(
+        f"name: tiny\ndata: {env.phantoms}\nfolds: 2\nbase:\n  size: 32\n  features: 4\n  epochs: 1\n"
+        "axes:\n  loss: [dice, bce_dice]\n"
+    )
+    return config
+
+
 def _models(env: Env, printed: str) -> None:
     assert "lgg-unet" in printed and "unet: classic U-Net" in printed
 
@@ -195,6 +212,20 @@ COMMANDS = [
         _radiogenomics,
         lambda e: ["radiogenomics", str(e.phantoms), "--out", str(e.tmp / "rg"), "--masks", "predicted"],
         r"needs a model",
+    ),
+    Command(
+        "explore",
+        lambda e: ["explore", str(e.phantoms), "--out", str(e.tmp / "ex")],
+        _explore,
+        lambda e: ["explore", str(e.tmp / "nope"), "--out", str(e.tmp / "ex")],
+        r"nope",
+    ),
+    Command(
+        "study",
+        lambda e: ["study", str(_study_file(e)), "--list"],
+        _study,
+        lambda e: ["study", str(e.tmp / "nope.yaml")],
+        r"nope\.yaml",
     ),
     Command(
         "models",

@@ -2,7 +2,8 @@
 
 Each stage has its own module here that registers its sub-commands (nnU-Net style): ``data``
 (``synth``, ``download``, ``index``, ``split``, ``cache``), ``train`` (``train``, ``demo``),
-``evaluate``, ``predict`` (``predict``, ``export``), ``serve`` (the web viewer), ``radiogenomics``, ``models``.
+``evaluate``, ``predict`` (``predict``, ``export``), ``serve`` (the web viewer), ``explore``, ``study``,
+``radiogenomics``, ``models``.
 
 Errors: a :class:`~gliomaseg.errors.GliomasegError` (bad input or settings, refused overwrite), a
 missing/unreadable path of the user's or a full or read-only disk prints one line
@@ -23,7 +24,7 @@ import threading
 import warnings
 from collections.abc import Sequence
 
-from gliomaseg.cli import data, evaluate, models, predict, radiogenomics, serve, train
+from gliomaseg.cli import data, evaluate, explore, models, predict, radiogenomics, serve, study, train
 from gliomaseg.cli._common import quiet_library_warnings
 from gliomaseg.errors import GliomasegError
 
@@ -32,7 +33,7 @@ __all__ = ["build_parser", "main"]
 log = logging.getLogger("gliomaseg")
 
 #: The modules whose ``register(subparsers)`` add sub-commands, in ``--help`` order.
-COMMAND_MODULES = (data, train, evaluate, predict, serve, radiogenomics, models)
+COMMAND_MODULES = (data, train, evaluate, predict, serve, explore, study, radiogenomics, models)
 
 #: Errors that are the user's to fix: printed as one line, exit status 2.
 USER_ERRORS = (GliomasegError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)

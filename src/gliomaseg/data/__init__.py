@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 from gliomaseg._lazy import lazy_exports
 
-#: modules: index, index_table, splits, normalise, cache, augment, datamodule, phantoms, io, download, workspace
 _EXPORTS = {
     "IndexResult": "gliomaseg.data.index",
     "index_dataset": "gliomaseg.data.index",
@@ -41,10 +40,14 @@ _EXPORTS = {
     "open_cache": "gliomaseg.data.cache",
     "AUGMENT_PRESETS": "gliomaseg.data.augment",
     "AugmentConfig": "gliomaseg.data.augment",
+    "BatchAugment": "gliomaseg.data.augment",
     "augment_config": "gliomaseg.data.augment",
     "build_augmentation": "gliomaseg.data.augment",
+    "split_augmentation": "gliomaseg.data.augment",
     "GliomaDataModule": "gliomaseg.data.datamodule",
+    "SliceBatch": "gliomaseg.data.datamodule",
     "SliceDataset": "gliomaseg.data.datamodule",
+    "collate_batch": "gliomaseg.data.datamodule",
     "DATA_CSV_COLUMNS": "gliomaseg.data.phantoms",
     "PHANTOM_SITES": "gliomaseg.data.phantoms",
     "synthesise_dataset": "gliomaseg.data.phantoms",
@@ -71,9 +74,16 @@ _EXPORTS = {
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
-    from gliomaseg.data.augment import AUGMENT_PRESETS, AugmentConfig, augment_config, build_augmentation
+    from gliomaseg.data.augment import (
+        AUGMENT_PRESETS,
+        AugmentConfig,
+        BatchAugment,
+        augment_config,
+        build_augmentation,
+        split_augmentation,
+    )
     from gliomaseg.data.cache import CACHE_FORMAT, Cache, build_cache, cache_key, open_cache
-    from gliomaseg.data.datamodule import GliomaDataModule, SliceDataset
+    from gliomaseg.data.datamodule import GliomaDataModule, SliceBatch, SliceDataset, collate_batch
     from gliomaseg.data.download import (
         KAGGLE_DATASET,
         KAGGLE_URL,

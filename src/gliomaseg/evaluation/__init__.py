@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 from gliomaseg._lazy import lazy_exports
 
-#: modules: metrics, aggregate, postprocess, plan, ensemble, evaluator, figures, html
 _EXPORTS = {
     "CASES": "gliomaseg.evaluation.metrics",
     "METRIC_KEYS": "gliomaseg.evaluation.metrics",
@@ -21,6 +20,7 @@ _EXPORTS = {
     "slice_metrics": "gliomaseg.evaluation.metrics",
     "summarise": "gliomaseg.evaluation.aggregate",
     "summarise_table": "gliomaseg.evaluation.aggregate",
+    "COMPONENT_SCORES": "gliomaseg.evaluation.postprocess",
     "FLIPS": "gliomaseg.evaluation.postprocess",
     "PostprocessConfig": "gliomaseg.evaluation.postprocess",
     "binarise": "gliomaseg.evaluation.postprocess",
@@ -91,6 +91,7 @@ if TYPE_CHECKING:
         split_matches,
     )
     from gliomaseg.evaluation.postprocess import (
+        COMPONENT_SCORES,
         FLIPS,
         PostprocessConfig,
         binarise,

@@ -32,6 +32,7 @@ __all__ = [
     "plot_dice_distribution",
     "plot_learning_curves",
     "plot_patient_overlays",
+    "save_figure",
     "save_gif",
     "select_slices",
 ]
@@ -187,7 +188,8 @@ def select_slices(truth: np.ndarray, pred: np.ndarray, n: int = 6) -> list[int]:
     return sorted(chosen)
 
 
-def _save_figure(fig: plt.Figure, path: str | Path) -> Path:
+def save_figure(fig: plt.Figure, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG atomically and close it (every report's figures go through here)."""
     try:
         return atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=_DPI, bbox_inches="tight"))
     finally:
@@ -247,7 +249,7 @@ def plot_patient_overlays(
         ax.set_title(f"slice {numbers[i]}: {dice}", fontsize=9)
     fig.suptitle(title, fontsize=11)
     fig.legend(handles=_legend_handles(), loc="outside lower center", ncol=2, fontsize=8, frameon=False)
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_dice_distribution(path: str | Path, dice: Sequence[float] | np.ndarray | pd.Series) -> Path:
@@ -284,7 +286,7 @@ def plot_dice_distribution(path: str | Path, dice: Sequence[float] | np.ndarray 
     ax_b.set_ylabel("volume Dice")
     note = f" ({n_nan} without tumour left out)" if n_nan else ""
     fig.suptitle(f"Per-patient Dice{note}", fontsize=11)
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_learning_curves(path: str | Path, log: pd.DataFrame, *, best_epoch: int | None = None) -> Path | None:
@@ -334,4 +336,4 @@ def plot_learning_curves(path: str | Path, log: pd.DataFrame, *, best_epoch: int
     ax_d.set_ylim(0, 1)
     ax_d.legend(fontsize=8, loc="lower right")
     fig.suptitle("Learning curves (validation at the training resolution)", fontsize=11)
-    return _save_figure(fig, path)
+    return save_figure(fig, path)

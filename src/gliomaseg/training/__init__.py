@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 from gliomaseg._lazy import lazy_exports
 
-#: modules: config, registry, models, losses, module, trainer, logs
 _EXPORTS = {
     "OPTIMIZERS": "gliomaseg.training.config",
     "PRECISIONS": "gliomaseg.training.config",
@@ -36,6 +35,8 @@ _EXPORTS = {
     "MONITOR": "gliomaseg.training.module",
     "SegmentationModule": "gliomaseg.training.module",
     "ModelFileCallback": "gliomaseg.training.trainer",
+    "cpu_has_native_bf16": "gliomaseg.training.trainer",
+    "resolve_precision": "gliomaseg.training.trainer",
     "train": "gliomaseg.training.trainer",
     "csv_version": "gliomaseg.training.logs",
     "log_session": "gliomaseg.training.logs",
@@ -69,4 +70,4 @@ if TYPE_CHECKING:
     )
     from gliomaseg.training.module import MONITOR, SegmentationModule
     from gliomaseg.training.registry import Registry
-    from gliomaseg.training.trainer import ModelFileCallback, train
+    from gliomaseg.training.trainer import ModelFileCallback, cpu_has_native_bf16, resolve_precision, train
