@@ -240,6 +240,24 @@ def _schedules(uploads: list[Upload], clients: int, requests: int, bad_share: fl
     return [chosen[i * requests : (i + 1) * requests] for i in range(clients)]
 
 
+def _sample_rss(
+    server: Server, records: list[dict[str, Any]], samples: list[tuple[int, int]], clients: list[threading.Thread]
+) -> None:
+    while any(c.is_alive() for c in clients) or not samples:
+        samples.append((len(records), _memory_kb(server.proc.pid)["VmRSS"]))
+        time.sleep(0.25)
+
+
+def _rss_by_progress(samples: list[tuple[int, int]], total: int) -> dict[str, float]:
+    """The server's resident memory when a quarter, half, ... of the requests were answered: a leak
+    grows with the count, a bounded server levels off."""
+    out = {}
+    for share in (0.25, 0.5, 0.75, 1.0):
+        reached = [kb for done, kb in samples if done >= share * total] or [samples[-1][1]]
+        out[f"{round(share * 100)}%"] = round(reached[0] / 1024, 1)
+    return out
+
+
 def _summary(records: list[dict[str, Any]], wall: float, clients: int, requests: int) -> dict[str, Any]:
     seconds = np.array([r["seconds"] for r in records]) if records else np.zeros(1)
     errors = [r for r in records if r["problem"]]
@@ -332,12 +350,19 @@ def run_load(
                 threading.Thread(target=_client, args=(server.url, s, deadline, folder / f"client{i}", records))
                 for i, s in enumerate(schedules)
             ]
+            samples: list[tuple[int, int]] = []  # (requests answered, server RSS in kB)
+            sampler = threading.Thread(target=_sample_rss, args=(server, records, samples, threads), daemon=True)
             t0 = time.perf_counter()
             for thread in threads:
                 thread.start()
+            sampler.start()
             for thread in threads:
                 thread.join()
+            sampler.join()
             report.update(_summary(records, time.perf_counter() - t0, clients, requests))
+            report["server"]["rss_by_progress_mb"] = _rss_by_progress(samples, len(records))
+            step = max(1, len(samples) // 40)
+            report["server"]["rss_trace"] = [[done, round(kb / 1024)] for done, kb in samples[::step]]
         finally:
             _stop(server, report)
     return report
