@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gliomaseg.cli._common import quiet_training_libraries
+
 if TYPE_CHECKING:
     from gliomaseg.study.report import CollectResult
 
@@ -45,6 +47,7 @@ def _cmd_study(args: argparse.Namespace) -> None:
             return
         wait_for_runs(study, runs, jobs, timeout_s=args.timeout * 60)
     else:
+        quiet_training_libraries(args.verbose)  # the runs train in this process
         outcome = run_local(study, runs)
         if outcome["skipped"]:
             print(f"{len(outcome['skipped'])} runs are being run by another process: {', '.join(outcome['skipped'])}")
