@@ -12,11 +12,10 @@ bad (corrupt, 16-bit, NaN voxels, over the size limit, a text file). Every good 
 the mask that ``gliomaseg predict`` writes for the same file, every bad one its error message;
 anything else counts as an error. The run is bounded in requests and in time (``--timeout-s``).
 
-Writes (default ``benchmarks/results/load_web.json``) and prints: requests, errors, latency p50/p95/
-max (a request's latency includes its wait in the server's queue: the page runs one request at a
-time), throughput, and the server's memory (VmHWM, the peak resident set, and the resident set
-after warm-up and at the end, from ``/proc/PID/status``), the scan folders left, and whether the
-server removed its temp folder on SIGTERM.
+Writes (default ``benchmarks/results/load_web.json``) and prints: requests, errors, latency (with
+the wait in the server's one-request-at-a-time queue), throughput, the server's memory from
+``/proc/PID/status`` (peak ``VmHWM``; ``VmRSS`` over the run), the scan folders left, and whether
+the server removed its temp folder on SIGTERM.
 """
 
 from __future__ import annotations
@@ -147,12 +146,8 @@ def _free_port() -> int:
 
 def _memory_kb(pid: int) -> dict[str, int]:
     """``VmRSS`` and ``VmHWM`` (peak resident set) of a process, in kB."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            fields[key] = int(value.split()[0])
-    return fields
+    lines = (line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return {key: int(value.split()[0]) for key, value in lines if key in ("VmRSS", "VmHWM")}
 
 
 @dataclass
@@ -174,13 +169,11 @@ def _launch(model: Path, max_upload_mb: float) -> Server:
 
 
 def _wait_ready(server: Server, wait_s: float) -> None:
-    first = server.proc.stdout.readline() if server.proc.stdout else ""
+    first = server.proc.stdout.readline()  # type: ignore[union-attr]
     started = re.search(r"kept in (\S+) \(removed on exit\)", first)
     if not started:
         server.proc.kill()
-        raise RuntimeError(
-            f"gliomaseg serve did not start: {first}{server.proc.stdout.read() if server.proc.stdout else ''}"
-        )
+        raise RuntimeError(f"gliomaseg serve did not start: {first}{server.proc.stdout.read()}")  # type: ignore[union-attr]
     server.tmp_root = Path(started.group(1))
     server.loopback_only = "loopback only" in first  # the default bind address
     # Drained all along: a full pipe would stall the server.

@@ -11,7 +11,8 @@ from PIL import Image
 
 from gliomaseg.data.io import read_image
 from gliomaseg.errors import GliomasegError
-from gliomaseg.inference.inputs import discover_inputs, nifti_to_uint8, read_case, read_volume
+from gliomaseg.inference.inputs import discover_inputs, read_case, read_volume
+from gliomaseg.inference.nifti import nifti_to_uint8
 
 
 def _rgb(h: int, w: int, seed: int = 0) -> np.ndarray:

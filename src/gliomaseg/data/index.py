@@ -214,13 +214,11 @@ def _read_data_csv(path: Path) -> pd.DataFrame:
 def index_dataset(root: str | os.PathLike[str], *, skip_bad: bool = False, progress: bool = False) -> IndexResult:
     """Scan a dataset folder into a table with one row per slice, validating every file.
 
-    Every problem is collected before anything is reported, so one run names all bad files: naming
-    problems (an image without its mask or the reverse, a patient folder without slices or that
-    cannot be read, a duplicate slice number), pixel problems (an unreadable or truncated file,
-    wrong shape or dtype, a non-binary mask) and size problems (an image and mask of different
-    sizes, a slice smaller than :data:`MIN_SIDE` pixels, or a slice whose size differs from the
-    other slices of its patient: a patient is one volume, so all its slices share one size).
-    Patients of different sizes are allowed (each slice is resized to the training size) and logged.
+    One run names every bad file: naming problems (a missing mask or image, an empty or unreadable
+    patient folder, a duplicate slice number), pixel problems (unreadable, truncated, wrong shape
+    or dtype, a non-binary mask) and sizes (image and mask differ, a slice under :data:`MIN_SIDE`
+    pixels, or not the size of the rest of its patient: one volume has one size). Patients of
+    different sizes are allowed (slices are resized to the training size) and logged.
 
     Args:
         root: a ``kaggle_3m`` folder, its parent, or a folder of own slices (see the module docstring).
@@ -338,10 +336,7 @@ def _check_sizes(rows: list[tuple[_Slice, _SliceInfo]], bad: list[tuple[str, str
 
 def _bad_files_message(root: Path, bad: list[tuple[str, str]]) -> str:
     listed = "; ".join(f"({k}) {_message(path, reason).rstrip('.')}" for k, (path, reason) in enumerate(sorted(bad), 1))
-    return (
-        f"{len(bad)} bad file(s) in {root}: {listed}. Fix or remove them, or pass --skip-bad "
-        "(skip_bad=True) to leave them out and list them"
-    )
+    return f"{len(bad)} bad file(s) in {root}: {listed}. Fix or remove them, or pass --skip-bad to leave them out"
 
 
 def _read_all(slices: list[_Slice], progress: bool) -> list[_SliceInfo | str]:

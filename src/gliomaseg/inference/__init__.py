@@ -21,13 +21,14 @@ _EXPORTS = {
     "LogitsFn": "gliomaseg.inference.fusion",
     "fold_batchnorm": "gliomaseg.inference.fusion",
     "graph_fused": "gliomaseg.inference.fusion",
-    "NIFTI_SUFFIXES": "gliomaseg.inference.inputs",
+    "NIFTI_SUFFIXES": "gliomaseg.inference.nifti",
     "SUPPORTED_INPUTS": "gliomaseg.inference.inputs",
     "Case": "gliomaseg.inference.inputs",
     "discover_inputs": "gliomaseg.inference.inputs",
-    "nifti_spacing": "gliomaseg.inference.inputs",
-    "nifti_stem": "gliomaseg.inference.inputs",
-    "nifti_to_uint8": "gliomaseg.inference.inputs",
+    "nifti_spacing": "gliomaseg.inference.nifti",
+    "nifti_stem": "gliomaseg.inference.nifti",
+    "nifti_to_uint8": "gliomaseg.inference.nifti",
+    "read_nifti": "gliomaseg.inference.nifti",
     "read_case": "gliomaseg.inference.inputs",
     "read_volume": "gliomaseg.inference.inputs",
     "AREAS_COLUMNS": "gliomaseg.inference.predict",
@@ -53,17 +54,8 @@ if TYPE_CHECKING:
     from gliomaseg.inference.backends import LoadedModel, load_onnx, load_torch, resolve_device
     from gliomaseg.inference.export import AveragedProbabilities, ExportResult, export_onnx
     from gliomaseg.inference.fusion import LogitsFn, fold_batchnorm, graph_fused
-    from gliomaseg.inference.inputs import (
-        NIFTI_SUFFIXES,
-        SUPPORTED_INPUTS,
-        Case,
-        discover_inputs,
-        nifti_spacing,
-        nifti_stem,
-        nifti_to_uint8,
-        read_case,
-        read_volume,
-    )
+    from gliomaseg.inference.inputs import SUPPORTED_INPUTS, Case, discover_inputs, read_case, read_volume
+    from gliomaseg.inference.nifti import NIFTI_SUFFIXES, nifti_spacing, nifti_stem, nifti_to_uint8, read_nifti
     from gliomaseg.inference.onnx_check import ONNX_FORMAT, check_onnx_model
     from gliomaseg.inference.predict import AREAS_COLUMNS, areas_row, overlay, predict_inputs, write_case
     from gliomaseg.inference.pretrained import BUNDLED, BundledModel, bundled_path, model_card, resolve_model

@@ -18,7 +18,8 @@ Inputs (any mix; each becomes one or more *cases*, one row of ``areas.csv`` each
   ``data[:, :, z]`` with rows along ``X`` and columns along ``Y``: array axes are used as stored,
   with no reorientation (the model was trained on axial slices; store axial slices on the last
   axis). Non-uint8 data are scaled to uint8 per volume and channel: the 0.5th-99.5th percentile
-  range of the finite values maps linearly to 0-255 (clipped; NaN -> 0); uint8 data are kept.
+  range maps linearly to 0-255 (clipped); uint8 data are kept. NaN or infinite voxels and slices
+  under 32 x 32 are refused (see :mod:`gliomaseg.inference.nifti`).
 """
 
 from __future__ import annotations
@@ -34,22 +35,11 @@ from typing import Any
 import numpy as np
 
 from gliomaseg.data.io import IMAGE_SUFFIXES, mask_suffix, read_image_any
-from gliomaseg.data.normalise import MIN_SIZE
 from gliomaseg.errors import GliomasegError
+from gliomaseg.inference.nifti import nifti_stem, read_nifti
 
-__all__ = [
-    "NIFTI_SUFFIXES",
-    "SUPPORTED_INPUTS",
-    "Case",
-    "discover_inputs",
-    "nifti_spacing",
-    "nifti_stem",
-    "nifti_to_uint8",
-    "read_case",
-    "read_volume",
-]
+__all__ = ["SUPPORTED_INPUTS", "Case", "discover_inputs", "read_case", "read_volume"]
 
-NIFTI_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz")
 SUPPORTED_INPUTS = (
     "a slice image (.tif, .tiff, .png, .jpg, .jpeg; grey or 3-channel uint8), a folder of slices "
     "(<name>_<n>.<ext>), a kaggle_3m patient folder, or a NIfTI volume (.nii, .nii.gz)"
@@ -57,9 +47,6 @@ SUPPORTED_INPUTS = (
 log = logging.getLogger(__name__)
 
 _NUMBERED = re.compile(r"^(?P<name>.+)_(?P<n>\d+)$")
-_PERCENTILES = (0.5, 99.5)
-#: In-plane sides differing by more than this factor suggest the slice axis is one of them.
-_MAX_ASPECT = 4
 
 
 @dataclass
@@ -88,28 +75,6 @@ class Case:
     def targets(self) -> list[Path]:
         """Every file this case writes."""
         return [*self.masks, *self.overlays]
-
-
-def nifti_stem(path: Path) -> str | None:
-    name = path.name
-    for suffix in (".nii.gz", ".nii"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return None
-
-
-def nifti_spacing(image: Any) -> tuple[float, ...]:
-    """Voxel sizes along the spatial axes of a NIfTI image (X, Y and, for volumes, Z), from its header.
-
-    Args:
-        image: a nibabel NIfTI image (``Case.nifti``).
-
-    Returns:
-        ``(dx, dy, dz)`` for a volume, ``(dx, dy)`` for a single 2D slice, in the header's spatial unit
-        (millimetres in practice).
-    """
-    n_spatial = 3 if len(image.shape) >= 3 else 2
-    return tuple(float(z) for z in image.header.get_zooms()[:n_spatial])
 
 
 def _unsupported(path: Path, why: str) -> GliomasegError:
@@ -273,97 +238,6 @@ def _as_three_channels(image: np.ndarray) -> np.ndarray:
     return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
 
 
-def nifti_to_uint8(data: np.ndarray) -> np.ndarray:
-    """Scale a NIfTI volume to uint8, per channel, robustly.
-
-    Args:
-        data: ``... x C`` array of any numeric dtype (channels last).
-
-    Returns:
-        uint8 array of the same shape: uint8 input unchanged; otherwise each channel's 0.5th-99.5th
-        percentile range of finite values mapped linearly to 0-255 (clipped, NaN -> 0, a constant
-        channel -> 0).
-    """
-    if data.dtype == np.uint8:
-        return data
-    out = np.zeros(data.shape, np.uint8)
-    for c in range(data.shape[-1]):
-        channel = np.asarray(data[..., c], dtype=np.float32)
-        finite = np.isfinite(channel)
-        if not finite.any():
-            continue
-        lo, hi = np.percentile(channel[finite], _PERCENTILES)
-        if hi <= lo:
-            continue
-        scaled = (np.where(finite, channel, lo) - lo) * (255.0 / (hi - lo))
-        out[..., c] = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-    return out
-
-
-def _check_nifti_data(path: Path, data: np.ndarray) -> None:
-    """Refuse non-finite voxels and slices too small to segment; warn about axes that look transposed.
-
-    Args:
-        path: the file, for messages.
-        data: ``X x Y x Z x C``, slices along Z.
-    """
-    if np.issubdtype(data.dtype, np.floating):
-        finite = np.isfinite(data)
-        if not finite.all():
-            n_nan = int(np.isnan(data).sum())
-            raise GliomasegError(
-                f"{path}: {n_nan} NaN and {finite.size - int(finite.sum()) - n_nan} infinite voxel(s); gliomaseg "
-                "does not guess what they should be: replace them (e.g. with the background value, "
-                "numpy.nan_to_num) and save the file again"
-            )
-    x, y, z = data.shape[:3]
-    if min(x, y) < MIN_SIZE:
-        raise GliomasegError(
-            f"{path}: slices of {x} x {y} voxels are too small (at least {MIN_SIZE} x {MIN_SIZE}); gliomaseg reads "
-            "slices along the last spatial axis: if the slices are on another axis, move them there "
-            "(e.g. numpy.moveaxis or nibabel.as_closest_canonical) and save again"
-        )
-    if z > max(x, y) or max(x, y) > _MAX_ASPECT * min(x, y):
-        log.warning(
-            "%s: the axes look transposed (X x Y x Z = %d x %d x %d): gliomaseg reads slices along the last axis "
-            "(Z) and expects them roughly square; if the axial slices are on another axis, move them to the last "
-            "one (e.g. numpy.moveaxis or nibabel.as_closest_canonical)",
-            path,
-            x,
-            y,
-            z,
-        )
-
-
-def _read_nifti(path: Path) -> tuple[np.ndarray, Any]:
-    import nibabel as nib
-
-    try:
-        img = nib.load(str(path))
-        data = np.asanyarray(img.dataobj)
-    except Exception as err:  # noqa: BLE001 - nibabel raises many types for bad files
-        raise GliomasegError(f"{path}: unreadable or truncated NIfTI file ({type(err).__name__}: {err})") from err
-    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
-        raise _unsupported(path, f"not a NIfTI-1/2 image ({type(img).__name__})")
-    if not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data):
-        raise GliomasegError(f"{path}: NIfTI data type {data.dtype} is not a real number type")
-    shape = data.shape
-    if data.ndim == 5 and shape[3] == 1:  # NIfTI vector images store channels on the 5th axis
-        data = data[:, :, :, 0, :]
-    if data.ndim == 2:
-        data = data[:, :, None, None]
-    elif data.ndim == 3:
-        data = data[..., None]
-    if data.ndim != 4 or data.shape[-1] not in (1, 3):
-        raise GliomasegError(
-            f"{path}: NIfTI shape {shape} is not supported; expected X x Y x Z (FLAIR) or X x Y x Z x C "
-            "with C = 1 (FLAIR) or 3 (pre-contrast, FLAIR, post-contrast)"
-        )
-    _check_nifti_data(path, data)
-    volume = np.moveaxis(nifti_to_uint8(data), 2, 0)  # Z x X x Y x C: slices first, as stored
-    return np.ascontiguousarray(_as_three_channels(volume)), img
-
-
 def read_case(case: Case) -> np.ndarray:
     """Read a case's volume (and keep it on ``case.volume``).
 
@@ -375,7 +249,8 @@ def read_case(case: Case) -> np.ndarray:
             one volume with different sizes (the message names the file).
     """
     if case.kind == "nifti":
-        case.volume, case.nifti = _read_nifti(case.source)
+        volume, case.nifti = read_nifti(case.source)
+        case.volume = np.ascontiguousarray(_as_three_channels(volume))
         return case.volume
     slices = []
     for path in case.files:

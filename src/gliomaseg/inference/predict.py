@@ -36,7 +36,8 @@ from scipy import ndimage
 from gliomaseg.data.io import read_mask, write_image, write_mask
 from gliomaseg.errors import GliomasegError, OutputExistsError
 from gliomaseg.evaluation.postprocess import PostprocessConfig
-from gliomaseg.inference.inputs import Case, discover_inputs, nifti_spacing, nifti_stem, read_case
+from gliomaseg.inference.inputs import Case, discover_inputs, read_case
+from gliomaseg.inference.nifti import nifti_spacing, nifti_stem
 from gliomaseg.inference.segmenter import Segmenter, load_segmenter
 from gliomaseg.utils import atomic_write, atomic_write_text
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from gliomaseg.data.io import IMAGE_SUFFIXES, read_mask
 from gliomaseg.errors import GliomasegError
-from gliomaseg.inference.inputs import nifti_stem
+from gliomaseg.inference.nifti import nifti_stem
 from gliomaseg.web.uploads import Scan, check_sizes, unzip_upload
 
 __all__ = ["read_truth"]

@@ -24,7 +24,8 @@ import numpy as np
 
 from gliomaseg.data.io import IMAGE_SUFFIXES, read_mask
 from gliomaseg.errors import GliomasegError
-from gliomaseg.inference.inputs import SUPPORTED_INPUTS, Case, discover_inputs, nifti_spacing, read_case
+from gliomaseg.inference.inputs import SUPPORTED_INPUTS, Case, discover_inputs, read_case
+from gliomaseg.inference.nifti import nifti_spacing
 
 __all__ = ["UNZIP_FACTOR", "Scan", "check_sizes", "load_upload", "unzip_upload"]
 

@@ -1,0 +1,163 @@
+"""NIfTI volumes as prediction inputs: names, voxel sizes, reading with checks, scaling to uint8.
+
+A volume is read as stored (no reorientation): slice ``z`` is ``data[:, :, z]``. Before anything is
+scaled, the data are checked: NaN or infinite voxels are refused (gliomaseg does not guess what
+they should be), slices smaller than 32 x 32 are refused (usually the slices are on another axis),
+and axes that look transposed (the slice axis longer than both in-plane axes, or in-plane sides
+that differ more than four-fold) are warned about, with the fix.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gliomaseg.data.normalise import MIN_SIZE
+from gliomaseg.errors import GliomasegError
+
+__all__ = ["NIFTI_SUFFIXES", "nifti_spacing", "nifti_stem", "nifti_to_uint8", "read_nifti"]
+
+log = logging.getLogger(__name__)
+
+NIFTI_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz")
+_PERCENTILES = (0.5, 99.5)
+#: In-plane sides differing by more than this factor suggest the slice axis is one of them.
+_MAX_ASPECT = 4
+
+
+def nifti_stem(path: Path) -> str | None:
+    """The name of a NIfTI file without ``.nii``/``.nii.gz``, or None for another file."""
+    name = path.name
+    for suffix in (".nii.gz", ".nii"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return None
+
+
+def nifti_spacing(image: Any) -> tuple[float, ...]:
+    """Voxel sizes along the spatial axes of a NIfTI image (X, Y and, for volumes, Z), from its header.
+
+    Args:
+        image: a nibabel NIfTI image (``Case.nifti``).
+
+    Returns:
+        ``(dx, dy, dz)`` for a volume, ``(dx, dy)`` for a single 2D slice, in the header's spatial unit
+        (millimetres in practice).
+    """
+    n_spatial = 3 if len(image.shape) >= 3 else 2
+    return tuple(float(z) for z in image.header.get_zooms()[:n_spatial])
+
+
+def nifti_to_uint8(data: np.ndarray) -> np.ndarray:
+    """Scale a NIfTI volume to uint8, per channel, robustly.
+
+    Args:
+        data: ``... x C`` array of any numeric dtype (channels last).
+
+    Returns:
+        uint8 array of the same shape: uint8 input unchanged; otherwise each channel's 0.5th-99.5th
+        percentile range of finite values mapped linearly to 0-255 (clipped, NaN -> 0, a constant
+        channel -> 0).
+    """
+    if data.dtype == np.uint8:
+        return data
+    out = np.zeros(data.shape, np.uint8)
+    for c in range(data.shape[-1]):
+        channel = np.asarray(data[..., c], dtype=np.float32)
+        finite = np.isfinite(channel)
+        if not finite.any():
+            continue
+        lo, hi = np.percentile(channel[finite], _PERCENTILES)
+        if hi <= lo:
+            continue
+        scaled = (np.where(finite, channel, lo) - lo) * (255.0 / (hi - lo))
+        out[..., c] = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    return out
+
+
+def _check_data(path: Path, data: np.ndarray) -> None:
+    """Refuse non-finite voxels and slices too small to segment; warn about axes that look transposed.
+
+    Args:
+        path: the file, for messages.
+        data: ``X x Y x Z x C``, slices along Z.
+    """
+    if np.issubdtype(data.dtype, np.floating):
+        finite = np.isfinite(data)
+        if not finite.all():
+            n_nan = int(np.isnan(data).sum())
+            raise GliomasegError(
+                f"{path}: {n_nan} NaN and {finite.size - int(finite.sum()) - n_nan} infinite voxel(s); gliomaseg "
+                "does not guess what they should be: replace them (e.g. with the background value, "
+                "numpy.nan_to_num) and save the file again"
+            )
+    x, y, z = data.shape[:3]
+    if min(x, y) < MIN_SIZE:
+        raise GliomasegError(
+            f"{path}: slices of {x} x {y} voxels are too small (at least {MIN_SIZE} x {MIN_SIZE}); gliomaseg reads "
+            "slices along the last spatial axis: if the slices are on another axis, move them there "
+            "(e.g. numpy.moveaxis or nibabel.as_closest_canonical) and save again"
+        )
+    if z > max(x, y) or max(x, y) > _MAX_ASPECT * min(x, y):
+        log.warning(
+            "%s: the axes look transposed (X x Y x Z = %d x %d x %d): gliomaseg reads slices along the last axis "
+            "(Z) and expects them roughly square; if the axial slices are on another axis, move them to the last "
+            "one (e.g. numpy.moveaxis or nibabel.as_closest_canonical)",
+            path,
+            x,
+            y,
+            z,
+        )
+
+
+def read_nifti(path: str | os.PathLike[str]) -> tuple[np.ndarray, Any]:
+    """Read a NIfTI volume as slices, checked, with intensities scaled to uint8.
+
+    Args:
+        path: a ``.nii``/``.nii.gz`` file: ``X x Y`` (one slice), ``X x Y x Z`` (FLAIR) or
+            ``X x Y x Z x C`` with ``C`` in {1, 3} (pre-contrast, FLAIR, post-contrast).
+
+    Returns:
+        ``(volume, image)``: ``Z x X x Y x C`` uint8 (slices along the stored last spatial axis, no
+        reorientation; see :func:`nifti_to_uint8`) and the nibabel image (header and affine).
+
+    Raises:
+        GliomasegError: an unreadable file, an unsupported shape or data type, NaN or infinite
+            voxels, or slices smaller than 32 x 32 (see :func:`_check_data`).
+
+    Example:
+        >>> import tempfile, numpy as np, nibabel as nib
+        >>> path = tempfile.mkdtemp() + "/v.nii.gz"
+        >>> nib.save(nib.Nifti1Image(np.ones((48, 40, 5), np.float32), np.eye(4)), path)
+        >>> read_nifti(path)[0].shape
+        (5, 48, 40, 1)
+    """
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(path))
+        data = np.asanyarray(img.dataobj)
+    except Exception as err:  # noqa: BLE001 - nibabel raises many types for bad files
+        raise GliomasegError(f"{path}: unreadable or truncated NIfTI file ({type(err).__name__}: {err})") from err
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise GliomasegError(f"{path}: not a NIfTI-1/2 image ({type(img).__name__}); save it as .nii or .nii.gz")
+    if not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data):
+        raise GliomasegError(f"{path}: NIfTI data type {data.dtype} is not a real number type")
+    shape = data.shape
+    if data.ndim == 5 and shape[3] == 1:  # NIfTI vector images store channels on the 5th axis
+        data = data[:, :, :, 0, :]
+    if data.ndim == 2:
+        data = data[:, :, None, None]
+    elif data.ndim == 3:
+        data = data[..., None]
+    if data.ndim != 4 or data.shape[-1] not in (1, 3):
+        raise GliomasegError(
+            f"{path}: NIfTI shape {shape} is not supported; expected X x Y x Z (FLAIR) or X x Y x Z x C "
+            "with C = 1 (FLAIR) or 3 (pre-contrast, FLAIR, post-contrast)"
+        )
+    _check_data(path, data)
+    return np.moveaxis(nifti_to_uint8(data), 2, 0), img  # Z x X x Y x C: slices first, as stored
