@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from gliomaseg.errors import GliomasegError
 from gliomaseg.training.config import PRESETS, TrainConfig, load_config_file, resolve_config
 
 
@@ -72,3 +73,26 @@ def test_unknown_keys_and_presets(tmp_path):
 def test_run_dir_named_after_experiment(tmp_path):
     cfg = TrainConfig(model="resunet", loss="focal", fold=2, runs_dir=str(tmp_path))
     assert cfg.run_dir == tmp_path / "resunet__focal__fold2"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("c.yaml", "lr: [\n", r"c\.yaml: not valid YAML"),
+        ("c.toml", "lr = \n", r"c\.toml: not valid TOML"),
+        ("c.yaml", "lr: abc\n", r"lr='abc': expected float"),
+        ("c.yaml", "epochs: 2.5\n", r"epochs=2\.5: expected int"),
+        ("c.yaml", "largest_component: maybe\n", r"largest_component='maybe': expected bool"),
+    ],
+    ids=["broken-yaml", "broken-toml", "text-for-a-number", "fraction-for-a-count", "text-for-a-switch"],
+)
+def test_a_bad_config_file_is_one_named_error(tmp_path, name, text, expected):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(GliomasegError, match=expected):
+        resolve_config(config_file=tmp_path / name)
+
+
+def test_numbers_yaml_reads_as_text_are_taken_as_numbers(tmp_path):
+    (tmp_path / "c.yaml").write_text('lr: 1e-3\nepochs: "7"\n')  # PyYAML reads 1e-3 as a string
+    cfg = resolve_config(config_file=tmp_path / "c.yaml")
+    assert (cfg.lr, cfg.epochs) == (1e-3, 7)

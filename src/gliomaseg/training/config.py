@@ -6,10 +6,13 @@ lr 1e-4, batch 8, 256x256) < preset < configuration file < explicit command-line
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import sys
+import types
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -130,7 +133,29 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict, metadata={"help": "free-form notes kept with the run"})
 
     def __post_init__(self) -> None:
+        self._check_types()
         self.validate()
+
+    def _check_types(self) -> None:
+        """Each value of the type its field declares; numbers written as text (YAML reads ``1e-3`` as
+        a string) are converted. Raises GliomasegError naming the setting and the expected type."""
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            value, hint = getattr(self, f.name), hints[f.name]
+            optional = typing.get_origin(hint) in (typing.Union, types.UnionType)
+            if optional:  # X | None
+                if value is None:
+                    continue
+                hint = next(k for k in typing.get_args(hint) if k is not type(None))
+            kind = typing.get_origin(hint) or hint
+            if kind in (int, float) and isinstance(value, str):
+                with contextlib.suppress(ValueError):
+                    value = kind(value)
+            accepted = (int, float) if kind is float else kind  # an int is a valid float (PEP 484)
+            ok = isinstance(value, accepted) and not (kind in (int, float) and isinstance(value, bool))
+            if not ok:
+                raise GliomasegError(f"{f.name}={value!r}: expected {getattr(kind, '__name__', kind)}")
+            object.__setattr__(self, f.name, value)
 
     def validate(self) -> None:
         """Check values; raises GliomasegError naming the bad setting.
@@ -285,13 +310,19 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise GliomasegError(f"config file {path} does not exist")
     text = path.read_text()
     if path.suffix in (".yaml", ".yml"):
-        data = yaml.safe_load(text) or {}
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            raise GliomasegError(f"config file {path}: not valid YAML ({' '.join(str(err).split())})") from None
     elif path.suffix == ".toml":
         if sys.version_info >= (3, 11):
             import tomllib
         else:  # pragma: no cover - Python 3.10
             import tomli as tomllib
-        data = tomllib.loads(text)
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise GliomasegError(f"config file {path}: not valid TOML ({err})") from None
     else:
         raise GliomasegError(f"config file {path}: use a .yaml, .yml or .toml file")
     if not isinstance(data, dict):
