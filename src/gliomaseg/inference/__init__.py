@@ -17,7 +17,6 @@ _EXPORTS = {
     "LoadedModel": "gliomaseg.inference.backends",
     "load_onnx": "gliomaseg.inference.backends",
     "load_torch": "gliomaseg.inference.backends",
-    "resolve_device": "gliomaseg.inference.backends",
     "LogitsFn": "gliomaseg.inference.fusion",
     "fold_batchnorm": "gliomaseg.inference.fusion",
     "graph_fused": "gliomaseg.inference.fusion",
@@ -49,20 +48,10 @@ _EXPORTS = {
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
-    from gliomaseg.inference.backends import LoadedModel, load_onnx, load_torch, resolve_device
-    from gliomaseg.inference.export import ONNX_FORMAT, AveragedProbabilities, ExportResult, export_onnx
+    from gliomaseg.inference.backends import LoadedModel, load_onnx, load_torch
+    from gliomaseg.inference.export import AveragedProbabilities, ExportResult, ONNX_FORMAT, export_onnx
     from gliomaseg.inference.fusion import LogitsFn, fold_batchnorm, graph_fused
-    from gliomaseg.inference.inputs import (
-        NIFTI_SUFFIXES,
-        SUPPORTED_INPUTS,
-        Case,
-        discover_inputs,
-        nifti_spacing,
-        nifti_stem,
-        nifti_to_uint8,
-        read_case,
-        read_volume,
-    )
+    from gliomaseg.inference.inputs import Case, NIFTI_SUFFIXES, SUPPORTED_INPUTS, discover_inputs, nifti_spacing, nifti_stem, nifti_to_uint8, read_case, read_volume
     from gliomaseg.inference.predict import AREAS_COLUMNS, areas_row, overlay, predict_inputs, write_case
     from gliomaseg.inference.pretrained import BUNDLED, BundledModel, bundled_path, model_card, resolve_model
     from gliomaseg.inference.segmenter import Segmenter, load_segmenter
