@@ -103,6 +103,7 @@ LAYERS = {
     "gliomaseg._lazy": 0,
     "gliomaseg.errors": 0,
     "gliomaseg.utils": 0,
+    "gliomaseg.devices": 0,  # device and precision choice: torch only
     "gliomaseg.checkpoint": 0,  # the model file format, which training writes and inference reads
     "gliomaseg.data": 1,
     # TrainConfig holds the PostprocessConfig that model files store, so these settings sit below

@@ -144,7 +144,7 @@ def test_degrades_when_strata_too_small() -> None:
     [
         ({"test_fraction": 1.0}, "test_fraction=1.0"),
         ({"test_fraction": -0.1}, "test_fraction=-0.1"),
-        ({"val_fraction": 0.0}, "val_fraction=0.0"),
+        ({"val_fraction": -0.1}, "val_fraction=-0.1"),
         ({"test_fraction": 0.5, "val_fraction": 0.5}, "must be < 1"),
         ({"n_folds": 0}, "n_folds=0"),
         ({"n_folds": 2.5}, "n_folds=2.5"),
@@ -155,6 +155,15 @@ def test_degrades_when_strata_too_small() -> None:
 def test_bad_arguments(table: pd.DataFrame, kwargs: dict, needle: str) -> None:
     with pytest.raises(ValueError, match=re.escape(needle)):
         make_splits(table, **kwargs)
+
+
+def test_val_fraction_zero_trains_every_non_test_patient(table: pd.DataFrame) -> None:
+    splits = make_splits(table, test_fraction=0.15, val_fraction=0.0)
+    (fold,) = splits["folds"]
+    assert fold["val"] == []
+    assert sorted(fold["train"] + splits["test"]) == sorted(table["patient_id"].unique())
+    everyone = make_splits(table, test_fraction=0.0, val_fraction=0.0)
+    assert everyone["test"] == [] and len(everyone["folds"][0]["train"]) == table["patient_id"].nunique()
 
 
 def test_missing_columns() -> None:

@@ -85,7 +85,8 @@ def test_onnx_export_of_an_ensemble_matches_the_pytorch_ensemble(members, volume
     assert result.max_abs_diff < 1e-3
     onnx_seg = load_segmenter(result.path)
     assert len(onnx_seg.meta["ensemble"]) == 2
-    np.testing.assert_allclose(onnx_seg.predict_proba(volume), load_segmenter(members).predict_proba(volume), atol=2e-4)
+    pytorch = load_segmenter(members, bf16=False).predict_proba(volume)
+    np.testing.assert_allclose(onnx_seg.predict_proba(volume), pytorch, atol=2e-4)
 
 
 def test_cli_predict_and_evaluate_take_several_models(members, phantoms, tmp_path, capsys):

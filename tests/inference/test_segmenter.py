@@ -43,7 +43,7 @@ def _naive(ckpt: Path, batch_size: int = 1) -> Segmenter:
 def test_default_path_matches_naive_eager(files: tuple[Path, Path], volume: np.ndarray):
     ckpt, _ = files
     reference = _naive(ckpt).predict_proba(volume)
-    proba = Segmenter.from_checkpoint(ckpt).predict_proba(volume)
+    proba = Segmenter.from_checkpoint(ckpt, bf16=False).predict_proba(volume)
     assert proba.shape == (5, 40, 48) and proba.dtype == np.float32
     np.testing.assert_allclose(proba, reference, atol=1e-4)
     assert proba.min() >= 0.0 and proba.max() <= 1.0
@@ -55,7 +55,7 @@ def test_default_path_matches_naive_eager(files: tuple[Path, Path], volume: np.n
 )
 def test_default_cpu_path_is_the_fused_graph(files: tuple[Path, Path], volume: np.ndarray):
     ckpt, _ = files
-    fused = Segmenter.from_checkpoint(ckpt, device="cpu", batch_size=2)  # 5 slices: last chunk padded
+    fused = Segmenter.from_checkpoint(ckpt, device="cpu", batch_size=2, bf16=False)  # 5 slices: last chunk padded
     eager = Segmenter.from_checkpoint(ckpt, device="cpu", batch_size=2, graph_fusion=False)
     assert (fused.backend, eager.backend) == ("torchscript-onednn", "eager")
     assert not torch.jit.onednn_fusion_enabled()  # the global switch is restored after loading...
@@ -85,11 +85,21 @@ def test_bf16_runs_a_fused_bf16_graph_close_to_float32(files: tuple[Path, Path],
     assert Segmenter.from_onnx(files[1]).backend == "onnxruntime"
 
 
+def test_default_precision_follows_the_cpu(files: tuple[Path, Path]):
+    from gliomaseg.devices import cpu_has_native_bf16
+
+    backend = Segmenter.from_checkpoint(files[0], device="cpu").backend
+    fused = platform.machine().lower() in ("x86_64", "amd64") and torch.backends.mkldnn.is_available()
+    if fused:
+        assert backend == ("torchscript-onednn-bf16" if cpu_has_native_bf16() else "torchscript-onednn")
+    assert Segmenter.from_checkpoint(files[0], device="cpu", graph_fusion=False).backend == "eager"
+
+
 @pytest.mark.parametrize("batch_size", [1, 2, 16])
 def test_batch_size_does_not_change_results(files: tuple[Path, Path], volume: np.ndarray, batch_size: int):
     ckpt, _ = files
     reference = _naive(ckpt).predict_proba(volume)
-    got = Segmenter.from_checkpoint(ckpt, batch_size=batch_size).predict_proba(volume)
+    got = Segmenter.from_checkpoint(ckpt, batch_size=batch_size, bf16=False).predict_proba(volume)
     np.testing.assert_allclose(got, reference, atol=1e-4)
 
 

@@ -35,6 +35,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         figures=not args.no_figures,
         overwrite=args.overwrite,
         device=args.device,
+        bf16=args.bf16,
     )
     print_eval_summary(result.out)
 
@@ -89,5 +90,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--patients", help="comma list of patient ids to draw overlays for")
     p.add_argument("--no-figures", action="store_true", help="tables and report only (faster)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    p.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bfloat16 network (default: on where the CPU computes bf16 natively, as predict does; "
+        "--no-bf16 for float32)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace the results in a non-empty --out")
     p.set_defaults(func=_cmd_evaluate)

@@ -90,7 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--bf16",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="bfloat16 autocast on CPU (model files only; default off)",
+        help="bfloat16 network on the CPU (model files only; default: on where the CPU computes bf16 natively)",
     )
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (.onnx only; default: all)")
     p.add_argument(

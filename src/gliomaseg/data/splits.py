@@ -115,7 +115,9 @@ def _try_split(
         else:
             test, rest, rest_labels = np.array([], dtype=patients.dtype), patients, labels
         folds: list[dict[str, list[str]]] = []
-        if n_folds == 1:
+        if n_folds == 1 and n_val == 0:  # every non-test patient trains (a final model)
+            folds.append({"train": sorted(map(str, rest)), "val": []})
+        elif n_folds == 1:
             train, val = train_test_split(rest, test_size=n_val, stratify=rest_labels, random_state=seed, shuffle=True)
             folds.append({"train": sorted(map(str, train)), "val": sorted(map(str, val))})
         else:
@@ -123,7 +125,7 @@ def _try_split(
             for tr, va in skf.split(rest, rest_labels):
                 folds.append({"train": sorted(map(str, rest[tr])), "val": sorted(map(str, rest[va]))})
     for fold in folds:
-        if not fold["train"] or not fold["val"]:
+        if not fold["train"] or (n_val and not fold["val"]):
             raise GliomasegError("a fold has an empty part")
     return sorted(map(str, test)), folds
 
@@ -135,8 +137,11 @@ def _check_split_settings(test_fraction: float, val_fraction: float, n_folds: in
     if not 0.0 <= float(test_fraction) < 1.0:
         raise GliomasegError(f"test_fraction={test_fraction!r} must be in [0, 1) (0 = no test part)")
     if n_folds == 1:
-        if not 0.0 < float(val_fraction) < 1.0:
-            raise GliomasegError(f"val_fraction={val_fraction!r} must be in (0, 1) for a holdout split")
+        if not 0.0 <= float(val_fraction) < 1.0:
+            raise GliomasegError(
+                f"val_fraction={val_fraction!r} must be in [0, 1) for a holdout split (0: every non-test "
+                "patient trains, a final model kept at its last epoch)"
+            )
         if float(test_fraction) + float(val_fraction) >= 1.0:
             raise GliomasegError(
                 f"test_fraction={test_fraction!r} + val_fraction={val_fraction!r} must be < 1 "
@@ -164,7 +169,9 @@ def make_splits(
             ``tumour_pixels``.
         test_fraction: fraction of all patients held out as the test part, in ``[0, 1)``;
             ``0`` means no test part.
-        val_fraction: fraction of all patients used for validation when ``n_folds == 1``
+        val_fraction: fraction of all patients used for validation when ``n_folds == 1``; ``0``
+            puts every non-test patient in training (no validation: the final model of a recipe
+            whose epoch count was chosen before, e.g. by cross-validation)
             (ignored, but recorded, for k folds where each fold's val is one ``1/k`` part).
         n_folds: ``1`` for a single train/val holdout, ``k >= 2`` for stratified k-fold on the
             non-test patients (every non-test patient is in exactly one fold's val).

@@ -155,6 +155,7 @@ def evaluate(
     device: str = "auto",
     batch_size: int = 32,
     n_boot: int = 2000,
+    bf16: bool | None = None,
 ) -> EvaluationResult:
     """Evaluate a model file on one part of the splits and write tables, figures and a report.
 
@@ -180,6 +181,8 @@ def evaluate(
         device: ``auto``, ``cpu``, ``cuda``... for the network.
         batch_size: slices per forward pass.
         n_boot: bootstrap resamples for the confidence intervals.
+        bf16: the network in bfloat16 (None: where the CPU computes it natively, as ``predict``
+            does, so both give the same masks; False: float32 everywhere).
 
     Returns:
         An :class:`EvaluationResult` (output folder and summary).
@@ -197,7 +200,7 @@ def evaluate(
     t_start = time.perf_counter()
     paths = [checkpoint] if isinstance(checkpoint, str | Path) else list(checkpoint)
     ckpt_paths = [Path(p).expanduser().resolve() for p in paths]
-    seg = load_segmenter(ckpt_paths, device=device, postprocess=postprocess, batch_size=batch_size)
+    seg = load_segmenter(ckpt_paths, device=device, postprocess=postprocess, batch_size=batch_size, bf16=bf16)
     ckpt_path = ckpt_paths[0]
     if out is not None:
         out_dir = Path(out)
@@ -297,6 +300,7 @@ def _summarise(seg: Segmenter, ckpt_path: Path, plan: EvaluationPlan, scores: _S
             "epoch": meta.get("epoch"),
             "metrics": meta.get("metrics"),
             "split_id": ckpt_sid,
+            "backend": seg.backend,
         },
         "preprocess": meta.get("preprocess"),
         "postprocess": seg.postprocess.to_dict(),

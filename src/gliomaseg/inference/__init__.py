@@ -17,7 +17,6 @@ _EXPORTS = {
     "LoadedModel": "gliomaseg.inference.backends",
     "load_onnx": "gliomaseg.inference.backends",
     "load_torch": "gliomaseg.inference.backends",
-    "resolve_device": "gliomaseg.inference.backends",
     "LogitsFn": "gliomaseg.inference.fusion",
     "fold_batchnorm": "gliomaseg.inference.fusion",
     "graph_fused": "gliomaseg.inference.fusion",
@@ -51,7 +50,7 @@ _EXPORTS = {
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
-    from gliomaseg.inference.backends import LoadedModel, load_onnx, load_torch, resolve_device
+    from gliomaseg.inference.backends import LoadedModel, load_onnx, load_torch
     from gliomaseg.inference.export import AveragedProbabilities, ExportResult, export_onnx
     from gliomaseg.inference.fusion import LogitsFn, fold_batchnorm, graph_fused
     from gliomaseg.inference.inputs import SUPPORTED_INPUTS, Case, discover_inputs, read_case, read_volume

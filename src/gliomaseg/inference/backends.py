@@ -16,11 +16,12 @@ import numpy as np
 import torch
 
 from gliomaseg.data.normalise import PreprocessConfig
+from gliomaseg.devices import cpu_has_native_bf16, resolve_device
 from gliomaseg.errors import GliomasegError
 from gliomaseg.inference.fusion import LogitsFn, fold_batchnorm, graph_fused
 from gliomaseg.inference.onnx_check import check_onnx_model
 
-__all__ = ["LoadedModel", "load_onnx", "load_torch", "resolve_device"]
+__all__ = ["LoadedModel", "load_onnx", "load_torch"]
 
 
 @dataclass(frozen=True)
@@ -41,34 +42,30 @@ class LoadedModel:
     backend: str
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA, else Apple MPS, else CPU; any other string is a torch device."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(device)
-
-
 def load_torch(
-    path: str | Path, *, device: str = "auto", batch_size: int = 8, bf16: bool = False, graph_fusion: bool = True
+    path: str | Path,
+    *,
+    device: str = "auto",
+    batch_size: int = 8,
+    bf16: bool | None = None,
+    graph_fusion: bool = True,
 ) -> LoadedModel:
     """A gliomaseg model file as an eval-mode PyTorch network, made fast where that is exact.
 
     BatchNorm is folded into the convolutions (when exact), the model runs channels-last under
     ``inference_mode``, and on the CPU it is traced to a frozen TorchScript graph with oneDNN Graph
-    fusion (when that reproduces the eager logits): the fastest correct combination measured by
-    ``benchmarks/inference_speed.py`` on 2 cores. Loading costs about half a second more for the
-    trace and warm-up.
+    fusion (when that reproduces the eager logits), in bfloat16 on CPUs that compute it natively:
+    the fastest combination measured by ``python -m benchmarks.run`` (docs/performance.md). Loading
+    costs about half a second more for the trace and warm-up.
 
     Args:
         path: the model file (loaded with ``weights_only=True``).
         device: ``auto`` or a torch device string.
         batch_size: slices per call the fused graph is specialised to.
-        bf16: bfloat16 autocast (eager model). Off by default: slower than float32 on CPUs
-            without AMX, and it changes probabilities slightly.
+        bf16: run the network in bfloat16: a fused bf16 graph on the CPU (eager autocast without
+            graph fusion or on a GPU). None (default): on where the CPU computes bf16 natively
+            (AVX512-BF16/AMX) and the graph is fused, else float32. bf16 moves probabilities by
+            ~1e-2 (masks agree with float32 at Dice > 0.999 on the benchmark volume).
         graph_fusion: allow the TorchScript + oneDNN Graph path on the CPU.
 
     Returns:
@@ -82,6 +79,8 @@ def load_torch(
     model, payload = load_model(path)
     preprocess = PreprocessConfig.from_dict(payload["preprocess"])
     dev = resolve_device(device)
+    if bf16 is None:
+        bf16 = graph_fusion and dev.type == "cpu" and cpu_has_native_bf16()
     model = fold_batchnorm(model.to(dev), preprocess.size, dev)
     channels_last = dev.type == "cpu"
     if channels_last:

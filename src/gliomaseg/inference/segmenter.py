@@ -83,7 +83,7 @@ class Segmenter:
         device: str = "auto",
         postprocess: PostprocessConfig | None = None,
         batch_size: int = 8,
-        bf16: bool = False,
+        bf16: bool | None = None,
         graph_fusion: bool = True,
     ) -> Segmenter:
         """Load a ``best.pt``/``last.pt`` model file (``weights_only=True``).
@@ -98,7 +98,8 @@ class Segmenter:
             device: ``auto`` (CUDA, else MPS, else CPU) or a torch device string.
             postprocess: overrides the checkpoint's stored post-processing.
             batch_size: slices per forward pass (8 measured fastest on a 2-core CPU).
-            bf16: bfloat16 autocast (runs the eager model).
+            bf16: bfloat16 (a fused bf16 graph on the CPU); None: on where the CPU computes bf16
+                natively (see :func:`gliomaseg.inference.backends.load_torch`).
             graph_fusion: on the CPU, run the network as a TorchScript graph fused by oneDNN Graph.
         """
         loaded = load_torch(path, device=device, batch_size=batch_size, bf16=bf16, graph_fusion=graph_fusion)

@@ -30,6 +30,7 @@ from gliomaseg.data.augment import augment_config
 from gliomaseg.data.datamodule import GliomaDataModule
 from gliomaseg.data.splits import split_id
 from gliomaseg.data.workspace import prepare
+from gliomaseg.devices import cpu_has_native_bf16
 from gliomaseg.errors import GliomasegError
 from gliomaseg.training.config import TrainConfig
 from gliomaseg.training.guards import FiniteGuard, check_resume_settings, fit, make_trainer, read_resume_checkpoint
@@ -37,7 +38,7 @@ from gliomaseg.training.logs import csv_version
 from gliomaseg.training.module import MONITOR, SegmentationModule
 from gliomaseg.training.run_folder import plan_run, start_run_folder
 
-__all__ = ["ModelFileCallback", "cpu_has_native_bf16", "resolve_precision", "train"]
+__all__ = ["ModelFileCallback", "resolve_precision", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +71,6 @@ class ModelFileCallback(Callback):
         if metrics[MONITOR] > self.best:
             self.best = metrics[MONITOR]
             save_checkpoint(self.run_dir / "best.pt", pl_module.model, meta)
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), where bf16 autocast pays off."""
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:  # the probes are private to torch and may move
-        return False
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
