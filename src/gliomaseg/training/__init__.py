@@ -45,10 +45,28 @@ _EXPORTS = {
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
-    from gliomaseg.training.config import OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULERS, TrainConfig, load_config_file, resolve_config, save_config
+    from gliomaseg.training.config import (
+        OPTIMIZERS,
+        PRECISIONS,
+        PRESETS,
+        SCHEDULERS,
+        TrainConfig,
+        load_config_file,
+        resolve_config,
+        save_config,
+    )
     from gliomaseg.training.logs import csv_version, log_session, read_training_log
-    from gliomaseg.training.losses import BinarySegmentationLoss, FocalTverskyLoss, LOSSES, create_loss, list_losses
-    from gliomaseg.training.models import BudaUNet, MODELS, SIZE_MULTIPLE, UNetPlusPlus, check_spatial_size, count_parameters, create_model, list_models
+    from gliomaseg.training.losses import LOSSES, BinarySegmentationLoss, FocalTverskyLoss, create_loss, list_losses
+    from gliomaseg.training.models import (
+        MODELS,
+        SIZE_MULTIPLE,
+        BudaUNet,
+        UNetPlusPlus,
+        check_spatial_size,
+        count_parameters,
+        create_model,
+        list_models,
+    )
     from gliomaseg.training.module import MONITOR, SegmentationModule
     from gliomaseg.training.registry import Registry
     from gliomaseg.training.trainer import ModelFileCallback, resolve_precision, train
