@@ -146,3 +146,20 @@ def test_ddp_two_processes_gather_the_validation_metric(data, tmp_path):
     # each rank sees about half the slices; the logged count is the union over both ranks
     assert int(val["val/n_slices"].iloc[-1]) == n_val
     assert int(val["val/n_patients"].iloc[-1]) == len(val_patients)
+
+
+def test_a_run_without_validation_patients_keeps_its_last_epoch(data, tmp_path):
+    from gliomaseg.data.index import index_dataset
+    from gliomaseg.data.splits import make_splits, save_splits
+    from gliomaseg.errors import GliomasegError
+
+    root, _ = data
+    splits = save_splits(make_splits(index_dataset(root).table, test_fraction=0, val_fraction=0), tmp_path / "s.json")
+    run_dir = train(_cfg(data, tmp_path, splits=str(splits), epochs=2))
+    best, last = load_checkpoint(run_dir / "best.pt"), load_checkpoint(run_dir / "last.pt")
+    assert best["epoch"] == last["epoch"] == 1 and best["metrics"] == {}
+    assert best["selection"] == "last epoch (no validation)"
+    assert all(torch.equal(best["state_dict"][k], last["state_dict"][k]) for k in best["state_dict"])
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    with pytest.raises(GliomasegError, match="early_stopping=3 needs validation patients"):
+        train(_cfg(data, tmp_path, splits=str(splits), early_stopping=3, run_name="es"))

@@ -28,7 +28,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from gliomaseg.checkpoint import save_checkpoint
 from gliomaseg.data.augment import augment_config
 from gliomaseg.data.datamodule import GliomaDataModule
-from gliomaseg.data.splits import split_id
+from gliomaseg.data.splits import part_patients, split_id
 from gliomaseg.data.workspace import prepare
 from gliomaseg.devices import cpu_has_native_bf16
 from gliomaseg.errors import GliomasegError
@@ -46,14 +46,19 @@ log = logging.getLogger(__name__)
 class ModelFileCallback(Callback):
     """Writes the self-describing model files ``best.pt`` (best ``val/dice_patient``) and ``last.pt``.
 
+    Without validation patients (``split --val-fraction 0``: a final model trained on every
+    non-test patient) nothing can select an epoch: both files hold the last epoch.
+
     Args:
         run_dir: the run folder.
         meta: what :func:`gliomaseg.checkpoint.save_checkpoint` stores beside the weights.
+        validation: whether the run has validation patients.
     """
 
-    def __init__(self, run_dir: Path, meta: dict[str, Any]) -> None:
+    def __init__(self, run_dir: Path, meta: dict[str, Any], validation: bool = True) -> None:
         self.run_dir = Path(run_dir)
         self.meta = meta
+        self.validation = validation
         self.best = -math.inf
 
     def state_dict(self) -> dict[str, Any]:
@@ -71,6 +76,13 @@ class ModelFileCallback(Callback):
         if metrics[MONITOR] > self.best:
             self.best = metrics[MONITOR]
             save_checkpoint(self.run_dir / "best.pt", pl_module.model, meta)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.validation or not trainer.is_global_zero:
+            return
+        meta = {**self.meta, "epoch": trainer.current_epoch, "metrics": {}, "selection": "last epoch (no validation)"}
+        save_checkpoint(self.run_dir / "last.pt", pl_module.model, meta)
+        save_checkpoint(self.run_dir / "best.pt", pl_module.model, meta)
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
@@ -126,16 +138,26 @@ def _module(cfg: TrainConfig, n_rows: int) -> SegmentationModule:
 
 
 def _trainer(
-    cfg: TrainConfig, run_dir: Path, meta: dict[str, Any], *, resuming: bool, extra_callbacks: list[Callback]
+    cfg: TrainConfig,
+    run_dir: Path,
+    meta: dict[str, Any],
+    *,
+    resuming: bool,
+    extra_callbacks: list[Callback],
+    validation: bool = True,
 ) -> L.Trainer:
+    if validation:
+        ckpt = ModelCheckpoint(run_dir / "checkpoints", filename="best", monitor=MONITOR, mode="max", save_last=True)
+    else:  # nothing to select on: keep the resume state of the last epoch only
+        ckpt = ModelCheckpoint(run_dir / "checkpoints", save_top_k=0, save_last=True, save_on_train_epoch_end=True)
     callbacks = [
-        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=MONITOR, mode="max", save_last=True),
-        ModelFileCallback(run_dir, meta),
+        ckpt,
+        ModelFileCallback(run_dir, meta, validation),
         LearningRateMonitor(logging_interval="epoch"),
         TQDMProgressBar(refresh_rate=10),
         *extra_callbacks,
     ]
-    if cfg.early_stopping:
+    if cfg.early_stopping and validation:
         callbacks.append(EarlyStopping(monitor=MONITOR, mode="max", patience=cfg.early_stopping))
     return L.Trainer(
         max_epochs=cfg.epochs,
@@ -151,7 +173,7 @@ def _trainer(
         ],
         callbacks=callbacks,
         limit_train_batches=cfg.limit_train_batches,
-        limit_val_batches=cfg.limit_val_batches,
+        limit_val_batches=cfg.limit_val_batches if validation else 0,
         log_every_n_steps=10,
         num_sanity_val_steps=0,
         enable_model_summary=False,
@@ -226,7 +248,16 @@ def train(
     }
     extra = [FiniteGuard(), *(callbacks or [])]
     resuming = plan.ckpt_path is not None
-    trainer = make_trainer(lambda: _trainer(cfg, plan.run_dir, meta, resuming=resuming, extra_callbacks=extra), cfg)
+    validation = bool(part_patients(ws.splits, "val", cfg.fold))
+    if not validation and cfg.early_stopping:
+        raise GliomasegError(
+            f"early_stopping={cfg.early_stopping} needs validation patients, but fold {cfg.fold} of "
+            f"{cfg.splits_path} has none: set early_stopping 0 (the epoch count decides)"
+        )
+    trainer = make_trainer(
+        lambda: _trainer(cfg, plan.run_dir, meta, resuming=resuming, extra_callbacks=extra, validation=validation),
+        cfg,
+    )
     start_run_folder(plan, cfg, main_process=_global_rank() == 0)
     fit(trainer, module, dm, plan.ckpt_path, plan.run_dir)
     return plan.run_dir
