@@ -274,8 +274,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "tumour_fraction": 0.5,
         # chosen on the validation patients (docs/accuracy.md): +0.011 per-patient Dice, no TTA cost
         "largest_component": True,
-        # bf16 autocast measured slower than fp32 channels-last here (29 vs 34 slices/s)
-        "precision": "32-true",
+        # bf16 autocast where the CPU computes it natively (AMX/AVX512-BF16), else fp32: about 2x the
+        # step here, validation Dice within seed noise of fp32 (docs/performance.md)
+        "precision": "auto",
         # a loader process competes with the 2 compute threads on a 2-core machine
         "num_workers": 0,
     },
