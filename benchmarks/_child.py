@@ -81,13 +81,21 @@ def _prepare(spec: dict[str, Any]) -> dict[str, Any]:
 TASKS = {"train": _train, "evaluate": _evaluate, "prepare": _prepare}
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory. Not ``ru_maxrss``: Linux keeps that high-water mark
+    across exec, so a child of a large parent would report the parent's size; VmHWM belongs to the
+    process image alone."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # not Linux
+
+
 def main() -> None:
     task, spec, report = sys.argv[1], json.loads(sys.argv[2]), Path(sys.argv[3])
     result = TASKS[task](spec)
-    self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    result["peak_rss_mb"] = round(self_kb / 1024, 1)
-    result["peak_rss_children_mb"] = round(children_kb / 1024, 1)
+    result["peak_rss_mb"] = _peak_rss_mb()
+    result["peak_rss_children_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
     report.write_text(json.dumps(result))
 
 

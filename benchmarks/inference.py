@@ -64,12 +64,13 @@ def _variants(ckpt: Path, onnx_path: Path, quick: bool) -> dict[str, Segmenter]:
         NAIVE: _naive(model, PreprocessConfig.from_dict(payload["preprocess"])),
         "default (Segmenter.from_checkpoint)": Segmenter.from_checkpoint(ckpt),
         "fused graph bf16, batch 8": Segmenter.from_checkpoint(ckpt, bf16=True),
-        "eager fp32 (graph_fusion=False), batch 8": Segmenter.from_checkpoint(ckpt, graph_fusion=False),
+        "fused graph fp32, batch 8": Segmenter.from_checkpoint(ckpt, bf16=False),
+        "eager fp32 (graph_fusion=False), batch 8": Segmenter.from_checkpoint(ckpt, graph_fusion=False, bf16=False),
         "onnxruntime, batch 8": Segmenter.from_onnx(onnx_path),
     }
     if not quick:
         for batch in (4, 16, 32):
-            variants[f"fused graph fp32, batch {batch}"] = Segmenter.from_checkpoint(ckpt, batch_size=batch)
+            variants[f"fused graph fp32, batch {batch}"] = Segmenter.from_checkpoint(ckpt, bf16=False, batch_size=batch)
             variants[f"fused graph bf16, batch {batch}"] = Segmenter.from_checkpoint(ckpt, bf16=True, batch_size=batch)
         variants["onnxruntime, batch 1"] = Segmenter.from_onnx(onnx_path, batch_size=1)
     return variants

@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"benchmark on {report['machine']['cpu']} ({report['machine']['cpu_count']} cores), data {data}", flush=True)
     report["training"] = training_section(data, workdir, splits, quick=args.quick, device=args.device)
     report["inference"] = inference_section(args.checkpoint, quick=args.quick)
-    bench_model = workdir / "runs" / "bench" / "best.pt"
+    # what a user evaluates: a model of the cpu preset (the one just trained, or --checkpoint)
+    bench_model = Path(args.checkpoint) if args.checkpoint else workdir / "runs" / "bench_cpu_bf16-mixed" / "best.pt"
     report["pipeline"] = pipeline_section(args.data, data, workdir, splits, bench_model, quick=args.quick)
     report["machine"]["load_average_end"] = machine_info(args.device)["load_average"]
     report["seconds"] = round(time.perf_counter() - t0, 1)

@@ -116,7 +116,7 @@ def real_epochs(
         "data": str(data),
         "workdir": str(workdir),
         "runs_dir": str(workdir / "runs"),
-        "run_name": "bench",
+        "run_name": f"bench_{preset or 'seed'}_{flags.get('precision', 'auto')}",
         "epochs": epochs,
         "limit_train_batches": limit,
         "limit_val_batches": limit,
@@ -148,7 +148,7 @@ def training_section(
             bf16 = precision == "bf16-mixed"
             bare = bare_step(shape["model"], shape["features"], shape["size"], shape["batch"], bf16, device=device)
             # the classic U-Net at 256 is ~30x the work of the cpu preset: shorter epochs keep the run bounded
-            limit = (0.3 if preset else 0.06) if quick else (1.0 if preset else 0.12)
+            limit = (0.3 if preset else 0.06) if quick else (1.0 if preset else 0.08)
             run_flags = {**flags, "precision": precision, "accelerator": "gpu" if device == "cuda" else "cpu"}
             real = real_epochs(data, workdir, splits, preset, run_flags, epochs=2 if quick else 3, limit=limit)
             peak = peaks["bf16" if bf16 else "fp32"]

@@ -147,7 +147,9 @@ def _trainer(
     validation: bool = True,
 ) -> L.Trainer:
     if validation:
-        ckpt = ModelCheckpoint(run_dir / "checkpoints", filename="best", monitor=MONITOR, mode="max", save_last=True)
+        # Only last.ckpt (the resume state): the best epoch's weights are best.pt already, and
+        # writing another optimiser state every epoch costs time for nothing.
+        ckpt = ModelCheckpoint(run_dir / "checkpoints", monitor=MONITOR, mode="max", save_top_k=0, save_last=True)
     else:  # nothing to select on: keep the resume state of the last epoch only
         ckpt = ModelCheckpoint(run_dir / "checkpoints", save_top_k=0, save_last=True, save_on_train_epoch_end=True)
     callbacks = [
