@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ __all__ = ["cold_prepare", "evaluate_run", "pipeline_section", "warm_start"]
 
 def cold_prepare(data: Path, workdir: Path, size: int = 128) -> dict[str, Any]:
     """Index + cache of ``data`` into a fresh ``workdir`` (in a fresh process)."""
+    shutil.rmtree(workdir, ignore_errors=True)  # cold: nothing of an earlier run may be reused
     report = run_child("prepare", {"data": str(data), "workdir": str(workdir), "size": size})
     report["total_seconds"] = round(report["index_seconds"] + report["cache_seconds"], 3)
     return report
