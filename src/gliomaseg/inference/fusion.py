@@ -1,7 +1,7 @@
 """CPU speed-ups for an eval-mode network: BatchNorm folding and a oneDNN-Graph-fused TorchScript graph.
 
 Both are used only where they reproduce the eager model's logits (checked at load); otherwise
-the eager model runs. Measured by ``benchmarks/inference_speed.py``.
+the eager model runs. Measured by ``python -m benchmarks.run`` (docs/performance.md).
 """
 
 from __future__ import annotations
