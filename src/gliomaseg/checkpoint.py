@@ -30,7 +30,7 @@ from gliomaseg import __version__
 from gliomaseg.errors import GliomasegError
 from gliomaseg.utils import atomic_write
 
-__all__ = ["FORMAT", "load_checkpoint", "load_model", "safe_load", "save_checkpoint"]
+__all__ = ["FORMAT", "load_checkpoint", "load_model", "safe_load", "save_checkpoint", "save_half_precision"]
 
 FORMAT = "gliomaseg-model/1"
 _REQUIRED = ("format", "model", "preprocess", "postprocess", "state_dict")
@@ -136,3 +136,36 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     model.load_state_dict(payload["state_dict"])
     model.eval()
     return model, payload
+
+
+def save_half_precision(path: str | Path, out: str | Path, *, overwrite: bool = False) -> Path:
+    """Copy a model file with its floating-point weights stored as float16 (half the size).
+
+    For shipping a model (the bundled ``lgg-unet``): :func:`load_model` casts the weights back to
+    the network's float32 parameters, so prediction is unchanged up to float16 rounding of the
+    weights. Integer buffers (BatchNorm's ``num_batches_tracked``) are kept as they are.
+
+    Args:
+        path: a gliomaseg model file.
+        out: the new model file (``.pt``).
+        overwrite: replace an existing ``out``.
+
+    Returns:
+        ``out``.
+
+    Raises:
+        GliomasegError: ``path`` is not a model file, or a weight does not fit float16 (|w| > 65504).
+        OutputExistsError: ``out`` exists and ``overwrite`` is False.
+    """
+    from gliomaseg.errors import OutputExistsError
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{out} exists; pass --overwrite (overwrite=True) to replace it")
+    payload = load_checkpoint(path)
+    state = {k: v.half() if v.is_floating_point() else v.clone() for k, v in payload["state_dict"].items()}
+    broken = _non_finite(state)
+    if broken:
+        raise GliomasegError(f"{path}: weights {broken[:3]} do not fit float16; ship the float32 file instead")
+    payload = {**payload, "state_dict": state, "weights_dtype": "float16"}
+    return atomic_write(out, lambda p: torch.save(payload, p))

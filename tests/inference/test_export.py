@@ -107,3 +107,22 @@ def test_cli_export(exported: tuple[Path, Path, float], tmp_path: Path, capsys: 
     assert "max abs diff" in capsys.readouterr().out and target.is_file()
     assert main(["export", str(ckpt), "--out", str(target)]) == 2
     assert main(["export", str(ckpt), "--out", str(target), "--overwrite"]) == 0
+
+
+def test_fp16_model_file_is_half_the_size_and_predicts_alike(model_file, tmp_path):
+    import numpy as np
+
+    from gliomaseg.checkpoint import load_checkpoint, save_half_precision
+    from gliomaseg.inference import Segmenter
+
+    full = model_file(randomise_bn=True, features=8)
+    half = save_half_precision(full, tmp_path / "half.pt")
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    payload = load_checkpoint(half)
+    assert payload["weights_dtype"] == "float16" and payload["state_dict"]["conv.weight"].dtype == torch.float16
+    volume = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    a = Segmenter.from_checkpoint(full, bf16=False).predict_proba(volume)
+    b = Segmenter.from_checkpoint(half, bf16=False).predict_proba(volume)
+    assert np.abs(a - b).max() < 1e-2
+    assert main(["export", str(full), "--format", "fp16", "--out", str(tmp_path / "cli.pt")]) == 0
+    assert main(["export", str(full), "--format", "fp16", "--out", str(tmp_path / "cli.pt")]) == 2  # exists

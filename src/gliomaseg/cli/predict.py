@@ -54,6 +54,14 @@ def _cmd_export(args: argparse.Namespace) -> None:
     from gliomaseg.inference.pretrained import resolve_model
 
     models = [resolve_model(m) for m in args.checkpoint]
+    if args.format == "fp16":
+        from gliomaseg.checkpoint import save_half_precision
+
+        if len(models) != 1 or not args.out:
+            raise GliomasegError("--format fp16 takes one model file and --out FILE.pt")
+        out = save_half_precision(models[0], args.out, overwrite=args.overwrite)
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, float16 weights)")
+        return
     result = export_onnx(models if len(models) > 1 else models[0], args.out, opset=args.opset, overwrite=args.overwrite)
     print(f"wrote {result.path} (opset {result.opset}); onnxruntime vs PyTorch max abs diff {result.max_abs_diff:.2e}")
 
@@ -110,7 +118,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="MODEL",
         help="model file (best.pt / last.pt); several with the same preprocessing = one ensemble graph",
     )
-    p.add_argument("--format", choices=["onnx"], default="onnx", help="export format (onnx)")
+    p.add_argument(
+        "--format",
+        choices=["onnx", "fp16"],
+        default="onnx",
+        help="onnx (an ONNX graph), or fp16 (the model file with float16 weights: half the size, for shipping)",
+    )
     p.add_argument("--out", help="target .onnx file (default: CHECKPOINT with suffix .onnx)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing .onnx file")
