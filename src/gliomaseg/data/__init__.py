@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from gliomaseg._lazy import lazy_exports
 
 _EXPORTS = {
+    "CLUSTER_COLUMNS": "gliomaseg.data.index",
     "IndexResult": "gliomaseg.data.index",
     "index_dataset": "gliomaseg.data.index",
     "INDEX_COLUMNS": "gliomaseg.data.index_table",
@@ -91,7 +92,7 @@ if TYPE_CHECKING:
         download_dataset,
         find_kaggle_credentials,
     )
-    from gliomaseg.data.index import IndexResult, index_dataset
+    from gliomaseg.data.index import CLUSTER_COLUMNS, IndexResult, index_dataset
     from gliomaseg.data.index_table import (
         INDEX_COLUMNS,
         index_built_from,

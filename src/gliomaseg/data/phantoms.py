@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from gliomaseg.data.index import CLUSTER_COLUMNS
 from gliomaseg.data.io import write_image, write_mask
 from gliomaseg.errors import GliomasegError
 from gliomaseg.utils import atomic_write_text
@@ -33,13 +34,7 @@ PHANTOM_SITES: tuple[str, ...] = ("SA", "SB", "SC")
 #: Columns of ``data.csv``, as in the Kaggle file.
 DATA_CSV_COLUMNS: tuple[str, ...] = (
     "Patient",
-    "RNASeqCluster",
-    "MethylationCluster",
-    "miRNACluster",
-    "CNCluster",
-    "RPPACluster",
-    "OncosignCluster",
-    "COCCluster",
+    *CLUSTER_COLUMNS,
     "histological_type",
     "neoplasm_histologic_grade",
     "tumor_tissue_site",

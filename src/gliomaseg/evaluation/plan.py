@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -273,12 +274,18 @@ def check_output_folder(out: Path, overwrite: bool) -> None:
         )
 
 
-def prepare_output_folder(out: Path, overwrite: bool) -> None:
-    """Create the output folder, removing only the outputs of an earlier evaluation in it."""
+def prepare_output_folder(out: Path, overwrite: bool, outputs: Sequence[str] = OUTPUTS) -> None:
+    """Create a report's output folder, removing only the outputs of an earlier run in it.
+
+    Args:
+        out: the folder.
+        overwrite: allow a non-empty folder (see :func:`check_output_folder`).
+        outputs: the report's own files; they and its ``figures/`` go, anything else stays.
+    """
     check_output_folder(out, overwrite)
     if out.is_dir():
         # Only our own outputs are removed; stale figures of an earlier run must not linger.
         shutil.rmtree(out / "figures", ignore_errors=True)
-        for name in OUTPUTS:
+        for name in outputs:
             (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)

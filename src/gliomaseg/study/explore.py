@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from gliomaseg.data.index import INDEX_COLUMNS, index_dataset
 from gliomaseg.data.io import read_image
-from gliomaseg.evaluation.plan import check_output_folder
+from gliomaseg.evaluation.plan import check_output_folder, prepare_output_folder
 from gliomaseg.utils import atomic_write
 
 __all__ = [
@@ -163,17 +163,6 @@ def patient_table(slices: pd.DataFrame) -> pd.DataFrame:
     return out[first + extra]
 
 
-def _prepare_out(out: Path, overwrite: bool) -> None:
-    check_output_folder(out, overwrite)
-    if out.is_dir():
-        import shutil
-
-        shutil.rmtree(out / "figures", ignore_errors=True)
-        for name in OUTPUTS:
-            (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-
-
 def _headline(slices: pd.DataFrame, patients: pd.DataFrame) -> list[str]:
     n_tumour = int(slices["has_tumour"].sum())
     tumour = slices[slices["has_tumour"]]
@@ -220,7 +209,7 @@ def explore_dataset(
     table = index_dataset(data_dir, progress=progress).table
     slices, histograms = scan_volumes(table, progress=progress)
     patients = patient_table(slices)
-    _prepare_out(out, overwrite)
+    prepare_output_folder(out, overwrite, OUTPUTS)
     result = ExploreResult(out, slices, patients, histograms, headline=_headline(slices, patients))
     result.figures = draw_figures(result, out / "figures")
     atomic_write(out / "patients.csv", lambda p: patients.to_csv(p, index=False))

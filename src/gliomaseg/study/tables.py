@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gliomaseg.data.index import CLUSTER_COLUMNS
 from gliomaseg.errors import GliomasegError
 from gliomaseg.study.association import (
     agreement,
@@ -33,16 +34,6 @@ __all__ = [
     "missing_clusters",
 ]
 
-#: The genomic cluster variables of the Kaggle ``data.csv``.
-CLUSTER_COLUMNS = (
-    "RNASeqCluster",
-    "MethylationCluster",
-    "miRNACluster",
-    "CNCluster",
-    "RPPACluster",
-    "OncosignCluster",
-    "COCCluster",
-)
 
 #: What Buda et al. 2019 report (110 patients, automatic masks, Bonferroni threshold p < 0.005).
 PAPER_FINDINGS = {
