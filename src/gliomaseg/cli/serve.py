@@ -8,15 +8,25 @@ __all__ = ["register"]
 
 
 def _cmd_serve(args: argparse.Namespace) -> None:
+    from gliomaseg.errors import GliomasegError
     from gliomaseg.web.server import serve
 
-    serve(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, device=args.device)
+    if (args.model is None) == (args.model_option is None):
+        raise GliomasegError("give the model once: MODEL (a file) or --model NAME|FILE (e.g. --model lgg-unet)")
+    model = args.model or args.model_option
+    serve(model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, device=args.device)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``serve`` to ``sub``."""
     p = sub.add_parser("serve", help="web viewer: segment uploaded scans in the browser (local Gradio page)")
-    p.add_argument("model", metavar="MODEL", help="model file (best.pt) or ONNX export (.onnx)")
+    p.add_argument("model", nargs="?", metavar="MODEL", help="model file (best.pt) or ONNX export (.onnx)")
+    p.add_argument(
+        "--model",
+        dest="model_option",
+        metavar="NAME|FILE",
+        help="a bundled model (`gliomaseg models`; e.g. lgg-unet) or a model file, instead of MODEL",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860, help="TCP port (default 7860)")
     p.add_argument(

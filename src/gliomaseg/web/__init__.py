@@ -34,7 +34,6 @@ _EXPORTS = {
     "DEFAULT_HOST": "gliomaseg.web.server",
     "DEFAULT_PORT": "gliomaseg.web.server",
     "ModelResolver": "gliomaseg.web.server",
-    "resolve_model_file": "gliomaseg.web.server",
     "serve": "gliomaseg.web.server",
     "read_truth": "gliomaseg.web.truth",
     "UNZIP_FACTOR": "gliomaseg.web.uploads",
@@ -53,6 +52,6 @@ if TYPE_CHECKING:
     from gliomaseg.web.examples import NIFTI_SPACING, Example, make_examples
     from gliomaseg.web.handlers import VIEW, Viewer, discard
     from gliomaseg.web.render import DISPLAY_SIZE, error_html, overlay_image, probability_image, summary_html, upscale
-    from gliomaseg.web.server import DEFAULT_HOST, DEFAULT_PORT, ModelResolver, resolve_model_file, serve
+    from gliomaseg.web.server import DEFAULT_HOST, DEFAULT_PORT, ModelResolver, serve
     from gliomaseg.web.truth import read_truth
     from gliomaseg.web.uploads import UNZIP_FACTOR, Scan, check_sizes, load_upload, unzip_upload

@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from gliomaseg.errors import GliomasegError
+from gliomaseg.inference.pretrained import resolve_model
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "ModelResolver", "resolve_model_file", "serve"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "ModelResolver", "serve"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 
-#: Turns the MODEL argument into a model file; the bundled-model names of a later release plug in here.
+#: Turns the MODEL argument into a model file (default: a path, or a bundled model's name).
 ModelResolver = Callable[[str], Path]
 
 # Gradio and huggingface_hub read these when imported: no telemetry, no hub look-ups.
@@ -37,18 +38,6 @@ _OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
     "GRADIO_SSR_MODE": "False",
 }
-
-
-def resolve_model_file(spec: str) -> Path:
-    """A ``.pt`` model file or ``.onnx`` export given by path.
-
-    Raises:
-        GliomasegError: the file does not exist.
-    """
-    path = Path(spec).expanduser()
-    if not path.is_file():
-        raise GliomasegError(f"model file {spec} not found; pass a model file (best.pt) or its ONNX export (.onnx)")
-    return path
 
 
 def _is_loopback(host: str) -> bool:
@@ -95,12 +84,13 @@ def serve(
     port: int = DEFAULT_PORT,
     max_upload_mb: float = 200.0,
     device: str = "auto",
-    resolver: ModelResolver = resolve_model_file,
+    resolver: ModelResolver = resolve_model,
 ) -> None:
     """Run the web viewer until interrupted.
 
     Args:
-        model: the model, as understood by ``resolver`` (by default a ``.pt``/``.onnx`` path).
+        model: the model, as understood by ``resolver`` (by default a ``.pt``/``.onnx`` path or a
+            bundled model's name, e.g. ``lgg-unet``).
         host: address to bind; the loopback default keeps the page on this machine.
         port: TCP port.
         max_upload_mb: refuse uploads (all files of one upload together) larger than this.
