@@ -14,6 +14,7 @@ Out-of-fold prediction (:func:`out_of_fold_models`): in a study folder laid out 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -91,11 +92,23 @@ class OutOfFold:
     without_prediction: list[str]
 
 
+def _study_model_file(root: Path) -> str:
+    """The model file a study evaluated on the held-out folds: ``last.pt`` for ``checkpoint: last``
+    (the default of ``gliomaseg study``: no epoch chosen on the held-out patients), else ``best.pt``."""
+    record = root / "study.json"
+    if record.is_file():
+        checkpoint = json.loads(record.read_text()).get("settings", {}).get("checkpoint", "last")
+        return "last.pt" if checkpoint == "last" else "best.pt"
+    return "best.pt"
+
+
 def out_of_fold_models(study: str | Path, config: str) -> OutOfFold:
     """Find the fold models of ``config`` in a study folder and which patients each predicts.
 
     Args:
-        study: folder with ``splits.json`` (k folds) and ``runs/<config>__fold<k>/best.pt``.
+        study: folder with ``splits.json`` (k folds) and ``runs/<config>__fold<k>/``; the model file
+            is the one the study evaluated (``last.pt`` for ``checkpoint: last`` in its
+            ``study.json``), else ``best.pt``.
         config: the configuration name (the run folders' prefix).
 
     Returns:
@@ -115,11 +128,12 @@ def out_of_fold_models(study: str | Path, config: str) -> OutOfFold:
     if not splits_file.is_file():
         raise GliomasegError(f"{splits_file} not found: --study must be a study folder with splits.json and runs/")
     splits = load_splits(splits_file)
+    model_file = _study_model_file(root)
     models: dict[int, Path] = {}
     fold_of: dict[str, int] = {}
     missing: list[str] = []
     for k, fold in enumerate(splits["folds"]):
-        path = root / "runs" / f"{config}__fold{k}" / "best.pt"
+        path = root / "runs" / f"{config}__fold{k}" / model_file
         if not path.is_file():
             missing.append(str(path))
         models[k] = path
