@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -124,3 +125,21 @@ def test_collect_without_a_study_folder_fails(tmp_path, phantoms, capsys):
     config = write_study(tmp_path, phantoms, name="never")
     assert main(["study", str(config), "--collect"]) == 2
     assert "not a study folder" in capsys.readouterr().err
+
+
+def test_postprocess_sweep_scores_every_variant_out_of_fold(finished):
+    from gliomaseg.study.postprocess_sweep import VARIANTS
+
+    config_file = finished.parent / "tiny.yaml"
+    assert main(["study", str(config_file), "--sweep-postprocess", "unet"]) == 0
+    long = pd.read_csv(finished / "postprocess_unet.csv")
+    assert set(long["config"]) == set(VARIANTS)
+    # every non-test patient is scored once per variant, by the fold that held it out
+    per_variant = long.groupby("config")["patient_id"].nunique()
+    assert (per_variant == per_variant.iloc[0]).all() and per_variant.iloc[0] == len(_per_patient(finished)) // 2
+    lcc = long[long["config"] == "largest component (voxels)"].set_index("patient_id")["dice"]
+    results = _per_patient(finished)
+    study_scores = results[results["config"] == "unet"].set_index("patient_id")["dice"]
+    # the demo preset stores threshold 0.5 + the largest component by voxels: the study's own scores
+    np.testing.assert_allclose(lcc.sort_index().to_numpy(), study_scores.sort_index().to_numpy(), atol=1e-6)
+    assert "Paired Wilcoxon" in (finished / "postprocess_unet.md").read_text()

@@ -25,6 +25,14 @@ def _cmd_study(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     config = load_study_config(args.config, data=args.data)
     folder = Path(args.out) if args.out else default_folder(config)
+    if args.sweep_postprocess:
+        from gliomaseg.study.postprocess_sweep import sweep_postprocess
+
+        summary = sweep_postprocess(folder, args.sweep_postprocess)
+        for r in summary.to_dict("records"):
+            print(f"  {r['variant']}: Dice {r['mean']:.3f}, worst {r['min']:.3f}, 10th pct {r['p10']:.3f}, n={r['n']}")
+        print(f"tables and tests: {folder / f'postprocess_{args.sweep_postprocess}.md'}")
+        return
     if args.collect:
         open_study(folder)  # a folder without study.json is an error here, not a new study
         # prepare_study refuses a folder made with other settings; index and splits are reused as they are.
@@ -94,4 +102,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-wait", action="store_true", help="submitit: return after submitting")
     p.add_argument("--timeout", type=float, default=24 * 60, help="submitit: minutes to wait for the runs")
     p.add_argument("--list", action="store_true", help="list the runs and their state, run nothing")
+    p.add_argument(
+        "--sweep-postprocess",
+        metavar="CONFIG_NAME",
+        help="compare post-processing variants out of fold with the finished fold models of one configuration",
+    )
     p.set_defaults(func=_cmd_study)

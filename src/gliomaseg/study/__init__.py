@@ -65,6 +65,8 @@ _EXPORTS = {
     "CollectResult": "gliomaseg.study.report",
     "collect_study": "gliomaseg.study.report",
     "plot_scores": "gliomaseg.study.report",
+    "VARIANTS": "gliomaseg.study.postprocess_sweep",
+    "sweep_postprocess": "gliomaseg.study.postprocess_sweep",
     "FEATURES": "gliomaseg.study.shape",
     "PAPER_FEATURES": "gliomaseg.study.shape",
     "Feature": "gliomaseg.study.shape",
@@ -138,6 +140,7 @@ if TYPE_CHECKING:
     from gliomaseg.study.grid import CHECKPOINTS, MANAGED_KEYS, METRICS, RunSpec, StudyConfig, load_study_config
     from gliomaseg.study.launchers import parse_shard, run_local, shard_runs, submit_slurm, wait_for_runs
     from gliomaseg.study.masks import OutOfFold, ensemble_predictor, out_of_fold_models
+    from gliomaseg.study.postprocess_sweep import VARIANTS, sweep_postprocess
     from gliomaseg.study.radiogenomics import OUTPUTS, RADIOGENOMICS_FORMAT, RadiogenomicsResult, run_radiogenomics
     from gliomaseg.study.report import CollectResult, collect_study, plot_scores
     from gliomaseg.study.results import StudyResults, gather_results, summarise_results
