@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import re
 import shutil
@@ -16,6 +17,8 @@ import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
+
+import numpy as np
 
 from gliomaseg.errors import GliomasegError
 
@@ -176,3 +179,16 @@ class SettingsMixin:
         if unknown:
             raise GliomasegError(f"unknown {cls._SETTING_KIND}(s) {unknown}; known: {sorted(known)}")
         return cls(**dict(data))
+
+
+def json_safe(value: Any) -> Any:
+    """NaN/inf -> None and numpy scalars -> Python, so ``summary.json`` is strict JSON."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

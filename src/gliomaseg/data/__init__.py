@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 from gliomaseg._lazy import lazy_exports
 
 _EXPORTS = {
-    "CLUSTER_COLUMNS": "gliomaseg.data.index",
     "IndexResult": "gliomaseg.data.index",
     "index_dataset": "gliomaseg.data.index",
+    "CLUSTER_COLUMNS": "gliomaseg.data.index_table",
     "INDEX_COLUMNS": "gliomaseg.data.index_table",
     "index_built_from": "gliomaseg.data.index_table",
     "load_index": "gliomaseg.data.index_table",
@@ -92,8 +92,9 @@ if TYPE_CHECKING:
         download_dataset,
         find_kaggle_credentials,
     )
-    from gliomaseg.data.index import CLUSTER_COLUMNS, IndexResult, index_dataset
+    from gliomaseg.data.index import IndexResult, index_dataset
     from gliomaseg.data.index_table import (
+        CLUSTER_COLUMNS,
         INDEX_COLUMNS,
         index_built_from,
         load_index,

@@ -31,20 +31,10 @@ from gliomaseg.data.io import LOSSLESS_SUFFIXES, read_image, read_mask
 from gliomaseg.data.normalise import MIN_SIZE
 from gliomaseg.errors import GliomasegError
 
-__all__ = ["CLUSTER_COLUMNS", "IndexResult", "index_dataset"]
+__all__ = ["IndexResult", "index_dataset"]
 
 logger = logging.getLogger(__name__)
 
-#: The genomic cluster variables of the Kaggle ``data.csv`` (joined into the index when present).
-CLUSTER_COLUMNS: tuple[str, ...] = (
-    "RNASeqCluster",
-    "MethylationCluster",
-    "miRNACluster",
-    "CNCluster",
-    "RPPACluster",
-    "OncosignCluster",
-    "COCCluster",
-)
 
 _SLICE_RE = re.compile(r"^(?P<name>.+)_(?P<n>\d+)(?P<mask>_mask)?$")
 _DATE_RE = re.compile(r"_\d{8}$")

@@ -17,9 +17,28 @@ from gliomaseg.data.io import read_image, read_mask
 from gliomaseg.errors import GliomasegError
 from gliomaseg.utils import atomic_write
 
-__all__ = ["INDEX_COLUMNS", "index_built_from", "load_index", "read_patient", "save_index", "summarise_index"]
+__all__ = [
+    "CLUSTER_COLUMNS",
+    "INDEX_COLUMNS",
+    "index_built_from",
+    "load_index",
+    "read_patient",
+    "save_index",
+    "summarise_index",
+]
 
 #: The fixed leading columns of an index table; ``data.csv`` columns (if any) follow them.
+#: The genomic cluster variables of the Kaggle ``data.csv`` (joined into the index when present).
+CLUSTER_COLUMNS: tuple[str, ...] = (
+    "RNASeqCluster",
+    "MethylationCluster",
+    "miRNACluster",
+    "CNCluster",
+    "RPPACluster",
+    "OncosignCluster",
+    "COCCluster",
+)
+
 INDEX_COLUMNS: tuple[str, ...] = (
     "patient_id",
     "patient",

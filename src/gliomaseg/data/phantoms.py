@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from gliomaseg.data.index import CLUSTER_COLUMNS
+from gliomaseg.data.index_table import CLUSTER_COLUMNS
 from gliomaseg.data.io import write_image, write_mask
 from gliomaseg.errors import GliomasegError
 from gliomaseg.utils import atomic_write_text

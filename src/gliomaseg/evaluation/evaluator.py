@@ -51,7 +51,7 @@ from gliomaseg.evaluation.plan import (
 )
 from gliomaseg.evaluation.postprocess import PostprocessConfig, postprocess_volume
 from gliomaseg.inference.segmenter import Segmenter, load_segmenter
-from gliomaseg.utils import atomic_write, atomic_write_text
+from gliomaseg.utils import atomic_write, atomic_write_text, json_safe
 
 __all__ = ["EVAL_FORMAT", "EvaluationResult", "evaluate"]
 
@@ -79,19 +79,6 @@ def _patient_record(rows: pd.DataFrame, pred: np.ndarray, truth: np.ndarray, per
         "n_missed_tumour_slices": int((tumour & (per_slice["pred_pixels"] == 0)).sum()),
         "slice_dice_mean": float(per_slice.loc[tumour, "dice"].mean()) if tumour.any() else math.nan,
     }
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN/inf -> None and numpy scalars -> Python, so ``summary.json`` is strict JSON."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> Path:
@@ -224,7 +211,7 @@ def evaluate(
     if seg.members:
         summary["ensemble"] = ensemble_summary(ckpt_paths, scores.members, scores.per_patient)
     summary["figures"] = [str(p.relative_to(out_dir)) for _, p in figure_list]
-    summary = _json_safe(summary)
+    summary = json_safe(summary)
     _write_outputs(out_dir, summary, scores, plan, figure_list)
     return EvaluationResult(out=out_dir, summary=summary)
 

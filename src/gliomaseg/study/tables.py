@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gliomaseg.data.index import CLUSTER_COLUMNS
+from gliomaseg.data.index_table import CLUSTER_COLUMNS
 from gliomaseg.errors import GliomasegError
 from gliomaseg.study.association import (
     agreement,
