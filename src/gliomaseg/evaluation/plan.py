@@ -97,7 +97,8 @@ def plan_evaluation(
     ids, splits_dict = _resolve_patients(split, table, splits_file, fold_k, splits is not None)
     eval_sid = split_id(splits_dict, fold_k) if splits_dict is not None else None
     checkpoint_sid = meta.get("split_id")
-    warnings = _warnings(split, checkpoint_sid, eval_sid, splits_dict is not None)
+    # a last.pt was not chosen on the validation patients (model files record how their epoch was chosen)
+    warnings = _warnings(split, checkpoint_sid, eval_sid, splits_dict is not None, meta.get("selection"))
     for w in warnings:
         log.warning("%s", w)
     return EvaluationPlan(
@@ -244,7 +245,9 @@ def _split_mismatch(split: str, checkpoint_sid: str | list | None, eval_sid: str
     return None
 
 
-def _warnings(split: str, checkpoint_sid: str | list | None, eval_sid: str | None, have_splits: bool) -> list[str]:
+def _warnings(
+    split: str, checkpoint_sid: str | list | None, eval_sid: str | None, have_splits: bool, selection: Any = None
+) -> list[str]:
     out = []
     mismatch = _split_mismatch(split, checkpoint_sid, eval_sid) if have_splits else None
     if mismatch:
@@ -253,7 +256,7 @@ def _warnings(split: str, checkpoint_sid: str | list | None, eval_sid: str | Non
         out.append("the checkpoint records no split id: cannot check that these patients were unseen in training")
     if split == "train":
         out.append("evaluated on the model's training patients: these metrics are optimistic, not a test result")
-    elif split == "val":
+    elif split == "val" and not str(selection or "").startswith("last epoch"):
         out.append(
             "evaluated on the validation patients, which selected the checkpoint: slightly optimistic; "
             "use the test split for the final estimate"

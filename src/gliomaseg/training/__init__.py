@@ -34,6 +34,9 @@ _EXPORTS = {
     "list_losses": "gliomaseg.training.losses",
     "MONITOR": "gliomaseg.training.module",
     "SegmentationModule": "gliomaseg.training.module",
+    "BEST_ON_VALIDATION": "gliomaseg.training.trainer",
+    "LAST_EPOCH": "gliomaseg.training.trainer",
+    "LAST_EPOCH_NO_VALIDATION": "gliomaseg.training.trainer",
     "ModelFileCallback": "gliomaseg.training.trainer",
     "resolve_precision": "gliomaseg.training.trainer",
     "train": "gliomaseg.training.trainer",
@@ -69,4 +72,11 @@ if TYPE_CHECKING:
     )
     from gliomaseg.training.module import MONITOR, SegmentationModule
     from gliomaseg.training.registry import Registry
-    from gliomaseg.training.trainer import ModelFileCallback, resolve_precision, train
+    from gliomaseg.training.trainer import (
+        BEST_ON_VALIDATION,
+        LAST_EPOCH,
+        LAST_EPOCH_NO_VALIDATION,
+        ModelFileCallback,
+        resolve_precision,
+        train,
+    )

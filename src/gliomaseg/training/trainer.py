@@ -38,9 +38,21 @@ from gliomaseg.training.logs import csv_version
 from gliomaseg.training.module import MONITOR, SegmentationModule
 from gliomaseg.training.run_folder import plan_run, start_run_folder
 
-__all__ = ["ModelFileCallback", "resolve_precision", "train"]
+__all__ = [
+    "BEST_ON_VALIDATION",
+    "LAST_EPOCH",
+    "LAST_EPOCH_NO_VALIDATION",
+    "ModelFileCallback",
+    "resolve_precision",
+    "train",
+]
 
 log = logging.getLogger(__name__)
+
+#: How a model file's epoch was chosen (its ``selection`` entry); evaluate warns only for the first.
+BEST_ON_VALIDATION = "best epoch on the validation patients"
+LAST_EPOCH = "last epoch"
+LAST_EPOCH_NO_VALIDATION = "last epoch (no validation)"
 
 
 class ModelFileCallback(Callback):
@@ -72,15 +84,15 @@ class ModelFileCallback(Callback):
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         meta = {**self.meta, "epoch": trainer.current_epoch, "metrics": metrics}
-        save_checkpoint(self.run_dir / "last.pt", pl_module.model, meta)
+        save_checkpoint(self.run_dir / "last.pt", pl_module.model, {**meta, "selection": LAST_EPOCH})
         if metrics[MONITOR] > self.best:
             self.best = metrics[MONITOR]
-            save_checkpoint(self.run_dir / "best.pt", pl_module.model, meta)
+            save_checkpoint(self.run_dir / "best.pt", pl_module.model, {**meta, "selection": BEST_ON_VALIDATION})
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.validation or not trainer.is_global_zero:
             return
-        meta = {**self.meta, "epoch": trainer.current_epoch, "metrics": {}, "selection": "last epoch (no validation)"}
+        meta = {**self.meta, "epoch": trainer.current_epoch, "metrics": {}, "selection": LAST_EPOCH_NO_VALIDATION}
         save_checkpoint(self.run_dir / "last.pt", pl_module.model, meta)
         save_checkpoint(self.run_dir / "best.pt", pl_module.model, meta)
 
