@@ -36,7 +36,7 @@ from gliomaseg.training.config import TrainConfig
 from gliomaseg.training.guards import FiniteGuard, check_resume_settings, fit, make_trainer, read_resume_checkpoint
 from gliomaseg.training.logs import csv_version
 from gliomaseg.training.module import MONITOR, SegmentationModule
-from gliomaseg.training.run_folder import plan_run, start_run_folder
+from gliomaseg.training.run_folder import LAST_CKPT, plan_run, start_run_folder
 
 __all__ = [
     "BEST_ON_VALIDATION",
@@ -158,12 +158,18 @@ def _trainer(
     extra_callbacks: list[Callback],
     validation: bool = True,
 ) -> L.Trainer:
-    if validation:
-        # Only last.ckpt (the resume state): the best epoch's weights are best.pt already, and
-        # writing another optimiser state every epoch costs time for nothing.
-        ckpt = ModelCheckpoint(run_dir / "checkpoints", monitor=MONITOR, mode="max", save_top_k=0, save_last=True)
-    else:  # nothing to select on: keep the resume state of the last epoch only
-        ckpt = ModelCheckpoint(run_dir / "checkpoints", save_top_k=0, save_last=True, save_on_train_epoch_end=True)
+    # One Lightning checkpoint, the resume state of the latest epoch, rewritten in place as
+    # checkpoints/last.ckpt: the best epoch's weights are best.pt already. (save_last=True with
+    # save_top_k=0 writes nothing at all in Lightning 2.x, and save_top_k=1 beside save_last
+    # writes the optimiser state twice per epoch.)
+    ckpt = ModelCheckpoint(
+        run_dir / LAST_CKPT.parent,
+        filename=LAST_CKPT.stem,
+        monitor=None,
+        save_top_k=1,
+        enable_version_counter=False,
+        save_on_train_epoch_end=None if validation else True,
+    )
     callbacks = [
         ckpt,
         ModelFileCallback(run_dir, meta, validation),
