@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--index", help="index.csv to use instead of indexing DATA")
     p.add_argument("--model", nargs="+", metavar="MODEL", help="model file(s) (.pt/.onnx); several = ensemble")
-    p.add_argument("--study", help="study folder (splits.json, runs/<config>__fold<k>/best.pt): out-of-fold masks")
+    p.add_argument("--study", help="study folder (splits.json, runs/<config>__fold<k>/ models): out-of-fold masks")
     p.add_argument("--config", help="configuration name of the study's runs")
     p.add_argument(
         "--masks",

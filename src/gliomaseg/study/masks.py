@@ -5,11 +5,12 @@ slices are read as ``evaluate`` reads them, and
 :meth:`gliomaseg.inference.segmenter.Segmenter.predict_proba` plus the model's post-processing
 turn them into a mask at the data's own resolution.
 
-Several models are an ensemble: their probabilities are averaged before the post-processing of
-the first model (no shared ensemble helper exists in the package yet; this is the minimal one).
+Several models are an ensemble (:meth:`gliomaseg.inference.segmenter.Segmenter.ensemble`): their
+probabilities are averaged before the post-processing of the first model.
 Out-of-fold prediction (:func:`out_of_fold_models`): in a study folder laid out as
-``STUDY/splits.json`` and ``STUDY/runs/<config>__fold<k>/best.pt``, each patient of fold ``k``'s
-``val`` list is predicted by fold ``k``'s model, so no patient is segmented by a model that saw it.
+``STUDY/splits.json`` and ``STUDY/runs/<config>__fold<k>/`` (the model file the study evaluated:
+``last.pt`` or ``best.pt``), each patient of fold ``k``'s ``val`` list is predicted by fold ``k``'s
+model, so no patient is segmented by a model that saw it.
 """
 
 from __future__ import annotations
@@ -52,26 +53,18 @@ def ensemble_predictor(models: Sequence[str | Path], *, device: str = "auto") ->
         >>> predict, info = ensemble_predictor(["fold0/best.pt", "fold1/best.pt"])  # doctest: +SKIP
         >>> mask = predict(volume)  # S x H x W x 3 uint8 -> S x H x W bool  # doctest: +SKIP
     """
-    from gliomaseg.evaluation.postprocess import postprocess_volume
     from gliomaseg.inference.segmenter import load_segmenter
 
     if not models:
         raise GliomasegError("no model given: pass at least one model file")
     paths = [Path(m).expanduser().resolve() for m in models]
-    segmenters = [load_segmenter(p, **({} if p.suffix == ".onnx" else {"device": device})) for p in paths]
-    post = segmenters[0].postprocess
-    differing = [str(p) for p, s in zip(paths[1:], segmenters[1:]) if s.postprocess != post]
+    segmenter = load_segmenter(paths, device=device)
+    members = segmenter.members or (segmenter,)
+    differing = [str(p) for p, m in zip(paths[1:], members[1:]) if m.postprocess != segmenter.postprocess]
     if differing:
         log.warning("models %s store other post-processing than %s; the first model's is used", differing, paths[0])
-
-    def predict(images: np.ndarray) -> np.ndarray:
-        if len(segmenters) == 1:
-            return segmenters[0].predict_volume(images)
-        proba = np.mean([s.predict_proba(images) for s in segmenters], axis=0)
-        return postprocess_volume(proba, post)
-
-    info = {"models": [str(p) for p in paths], "ensemble": len(paths) > 1, "postprocess": post.to_dict()}
-    return predict, info
+    info = {"models": [str(p) for p in paths], "ensemble": len(paths) > 1}
+    return segmenter.predict_volume, {**info, "postprocess": segmenter.postprocess.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -80,7 +73,7 @@ class OutOfFold:
 
     Attributes:
         splits_file: the study's ``splits.json``.
-        models: fold ``k`` -> its ``best.pt``.
+        models: fold ``k`` -> the model file the study evaluated (``last.pt`` or ``best.pt``).
         fold_of: patient id -> the fold whose model predicts it (the fold where it is held out).
         without_prediction: patients of the splits that are in no fold's ``val`` list (the test
             part), sorted.

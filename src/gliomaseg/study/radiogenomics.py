@@ -186,7 +186,7 @@ def run_radiogenomics(
         out: output folder.
         index: an ``index.csv`` to use instead of indexing ``data``.
         models: model files (``.pt``/``.onnx``) predicting every patient; several are averaged.
-        study: a study folder (``splits.json``, ``runs/<config>__fold<k>/best.pt``) for
+        study: a study folder (``splits.json``, ``runs/<config>__fold<k>/`` models) for
             out-of-fold predictions; patients in no fold's ``val`` list get none.
         config: the study's configuration name.
         masks: ``truth``, ``predicted``, ``both`` or ``auto`` (both with a model or study, else truth).
