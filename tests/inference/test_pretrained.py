@@ -1,0 +1,92 @@
+"""The bundled ``lgg-unet`` model: present in the package, loadable safely, and giving the same masks.
+
+The checksum pins the whole path (weights, preprocessing, network, post-processing) on a
+deterministic phantom volume in float32 eager mode, so any change that moves a single voxel fails
+here. If a change to inference is intended, re-derive ``MASKS_SHA256`` and say why in the commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gliomaseg.cli import main
+from gliomaseg.data.io import read_mask
+from gliomaseg.data.phantoms import synthesise_dataset
+from gliomaseg.errors import GliomasegError
+from gliomaseg.inference import Segmenter, read_volume
+from gliomaseg.inference.pretrained import BUNDLED, bundled_path, model_card, resolve_model
+
+#: sha256 of the uint8 masks of the phantom patient below (float32, eager, the stored post-processing).
+MASKS_SHA256 = "5a602e9143cf09d6603ebf11e96fca1d01cc445776d36d3fcc93392ff40d0a11"
+#: sha256 of the shipped weights file, as the model card states it.
+WEIGHTS_SHA256 = "253b2cefc395140c618666ae6739fdb61d1d9e333450c864235038b040345e4f"
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def phantom_patient(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One 256 x 256 phantom patient (seed 0), the size of a kaggle_3m slice."""
+    root = synthesise_dataset(tmp_path_factory.mktemp("bundled") / "kaggle_3m", 1, slices=(12, 12), size=256)
+    return next(p for p in root.iterdir() if p.is_dir())
+
+
+def _slice_number(path: Path) -> int:
+    return int(path.name.rsplit("_", 2)[-2])
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_the_weights_ship_with_the_package_and_match_the_card():
+    path = bundled_path("lgg-unet")
+    assert path.parent.name == "weights" and path.stat().st_size < 8 * 2**20  # a few MB of float16
+    assert _sha256(path.read_bytes()) == WEIGHTS_SHA256
+    assert WEIGHTS_SHA256 in model_card("lgg-unet")
+
+
+def test_the_weights_are_float16_and_load_without_pickled_code():
+    state = torch.load(bundled_path("lgg-unet"), map_location="cpu", weights_only=True)
+    floats = [t for t in state["state_dict"].values() if t.is_floating_point()]
+    assert floats and all(t.dtype == torch.float16 for t in floats)
+
+
+def test_the_masks_of_a_phantom_match_the_stored_checksum(phantom_patient: Path):
+    segmenter = Segmenter.from_checkpoint(resolve_model("lgg-unet"), bf16=False, graph_fusion=False)
+    masks = segmenter.predict_volume(read_volume(phantom_patient)).astype(np.uint8)
+    assert masks.shape == (12, 256, 256)
+    assert _sha256(masks.tobytes()) == MASKS_SHA256
+    # and the masks are right, not just unchanged: the phantom's tumour is found
+    truth = np.stack([read_mask(p) > 0 for p in sorted(phantom_patient.glob("*_mask.tif"), key=_slice_number)])
+    assert 2 * (truth & (masks > 0)).sum() / (truth.sum() + masks.sum()) > 0.9
+
+
+def test_predict_by_name_writes_the_same_masks(phantom_patient: Path, tmp_path: Path):
+    out = tmp_path / "pred"
+    assert main(["predict", "--model", "lgg-unet", "--no-bf16", str(phantom_patient), "--out", str(out)]) == 0
+    written = sorted(out.rglob("*_mask.*"))
+    assert len(written) == 12
+    expected = Segmenter.from_checkpoint(bundled_path("lgg-unet"), bf16=False).predict_volume(
+        read_volume(phantom_patient)
+    )
+    by_number = sorted(written, key=_slice_number)
+    np.testing.assert_array_equal(np.stack([read_mask(p) > 0 for p in by_number]), expected)
+
+
+def test_the_card_is_the_docs_card_and_lists_the_essentials():
+    card = model_card("lgg-unet")
+    assert card == (REPO / "docs" / "model-card.md").read_text(encoding="utf-8")
+    for needed in ("gliomaseg train", "90", "Not for clinical use", "Known failure modes", "licence"):
+        assert needed.lower() in card.lower(), needed
+
+
+def test_an_unknown_name_lists_the_bundled_models():
+    with pytest.raises(GliomasegError, match="lgg-unet"):
+        bundled_path("lgg-resunet")
+    assert set(BUNDLED) == {"lgg-unet"}
