@@ -45,12 +45,13 @@ def _cpu_model() -> str:
 def machine_info(device: str = "cpu") -> dict[str, Any]:
     """What the figures were measured on: CPU, cores, native bf16, GPU, versions, load average."""
     from gliomaseg import __version__
+    from gliomaseg.devices import cpu_has_native_bf16
 
     info: dict[str, Any] = {
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "cpu_native_bf16": bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()),
+        "cpu_native_bf16": cpu_has_native_bf16(),
         "cpu_amx": bool(torch.cpu._is_amx_tile_supported()),
         "python": sys.version.split()[0],
         "torch": torch.__version__,

@@ -73,7 +73,7 @@ def _table(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     from benchmarks.inference import inference_section
     from benchmarks.pipeline import pipeline_section
-    from benchmarks.training import training_section
+    from benchmarks.training import bench_run_name, training_section
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the short form (< 3 min)")
@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     report["training"] = training_section(data, workdir, splits, quick=args.quick, device=args.device)
     report["inference"] = inference_section(args.checkpoint, quick=args.quick)
     # what a user evaluates: a model of the cpu preset (the one just trained, or --checkpoint)
-    bench_model = Path(args.checkpoint) if args.checkpoint else workdir / "runs" / "bench_cpu_bf16-mixed" / "best.pt"
+    trained = workdir / "runs" / bench_run_name("cpu", "bf16-mixed") / "best.pt"
+    bench_model = Path(args.checkpoint) if args.checkpoint else trained
     report["pipeline"] = pipeline_section(args.data, data, workdir, splits, bench_model, quick=args.quick)
     report["machine"]["load_average_end"] = machine_info(args.device)["load_average"]
     report["seconds"] = round(time.perf_counter() - t0, 1)

@@ -91,6 +91,11 @@ def matmul_peak(dtype: torch.dtype, *, n: int = 2048, device: str = "cpu") -> fl
     return round(2 * n**3 / seconds / 1e9, 1)
 
 
+def bench_run_name(preset: str | None, precision: str) -> str:
+    """The run folder name of a benchmark training (the pipeline section evaluates the bf16 preset's)."""
+    return f"bench_{preset or 'seed'}_{precision}"
+
+
 def real_epochs(
     data: Path,
     workdir: Path,
@@ -116,7 +121,7 @@ def real_epochs(
         "data": str(data),
         "workdir": str(workdir),
         "runs_dir": str(workdir / "runs"),
-        "run_name": f"bench_{preset or 'seed'}_{flags.get('precision', 'auto')}",
+        "run_name": bench_run_name(preset, flags.get("precision", "auto")),
         "epochs": epochs,
         "limit_train_batches": limit,
         "limit_val_batches": limit,

@@ -30,7 +30,22 @@ from gliomaseg import __version__
 from gliomaseg.errors import GliomasegError
 from gliomaseg.utils import atomic_write
 
-__all__ = ["FORMAT", "load_checkpoint", "load_model", "safe_load", "save_checkpoint", "save_half_precision"]
+__all__ = [
+    "BEST_ON_VALIDATION",
+    "FORMAT",
+    "LAST_EPOCH",
+    "LAST_EPOCH_NO_VALIDATION",
+    "load_checkpoint",
+    "load_model",
+    "safe_load",
+    "save_checkpoint",
+    "save_half_precision",
+]
+
+#: How a model file's epoch was chosen (its ``selection`` entry); evaluate warns only for the first.
+BEST_ON_VALIDATION = "best epoch on the validation patients"
+LAST_EPOCH = "last epoch"
+LAST_EPOCH_NO_VALIDATION = "last epoch (no validation)"
 
 FORMAT = "gliomaseg-model/1"
 _REQUIRED = ("format", "model", "preprocess", "postprocess", "state_dict")

@@ -27,7 +27,6 @@ __all__ = [
     "summarise_index",
 ]
 
-#: The fixed leading columns of an index table; ``data.csv`` columns (if any) follow them.
 #: The genomic cluster variables of the Kaggle ``data.csv`` (joined into the index when present).
 CLUSTER_COLUMNS: tuple[str, ...] = (
     "RNASeqCluster",
@@ -39,6 +38,7 @@ CLUSTER_COLUMNS: tuple[str, ...] = (
     "COCCluster",
 )
 
+#: The fixed leading columns of an index table; ``data.csv`` columns (if any) follow them.
 INDEX_COLUMNS: tuple[str, ...] = (
     "patient_id",
     "patient",

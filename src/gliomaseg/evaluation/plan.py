@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from gliomaseg.checkpoint import LAST_EPOCH, LAST_EPOCH_NO_VALIDATION
 from gliomaseg.data.index import index_dataset
 from gliomaseg.data.index_table import index_built_from, load_index
 from gliomaseg.data.splits import PARTS, load_splits, part_patients, split_id
@@ -256,7 +257,7 @@ def _warnings(
         out.append("the checkpoint records no split id: cannot check that these patients were unseen in training")
     if split == "train":
         out.append("evaluated on the model's training patients: these metrics are optimistic, not a test result")
-    elif split == "val" and not str(selection or "").startswith("last epoch"):
+    elif split == "val" and selection not in (LAST_EPOCH, LAST_EPOCH_NO_VALIDATION):
         out.append(
             "evaluated on the validation patients, which selected the checkpoint: slightly optimistic; "
             "use the test split for the final estimate"

@@ -15,7 +15,6 @@ model, so no patient is segmented by a model that saw it.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import numpy as np
 
 from gliomaseg.data.splits import load_splits
 from gliomaseg.errors import GliomasegError
+from gliomaseg.study.folder import open_study
 
 __all__ = ["OutOfFold", "ensemble_predictor", "out_of_fold_models"]
 
@@ -88,11 +88,7 @@ class OutOfFold:
 def _study_model_file(root: Path) -> str:
     """The model file a study evaluated on the held-out folds: ``last.pt`` for ``checkpoint: last``
     (the default of ``gliomaseg study``: no epoch chosen on the held-out patients), else ``best.pt``."""
-    record = root / "study.json"
-    if record.is_file():
-        checkpoint = json.loads(record.read_text()).get("settings", {}).get("checkpoint", "last")
-        return "last.pt" if checkpoint == "last" else "best.pt"
-    return "best.pt"
+    return f"{open_study(root).config.checkpoint}.pt" if (root / "study.json").is_file() else "best.pt"
 
 
 def out_of_fold_models(study: str | Path, config: str) -> OutOfFold:

@@ -14,19 +14,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from gliomaseg.data.index_table import load_index, read_patient
 from gliomaseg.errors import GliomasegError
-from gliomaseg.evaluation.metrics import dice_from_counts
-from gliomaseg.evaluation.postprocess import PostprocessConfig, postprocess_volume
+from gliomaseg.evaluation.ensemble import member_dice
+from gliomaseg.evaluation.postprocess import PostprocessConfig
 from gliomaseg.study.folder import open_study
 from gliomaseg.study.markdown import COMPARISON_HEADER, comparison_rows, md_table
 from gliomaseg.study.masks import out_of_fold_models
 from gliomaseg.study.stats import describe, pairwise_wilcoxon, wide_table
-from gliomaseg.utils import atomic_write_text
+from gliomaseg.utils import atomic_write_text, json_safe
 
 __all__ = ["VARIANTS", "sweep_postprocess"]
 
@@ -43,27 +42,23 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def _patient_dice(proba: np.ndarray, truth: np.ndarray, cfg: PostprocessConfig) -> float:
-    pred = postprocess_volume(proba, cfg)
-    return float(dice_from_counts((pred & truth).sum(), pred.sum(), truth.sum()))
-
-
 def _fold_scores(
     model: Path, patients: list[str], table: pd.DataFrame, variants: Mapping[str, dict[str, Any]]
 ) -> list[dict[str, Any]]:
     from gliomaseg.inference.segmenter import Segmenter
 
+    configs = {name: replace(PostprocessConfig(), **changes) for name, changes in variants.items()}
     base = Segmenter.from_checkpoint(model)
-    segmenters = {False: base.with_postprocess(tta=False), True: base.with_postprocess(tta=True)}
-    defaults = PostprocessConfig()
+    # only the passes some variant needs: the TTA pass costs four forward passes
+    segmenters = {tta: base.with_postprocess(tta=tta) for tta in {cfg.tta for cfg in configs.values()}}
+    by_patient = dict(tuple(table[table["patient_id"].isin(patients)].groupby("patient_id")))
     rows = []
     for pid in patients:
-        patient_rows = table[table["patient_id"] == pid].sort_values("slice")
-        images, truth = read_patient(patient_rows)
+        images, truth = read_patient(by_patient[pid].sort_values("slice"))
         probas = {tta: seg.predict_proba(images) for tta, seg in segmenters.items()}
-        for name, changes in variants.items():
-            cfg = replace(defaults, **changes)
-            rows.append({"config": name, "patient_id": pid, "dice": _patient_dice(probas[cfg.tta], truth, cfg)})
+        for name, cfg in configs.items():
+            dice = member_dice([probas[cfg.tta]], truth, cfg)[0]
+            rows.append({"config": name, "patient_id": pid, "dice": dice})
     return rows
 
 
@@ -108,7 +103,7 @@ def sweep_postprocess(
     stem = study.folder / f"postprocess_{config}"
     atomic_write_text(stem.with_suffix(".csv"), long.to_csv(index=False))
     atomic_write_text(stem.with_suffix(".md"), _markdown(config, summary, tests, len(oof.models)))
-    atomic_write_text(stem.with_suffix(".json"), json.dumps(summary.to_dict("records"), indent=1) + "\n")
+    atomic_write_text(stem.with_suffix(".json"), json.dumps(json_safe(summary.to_dict("records")), indent=1) + "\n")
     return summary
 
 

@@ -34,9 +34,9 @@ _EXPORTS = {
     "list_losses": "gliomaseg.training.losses",
     "MONITOR": "gliomaseg.training.module",
     "SegmentationModule": "gliomaseg.training.module",
-    "BEST_ON_VALIDATION": "gliomaseg.training.trainer",
-    "LAST_EPOCH": "gliomaseg.training.trainer",
-    "LAST_EPOCH_NO_VALIDATION": "gliomaseg.training.trainer",
+    "BEST_ON_VALIDATION": "gliomaseg.checkpoint",
+    "LAST_EPOCH": "gliomaseg.checkpoint",
+    "LAST_EPOCH_NO_VALIDATION": "gliomaseg.checkpoint",
     "ModelFileCallback": "gliomaseg.training.trainer",
     "resolve_precision": "gliomaseg.training.trainer",
     "train": "gliomaseg.training.trainer",
@@ -48,6 +48,7 @@ _EXPORTS = {
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
+    from gliomaseg.checkpoint import BEST_ON_VALIDATION, LAST_EPOCH, LAST_EPOCH_NO_VALIDATION
     from gliomaseg.training.config import (
         OPTIMIZERS,
         PRECISIONS,
@@ -73,9 +74,6 @@ if TYPE_CHECKING:
     from gliomaseg.training.module import MONITOR, SegmentationModule
     from gliomaseg.training.registry import Registry
     from gliomaseg.training.trainer import (
-        BEST_ON_VALIDATION,
-        LAST_EPOCH,
-        LAST_EPOCH_NO_VALIDATION,
         ModelFileCallback,
         resolve_precision,
         train,

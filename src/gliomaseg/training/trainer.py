@@ -25,7 +25,7 @@ from lightning.pytorch.callbacks import (
 )
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from gliomaseg.checkpoint import save_checkpoint
+from gliomaseg.checkpoint import BEST_ON_VALIDATION, LAST_EPOCH, LAST_EPOCH_NO_VALIDATION, save_checkpoint
 from gliomaseg.data.augment import augment_config
 from gliomaseg.data.datamodule import GliomaDataModule
 from gliomaseg.data.splits import part_patients, split_id
@@ -48,11 +48,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: How a model file's epoch was chosen (its ``selection`` entry); evaluate warns only for the first.
-BEST_ON_VALIDATION = "best epoch on the validation patients"
-LAST_EPOCH = "last epoch"
-LAST_EPOCH_NO_VALIDATION = "last epoch (no validation)"
 
 
 class ModelFileCallback(Callback):
