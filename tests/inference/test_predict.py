@@ -1,4 +1,4 @@
-"""Tests of ``predict``: every input kind, output formats and geometry, areas.csv, no-overwrite, errors."""
+"""Tests of ``predict``: every input kind, output formats and geometry, cases.csv, no-overwrite, errors."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from PIL import Image
 
 from gliomaseg.cli import main
 from gliomaseg.inference.inputs import discover_inputs
-from gliomaseg.inference.predict import AREAS_COLUMNS, overlay, predict_inputs
+from gliomaseg.inference.outputs import CASES_COLUMNS, overlay
+from gliomaseg.inference.predict import predict_inputs
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +50,10 @@ def test_single_slice_formats_and_geometry(tmp_path: Path, models: dict[str, Pat
     assert mask.shape == (40, 56) and mask.dtype == np.uint8
     assert set(np.unique(mask).tolist()) <= {0, 255}
     assert (out / f"{Path(name).stem}_overlay.png").is_file()
-    assert list(table.columns) == list(AREAS_COLUMNS)
+    assert list(table.columns) == list(CASES_COLUMNS)
     assert table.loc[0, "kind"] == "slice" and table.loc[0, "slices"] == 1
-    assert table.loc[0, "tumour_pixels"] == int((mask > 0).sum())
-    assert np.isnan(table.loc[0, "tumour_mm3"])
+    assert table.loc[0, "tumour_voxels"] == int((mask > 0).sum())
+    assert np.isnan(table.loc[0, "tumour_ml"]) and table.loc[0, "volume_unit"] == "voxels"
 
 
 @pytest.mark.parametrize(("model", "expected"), [("all", 1.0), ("none", 0.0)])
@@ -60,14 +61,14 @@ def test_areas_and_overlay_hand_computed(tmp_path: Path, models: dict[str, Path]
     Image.fromarray(_rgb(30, 20)).save(tmp_path / "s.png")
     out = tmp_path / "out"
     table = predict_inputs(models[model], [tmp_path / "s.png"], out)
-    assert table.loc[0, "tumour_pixels"] == expected * 30 * 20
+    assert table.loc[0, "tumour_voxels"] == expected * 30 * 20
     assert table.loc[0, "slices_with_tumour"] == expected
     np.testing.assert_array_equal(_mask_values(out / "s_mask.png"), np.full((30, 20), 255 * expected, np.uint8))
     red = np.all(_mask_values(out / "s_overlay.png") == [255, 0, 0], axis=-1)
     # An all-tumour mask's outline is the image border: 2 * (30 + 20) - 4 pixels.
     assert red.sum() == expected * (2 * (30 + 20) - 4)
-    written = pd.read_csv(out / "areas.csv")
-    assert written["tumour_pixels"].tolist() == [expected * 600]
+    written = pd.read_csv(out / "cases.csv")
+    assert written["tumour_voxels"].tolist() == [expected * 600]
 
 
 def test_overlay_outline():
@@ -95,11 +96,14 @@ def test_folder_of_numbered_slices_is_one_volume_in_natural_order(tmp_path: Path
     assert [p.name for p in cases[1].files] == ["vol_1.png", "vol_2.png", "vol_10.png"]
     table = predict_inputs(models["all"], [folder], out)
     assert table["slices"].tolist() == [1, 3]
-    assert table["tumour_pixels"].tolist() == [24 * 24, 3 * 32 * 32]
+    assert table["tumour_voxels"].tolist() == [24 * 24, 3 * 32 * 32]
     for n in (1, 2, 10):
         assert _mask_values(out / "scans" / f"vol_{n}_mask.png").min() == 255
-        assert (out / "scans" / f"vol_{n}_overlay.png").is_file()
-    assert (out / "scans" / "loose_mask.tif").is_file()
+        assert not (out / "scans" / f"vol_{n}_overlay.png").exists()  # a volume's overlays only on request
+    assert (out / "scans" / "vol_overview.png").is_file()
+    assert (out / "scans" / "loose_mask.tif").is_file() and (out / "scans" / "loose_overlay.png").is_file()
+    predict_inputs(models["all"], [folder], out, overlays=True, overwrite=True)
+    assert all((out / "scans" / f"vol_{n}_overlay.png").is_file() for n in (1, 2, 10))
 
 
 def test_kaggle_patient_folder_and_root(tmp_path: Path, models: dict[str, Path], phantoms: Path):
@@ -139,11 +143,15 @@ def test_nifti_keeps_geometry(tmp_path: Path, models: dict[str, Path], shape: tu
     assert int(result.header["qform_code"]) == 1 and int(result.header["sform_code"]) == 2
     assert result.header.get_xyzt_units()[0] == "mm"
     slices = shape[2] if len(shape) > 2 else 1
-    voxel = 0.9 * 1.1 * 3.0 if len(shape) > 2 else 0.9 * 1.1
+    voxel_ml = 0.9 * 1.1 * 3.0 / 1000  # a 2D slice's thickness comes from the affine too
     row = table.iloc[0]
     assert (row["kind"], row["slices"], row["slices_with_tumour"]) == ("nifti", slices, slices)
-    assert row["tumour_pixels"] == 40 * 48 * slices
-    assert row["tumour_mm3"] == pytest.approx(40 * 48 * slices * voxel, rel=1e-5)
+    assert row["tumour_voxels"] == 40 * 48 * slices and row["components"] == 1
+    assert row["tumour_ml"] == pytest.approx(40 * 48 * slices * voxel_ml, rel=1e-5)
+    assert not (out / "brain_overlay").exists()
+    overview = np.asarray(Image.open(out / "brain_overview.png"))
+    assert overview.ndim == 3 and overview.shape[2] == 3 and row["overview"] == str(out / "brain_overview.png")
+    predict_inputs(models["all"], [tmp_path / "brain.nii.gz"], out, overlays=True, overwrite=True)
     overlays = sorted((out / "brain_overlay").glob("*.png"))
     assert len(overlays) == slices and np.asarray(Image.open(overlays[0])).shape == (40, 48, 3)
 
@@ -195,7 +203,7 @@ def test_postprocess_overrides(tmp_path: Path, models: dict[str, Path]):
     Image.fromarray(_rgb(32, 32)).save(tmp_path / "s.png")
     # min_size larger than the whole 32 x 32 volume removes its one component.
     table = predict_inputs(models["all"], [tmp_path / "s.png"], tmp_path / "o1", postprocess={"min_size": 2000})
-    assert table.loc[0, "tumour_pixels"] == 0
+    assert table.loc[0, "tumour_voxels"] == 0
     with pytest.raises(ValueError, match="unknown postprocess"):
         predict_inputs(models["all"], [tmp_path / "s.png"], tmp_path / "o2", postprocess={"thresh": 0.3})
 
@@ -227,17 +235,19 @@ def _three_cases(root: Path) -> list[Path]:
 def test_resume_skips_the_cases_already_written(tmp_path: Path, models: dict[str, Path]):
     inputs, out = _three_cases(tmp_path / "in"), tmp_path / "out"
     first = predict_inputs(models["all"], inputs, out)
-    # A stopped run: case b lost its last mask (never written), areas.csv was not written yet.
+    # A stopped run: case b lost its last mask (never written), cases.csv was not written yet.
     (out / "b" / "b_2_mask.png").unlink()
-    (out / "areas.csv").unlink()
+    (out / "cases.csv").unlink()
     with pytest.raises(ValueError, match=r"exist already .*pass --resume"):
         predict_inputs(models["none"], inputs, out)
     # Resumed with a model that finds nothing: only case b is predicted again.
     table = predict_inputs(models["none"], inputs, out, resume=True)
     assert table["case"].tolist() == ["a", "b", "v"]
-    assert table["tumour_pixels"].tolist() == [first.loc[0, "tumour_pixels"], 0, first.loc[2, "tumour_pixels"]]
+    assert table["tumour_voxels"].tolist() == [first.loc[0, "tumour_voxels"], 0, first.loc[2, "tumour_voxels"]]
     assert table.drop(index=1).equals(first.drop(index=1))  # rows read back from the masks on disk
-    assert pd.read_csv(out / "areas.csv")["tumour_pixels"].tolist() == table["tumour_pixels"].tolist()
+    assert pd.read_csv(out / "cases.csv")["tumour_voxels"].tolist() == table["tumour_voxels"].tolist()
+    components = pd.read_csv(out / "components.csv")
+    assert components["case"].tolist() == ["a", "v"]  # b is empty now: no component
     assert _mask_values(out / "b" / "b_1_mask.png").max() == 0  # b's old partial output was replaced
 
 

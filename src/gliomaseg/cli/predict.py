@@ -37,15 +37,18 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         device=args.device,
         bf16=args.bf16,
         threads=args.threads,
-        overlays=not args.no_overlays,
+        overlays=args.overlays,
+        overview=args.overview,
+        save_probabilities=args.save_probabilities,
         graph_fusion=args.graph_fusion,
         resume=args.resume,
     )
     n_slices = int(table["slices"].sum())
-    print(table.drop(columns=["input", "mask"]).to_string(index=False))
+    shown = ["case", "kind", "slices", "slices_with_tumour", "tumour_voxels", "tumour_ml", "volume_unit", "components"]
+    print(table[shown].to_string(index=False))
     print(
         f"{len(table)} case(s), {n_slices} slice(s) in {time.perf_counter() - t0:.1f} s; "
-        f"masks, overlays and areas.csv in {args.out}"
+        f"masks, overviews, cases.csv and components.csv in {args.out}"
     )
 
 
@@ -68,7 +71,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``predict`` and ``export`` to ``sub``."""
-    p = sub.add_parser("predict", help="segment slices, folders or NIfTI -> masks, overlays, areas.csv")
+    p = sub.add_parser("predict", help="segment slices, folders or NIfTI -> masks, overviews, cases.csv")
     p.add_argument(
         "paths",
         nargs="+",
@@ -108,7 +111,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="CPU: run the network as a TorchScript graph fused by oneDNN Graph (model files only; default on; "
         "--no-graph-fusion skips its ~0.45 s set-up, faster below ~800 slices)",
     )
-    p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
+    p.add_argument(
+        "--overlays",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="an overlay PNG per slice (default: only for single-slice inputs; volumes get one overview figure)",
+    )
+    p.add_argument(
+        "--overview",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="one overview PNG per volume: the slices with the most tumour, outlined (default on)",
+    )
+    p.add_argument(
+        "--save-probabilities",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="also write each case's tumour probabilities, <name>_proba.nii.gz (float32 0..1, the input's geometry)",
+    )
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("export", help="export a model file to ONNX (checked against PyTorch)")

@@ -30,11 +30,35 @@ _EXPORTS = {
     "read_nifti": "gliomaseg.inference.nifti",
     "read_case": "gliomaseg.inference.inputs",
     "read_volume": "gliomaseg.inference.inputs",
-    "AREAS_COLUMNS": "gliomaseg.inference.predict",
-    "areas_row": "gliomaseg.inference.predict",
-    "overlay": "gliomaseg.inference.predict",
+    "model_algorithm": "gliomaseg.inference.predict",
     "predict_inputs": "gliomaseg.inference.predict",
-    "write_case": "gliomaseg.inference.predict",
+    "CASES_COLUMNS": "gliomaseg.inference.outputs",
+    "CASE_COMPONENT_COLUMNS": "gliomaseg.inference.outputs",
+    "OutputOptions": "gliomaseg.inference.outputs",
+    "case_row": "gliomaseg.inference.outputs",
+    "case_targets": "gliomaseg.inference.outputs",
+    "case_volume": "gliomaseg.inference.outputs",
+    "finished_case": "gliomaseg.inference.outputs",
+    "overlay": "gliomaseg.inference.outputs",
+    "to_source": "gliomaseg.inference.outputs",
+    "write_case": "gliomaseg.inference.outputs",
+    "COMPONENT_COLUMNS": "gliomaseg.inference.measures",
+    "MEASURE_COLUMNS": "gliomaseg.inference.measures",
+    "components": "gliomaseg.inference.measures",
+    "measure": "gliomaseg.inference.measures",
+    "summarise": "gliomaseg.inference.measures",
+    "OVERVIEW_SLICES": "gliomaseg.inference.overview",
+    "overview_image": "gliomaseg.inference.overview",
+    "overview_slices": "gliomaseg.inference.overview",
+    "write_overview": "gliomaseg.inference.overview",
+    "Volume": "gliomaseg.inference.volume",
+    "DICOM_DATASETS": "gliomaseg.inference.writers",
+    "NIFTI_HEADER": "gliomaseg.inference.writers",
+    "SEGMENT_LABEL": "gliomaseg.inference.writers",
+    "source_frames": "gliomaseg.inference.writers",
+    "write_dicom_seg": "gliomaseg.inference.writers",
+    "write_nifti_mask": "gliomaseg.inference.writers",
+    "write_probabilities": "gliomaseg.inference.writers",
     "ONNX_FORMAT": "gliomaseg.inference.onnx_check",
     "check_onnx_model": "gliomaseg.inference.onnx_check",
     "AveragedProbabilities": "gliomaseg.inference.export",
@@ -54,8 +78,32 @@ if TYPE_CHECKING:
     from gliomaseg.inference.export import AveragedProbabilities, ExportResult, export_onnx
     from gliomaseg.inference.fusion import LogitsFn, fold_batchnorm, graph_fused
     from gliomaseg.inference.inputs import SUPPORTED_INPUTS, Case, discover_inputs, read_case, read_volume
+    from gliomaseg.inference.measures import COMPONENT_COLUMNS, MEASURE_COLUMNS, components, measure, summarise
     from gliomaseg.inference.nifti import NIFTI_SUFFIXES, nifti_spacing, nifti_stem, nifti_to_uint8, read_nifti
     from gliomaseg.inference.onnx_check import ONNX_FORMAT, check_onnx_model
-    from gliomaseg.inference.predict import AREAS_COLUMNS, areas_row, overlay, predict_inputs, write_case
+    from gliomaseg.inference.outputs import (
+        CASE_COMPONENT_COLUMNS,
+        CASES_COLUMNS,
+        OutputOptions,
+        case_row,
+        case_targets,
+        case_volume,
+        finished_case,
+        overlay,
+        to_source,
+        write_case,
+    )
+    from gliomaseg.inference.overview import OVERVIEW_SLICES, overview_image, overview_slices, write_overview
+    from gliomaseg.inference.predict import model_algorithm, predict_inputs
     from gliomaseg.inference.pretrained import BUNDLED, BundledModel, bundled_path, model_card, resolve_model
     from gliomaseg.inference.segmenter import Segmenter, load_segmenter
+    from gliomaseg.inference.volume import Volume
+    from gliomaseg.inference.writers import (
+        DICOM_DATASETS,
+        NIFTI_HEADER,
+        SEGMENT_LABEL,
+        source_frames,
+        write_dicom_seg,
+        write_nifti_mask,
+        write_probabilities,
+    )

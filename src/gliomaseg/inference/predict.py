@@ -1,18 +1,16 @@
-"""``predict``: segment the user's own images (see :mod:`gliomaseg.inference.inputs`) and write
-masks, overlays and tumour areas.
+"""``predict``: segment the user's own images (see :mod:`gliomaseg.inference.inputs`) and write masks,
+an overview per volume, and the per-case table.
 
 Outputs under ``out`` mirror the input names (a folder input ``.../P1/`` writes into ``out/P1/``,
-sub-folders likewise):
+sub-folders likewise); what each case writes is listed in :mod:`gliomaseg.inference.outputs`
+(masks in the input's geometry, DICOM SEG, overview, optional overlays and probabilities). Two
+tables go to ``out``:
 
-- a mask per slice, ``<stem>_mask.<ext>``, same ``H x W`` as the input, uint8 0/255 like the
-  dataset; TIFF -> TIFF, PNG -> PNG, JPEG -> PNG (a lossy mask would not stay binary);
-- for NIfTI, ``<stem>_mask.nii[.gz]``: uint8 0/1, spatial shape ``X x Y x Z`` of the input, with
-  its affine and header geometry (qform/sform, voxel sizes, units);
-- an overlay per slice, ``<stem>_overlay.png`` (NIfTI: ``<stem>_overlay/<stem>_<z>.png``, ``z``
-  0-based): FLAIR in grey with the predicted tumour outlined in red;
-- ``areas.csv``: one row per case with columns ``input, case, kind, slices, slices_with_tumour,
-  tumour_pixels, voxel_mm3, tumour_mm3, mask`` (``tumour_pixels`` counts voxels for volumes; the
-  mm^3 columns need voxel sizes, so they are filled for NIfTI only).
+- ``cases.csv``: one row per case (:data:`~gliomaseg.inference.outputs.CASES_COLUMNS`): the input,
+  slices, tumour voxels, volume in mL from the true voxel size (``volume_unit`` says ``voxels``
+  when the input has none), 26-connected components and the largest one's volume, and the files
+  written;
+- ``components.csv``: one row per component of every case, largest first.
 
 Existing outputs are never replaced without ``overwrite``; every target is checked, every input
 read and the output folder's writability probed before the model runs. Every file is written
@@ -29,169 +27,33 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from scipy import ndimage
 
-from gliomaseg.data.io import read_mask, write_image, write_mask
 from gliomaseg.errors import GliomasegError, OutputExistsError
-from gliomaseg.evaluation.postprocess import PostprocessConfig
-from gliomaseg.inference.inputs import Case, discover_inputs, read_case
-from gliomaseg.inference.nifti import nifti_spacing, nifti_stem
+from gliomaseg.evaluation.postprocess import PostprocessConfig, postprocess_volume
+from gliomaseg.inference.inputs import discover_inputs, read_case
+from gliomaseg.inference.outputs import (
+    CASE_COMPONENT_COLUMNS,
+    CASES_COLUMNS,
+    OutputOptions,
+    case_targets,
+    finished_case,
+    write_case,
+)
 from gliomaseg.inference.segmenter import Segmenter, load_segmenter
-from gliomaseg.utils import atomic_write, atomic_write_text
+from gliomaseg.utils import atomic_write_text
 
-__all__ = ["AREAS_COLUMNS", "areas_row", "overlay", "predict_inputs", "write_case"]
+__all__ = ["model_algorithm", "predict_inputs"]
 
 log = logging.getLogger(__name__)
 
-AREAS_COLUMNS: tuple[str, ...] = (
-    "input",
-    "case",
-    "kind",
-    "slices",
-    "slices_with_tumour",
-    "tumour_pixels",
-    "voxel_mm3",
-    "tumour_mm3",
-    "mask",
-)
-_RED = np.array([255, 0, 0], np.uint8)
 
-
-def overlay(flair: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """FLAIR in grey with the mask's outline in red.
-
-    Args:
-        flair: ``H x W`` uint8.
-        mask: ``H x W`` bool.
-
-    Returns:
-        ``H x W x 3`` uint8 RGB.
-    """
-    rgb = np.repeat(flair[..., None], 3, axis=-1)
-    edge = mask & ~ndimage.binary_erosion(mask)
-    rgb[edge] = _RED
-    return rgb
-
-
-def _write_nifti(path: Path, mask: np.ndarray, source: Any, overwrite: bool) -> None:
-    import nibabel as nib
-
-    header = source.header.copy()
-    header.set_data_dtype(np.uint8)
-    header.set_intent("none")
-    header["cal_min"], header["cal_max"] = 0, 1
-    image = type(source)(mask, source.affine, header)
-    image.header.set_slope_inter(1, 0)
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = path.name[len(nifti_stem(path) or "") :]
-    # nibabel picks the format from the suffix, so the temporary file keeps it.
-    atomic_write(path, lambda tmp: nib.save(image, tmp), suffix=suffix)
-
-
-def areas_row(case: Case, mask: np.ndarray) -> dict[str, Any]:
-    """The ``areas.csv`` numbers of one case (every column of :data:`AREAS_COLUMNS` but ``mask``).
-
-    ``predict`` writes them and the web viewer shows them, so both report the same figures.
-
-    Args:
-        case: the case, read (``case.nifti`` is needed for the NIfTI voxel size).
-        mask: its ``S x H x W`` bool mask.
-
-    Returns:
-        ``input, case, kind, slices, slices_with_tumour, tumour_pixels, voxel_mm3, tumour_mm3``;
-        the mm^3 values are NaN unless the case is NIfTI (slice images carry no spacing).
-    """
-    tumour = int(mask.sum())
-    row: dict[str, Any] = {
-        "input": str(case.source),
-        "case": case.name,
-        "kind": case.kind,
-        "slices": int(mask.shape[0]),
-        "slices_with_tumour": int(mask.reshape(mask.shape[0], -1).any(axis=1).sum()),
-        "tumour_pixels": tumour,
-        "voxel_mm3": np.nan,
-        "tumour_mm3": np.nan,
-    }
-    if case.kind == "nifti":
-        voxel = float(np.prod(nifti_spacing(case.nifti)))
-        row["voxel_mm3"], row["tumour_mm3"] = voxel, tumour * voxel
-    return row
-
-
-def write_case(case: Case, mask: np.ndarray, *, overwrite: bool = False, overlays: bool = True) -> dict[str, Any]:
-    """Write a case's mask(s) (and overlays) to ``case.masks`` / ``case.overlays`` in the input's format.
-
-    Args:
-        case: the case, from :func:`~gliomaseg.inference.inputs.discover_inputs` (targets set) and read.
-        mask: its ``S x H x W`` bool mask.
-        overwrite: replace existing files.
-        overlays: also write the overlay PNGs.
-
-    Returns:
-        Its ``areas.csv`` row (:func:`areas_row` plus ``mask``: the mask file, or the folder of a
-        volume's slice masks).
-
-    Raises:
-        OutputExistsError: a target exists and ``overwrite`` is False.
-    """
-    volume = case.volume if case.volume is not None else read_case(case)
-    row = areas_row(case, mask)
-    if case.kind == "nifti":
-        spatial = case.nifti.shape[:3] if len(case.nifti.shape) >= 3 else case.nifti.shape[:2]
-        data = np.moveaxis(mask, 0, 2).astype(np.uint8).reshape(spatial)  # back to X x Y x Z
-        _write_nifti(case.masks[0], data, case.nifti, overwrite)
-        row["mask"] = _mask_column(case)
-        if overlays:
-            folder = case.masks[0].parent / f"{case.name}_overlay"
-            for z in range(mask.shape[0]):
-                target = folder / f"{case.name}_{z:03d}.png"
-                write_image(target, overlay(volume[z, ..., 1], mask[z]), overwrite=overwrite)
-        return row
-    for z, (mask_path, overlay_path) in enumerate(zip(case.masks, case.overlays)):
-        write_mask(mask_path, mask[z], overwrite=overwrite)
-        if overlays:
-            write_image(overlay_path, overlay(volume[z, ..., 1], mask[z]), overwrite=overwrite)
-    row["mask"] = _mask_column(case)
-    return row
-
-
-def _mask_column(case: Case) -> str:
-    return str(case.masks[0] if case.kind in ("slice", "nifti") else case.masks[0].parent)
-
-
-def _nifti_overlays(case: Case, n_slices: int) -> list[Path]:
-    folder = case.masks[0].parent / f"{case.name}_overlay"
-    return [folder / f"{case.name}_{z:03d}.png" for z in range(n_slices)]
-
-
-def _finished_row(case: Case, overlays: bool) -> dict[str, Any] | None:
-    """The ``areas.csv`` row of a case whose outputs are all written, read back from its masks; else None.
-
-    Outputs are written atomically, so a file that exists is complete.
-    """
-    if not all(p.exists() for p in case.masks):
-        return None
-    if case.kind == "nifti":
-        import nibabel as nib
-
-        case.nifti = nib.load(str(case.source))  # the header only: the voxel size for the row
-        if overlays and not all(p.exists() for p in _nifti_overlays(case, _nifti_slices(case.nifti.shape))):
-            return None
-        data = np.asarray(nib.load(str(case.masks[0])).dataobj)
-        mask = np.moveaxis(data.reshape(*data.shape[:2], -1), 2, 0) > 0
-    else:
-        if overlays and not all(p.exists() for p in case.overlays):
-            return None
-        mask = np.stack([read_mask(p) for p in case.masks]).astype(bool)
-    return {**areas_row(case, mask), "mask": _mask_column(case)}
-
-
-def _nifti_slices(shape: tuple[int, ...]) -> int:
-    return int(shape[2]) if len(shape) >= 3 else 1
+def model_algorithm(seg: Segmenter) -> tuple[str, str]:
+    """``(name, version)`` of a segmenter's model, for DICOM SEG algorithm identification."""
+    meta = seg.meta
+    name = f"gliomaseg {(meta.get('model') or {}).get('name', 'model')}"
+    version = " ".join(str(v) for v in (meta.get("package_version"), meta.get("split_id")) if v)
+    return name, version or "unknown"
 
 
 def _check_writable(out: Path) -> None:
@@ -232,16 +94,18 @@ def predict_inputs(
     device: str = "auto",
     bf16: bool | None = None,
     threads: int | None = None,
-    overlays: bool = True,
+    overlays: bool | None = None,
+    overview: bool = True,
+    save_probabilities: bool = False,
     graph_fusion: bool | None = None,
     resume: bool = False,
 ) -> pd.DataFrame:
-    """Segment slices, folders and NIfTI volumes and write masks, overlays and ``areas.csv``.
+    """Segment slices, folders and volumes and write masks, overviews, ``cases.csv`` and ``components.csv``.
 
     Args:
         model_path: a model file (``best.pt``), an ``.onnx`` export, several of them (an ensemble
             averaging their probabilities), or a ready :class:`Segmenter`.
-        inputs: one input or several (see the module docstring for the kinds).
+        inputs: one input or several (see :mod:`gliomaseg.inference.inputs` for the kinds).
         out: output folder (created); outputs mirror the input names.
         overwrite: replace existing outputs; without it nothing is written if any target exists.
         postprocess: a :class:`PostprocessConfig`, or a mapping of the settings to change from the
@@ -250,14 +114,16 @@ def predict_inputs(
         device: PyTorch device for model files (``auto``, ``cpu``, ``cuda``...).
         bf16: bfloat16 autocast for model files (None: the default).
         threads: onnxruntime threads for ``.onnx`` models (None: all cores).
-        overlays: also write the overlay PNGs.
+        overlays: an overlay PNG per slice; None (default): only for single-slice inputs.
+        overview: one overview montage per volume (default on).
+        save_probabilities: also write each case's probability map (float32 NIfTI, input geometry).
         graph_fusion: oneDNN Graph fusion for model files on the CPU (None: the default, on).
         resume: continue a stopped run into the same ``out``: cases whose outputs are all written
-            are skipped (their ``areas.csv`` rows are read back from their masks); the others are
-            predicted, replacing what the stopped run wrote of them.
+            are skipped (their rows are read back from their masks); the others are predicted,
+            replacing what the stopped run wrote of them.
 
     Returns:
-        The ``areas.csv`` table (columns :data:`AREAS_COLUMNS`), one row per case.
+        The ``cases.csv`` table (columns :data:`~gliomaseg.inference.outputs.CASES_COLUMNS`), one row per case.
 
     Raises:
         GliomasegError: unsupported, missing or corrupt inputs (naming the file), existing outputs
@@ -266,21 +132,20 @@ def predict_inputs(
 
     Example:
         >>> table = predict_inputs("best.pt", ["kaggle_3m/TCGA_CS_4942_19970222"], "pred")  # doctest: +SKIP
-        >>> table = predict_inputs("best.pt", ["kaggle_3m"], "pred", resume=True)  # doctest: +SKIP
+        >>> table = predict_inputs("best.pt", ["scan.nii.gz"], "pred", save_probabilities=True)  # doctest: +SKIP
     """
     out = Path(out)
+    options = OutputOptions(overlays=overlays, overview=overview, probabilities=save_probabilities)
     cases = discover_inputs(inputs if not isinstance(inputs, (str, os.PathLike)) else [inputs], out)
-    done = {id(case): row for case in cases if resume and (row := _finished_row(case, overlays)) is not None}
+    done = {id(case): rows for case in cases if resume and (rows := finished_case(case, options)) is not None}
     if done:
         log.info("skipping %d of %d case(s) whose outputs are all written already", len(done), len(cases))
     todo = [case for case in cases if id(case) not in done]
     for case in todo:
         read_case(case)
-        if case.kind == "nifti" and overlays:
-            case.overlays = _nifti_overlays(case, case.volume.shape[0])  # type: ignore[union-attr]
-    areas_path = out / "areas.csv"
+    tables = [out / "cases.csv", out / "components.csv"]
     if not (overwrite or resume):
-        targets = [t for case in cases for t in (case.targets if overlays else case.masks)] + [areas_path]
+        targets = [p for case in cases for paths in case_targets(case, options).values() for p in paths] + tables
         existing = [t for t in targets if t.exists()]
         if existing:
             shown = ", ".join(str(p) for p in existing[:3]) + (", ..." if len(existing) > 3 else "")
@@ -298,22 +163,33 @@ def predict_inputs(
             )
         )
         seg = _apply_postprocess(seg, postprocess)
-    rows = []
+        options = OutputOptions(overlays, overview, save_probabilities, model_algorithm(seg))
+    rows, parts = [], []
     for case in cases:
         if id(case) in done:
-            rows.append(done[id(case)])
-            continue
-        mask = seg.predict_volume(case.volume)  # type: ignore[arg-type]
-        # With resume, a case's own outputs from the stopped run are replaced.
-        rows.append(write_case(case, mask, overwrite=overwrite or resume, overlays=overlays))
-        log.info(
-            "%s (%s): %d slice(s), %d tumour pixels",
-            case.name,
-            case.kind,
-            mask.shape[0],
-            rows[-1]["tumour_pixels"],
-        )
-        case.volume = None  # free memory as we go
-    table = pd.DataFrame(rows, columns=list(AREAS_COLUMNS))
-    atomic_write_text(areas_path, table.to_csv(index=False))
+            row, comps = done[id(case)]
+        else:
+            probs = seg.predict_proba(case.volume)  # type: ignore[arg-type]
+            mask = postprocess_volume(probs, seg.postprocess)  # what Segmenter.predict_volume does
+            # With resume, a case's own outputs from the stopped run are replaced.
+            row, comps = write_case(
+                case,
+                mask,
+                options=options,
+                probabilities=probs if save_probabilities else None,
+                overwrite=overwrite or resume,
+            )
+            log.info("%s (%s): %d slice(s), tumour %s", case.name, case.kind, row["slices"], _volume_text(row))
+            case.volume = None  # free memory as we go
+        rows.append(row)
+        parts.extend(comps)
+    table = pd.DataFrame(rows, columns=list(CASES_COLUMNS))
+    atomic_write_text(tables[0], table.to_csv(index=False))
+    atomic_write_text(tables[1], pd.DataFrame(parts, columns=list(CASE_COMPONENT_COLUMNS)).to_csv(index=False))
     return table
+
+
+def _volume_text(row: Mapping[str, Any]) -> str:
+    """``12.3 mL in 2 component(s)``, or voxels when the input has no voxel size."""
+    size = f"{row['tumour_ml']:.2f} mL" if row["volume_unit"] == "mL" else f"{row['tumour_voxels']} voxels"
+    return f"{size} in {row['components']} component(s)"

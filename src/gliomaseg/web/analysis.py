@@ -17,7 +17,7 @@ import pandas as pd
 
 from gliomaseg.evaluation.metrics import binary_metrics, dice_from_counts
 from gliomaseg.evaluation.postprocess import PostprocessConfig, postprocess_volume
-from gliomaseg.inference.predict import areas_row
+from gliomaseg.inference.outputs import case_row, to_source
 from gliomaseg.inference.segmenter import Segmenter
 from gliomaseg.web.uploads import Scan
 
@@ -32,11 +32,11 @@ class Result:
         settings: the post-processing applied.
         probs: ``S x H x W`` float32 probabilities (with or without TTA, as ``settings.tta`` says).
         mask: ``S x H x W`` bool predicted mask.
-        row: the ``areas.csv`` numbers ``predict`` writes for this mask
-            (:func:`~gliomaseg.inference.predict.areas_row`).
+        row: the ``cases.csv`` numbers ``predict`` writes for this mask (tumour voxels, mL,
+            components; :func:`~gliomaseg.inference.outputs.case_row`), file columns empty.
         metrics: :func:`~gliomaseg.evaluation.metrics.binary_metrics` of the volume against the ground
             truth, or None without one.
-        per_slice: one row per slice: ``slice``, ``tumour_px``, (NIfTI) ``tumour_mm2``, (with truth)
+        per_slice: one row per slice: ``slice``, ``tumour_px``, (known voxel size) ``tumour_mm2``, (with truth)
             ``truth_px`` and ``dice`` (NaN where the truth is empty).
     """
 
@@ -90,15 +90,18 @@ class Analysis:
         probs = self.probabilities(segmenter, settings.tta)
         mask = postprocess_volume(probs, settings)
         metrics = binary_metrics(mask, self.truth) if self.truth is not None else None
-        self.result = Result(settings, probs, mask, areas_row(self.scan.case, mask), metrics, self._per_slice(mask))
+        case = self.scan.case
+        row, _ = case_row(case, to_source(case, mask), self.scan.geometry.voxel_ml)
+        self.result = Result(settings, probs, mask, row, metrics, self._per_slice(mask))
         return self.result
 
     def _per_slice(self, mask: np.ndarray) -> pd.DataFrame:
         pixels = mask.reshape(mask.shape[0], -1).sum(axis=1)
         table = pd.DataFrame({"slice": self.scan.slice_labels, "tumour_px": pixels.astype(np.int64)})
-        spacing = self.scan.spacing
-        if spacing is not None:
-            table["tumour_mm2"] = pixels * spacing[0] * spacing[1]
+        geometry = self.scan.geometry
+        if geometry.spacing_known:
+            # In-plane pixel area: the model's slices are the input's third axis (see outputs.to_source).
+            table["tumour_mm2"] = pixels * geometry.spacing[0] * geometry.spacing[1]
         if self.truth is not None:
             truth_px = self.truth.reshape(self.truth.shape[0], -1).sum(axis=1)
             both = (mask & self.truth).reshape(mask.shape[0], -1).sum(axis=1)

@@ -1,8 +1,9 @@
 """The files the page offers for download: the predicted mask in the input's format and a PNG overlay.
 
-Masks are written by :func:`gliomaseg.inference.predict.write_case`, so they are the files
+Masks are written by :func:`gliomaseg.inference.outputs.write_case`, so they are the files
 ``gliomaseg predict`` writes for the same input (TIFF -> TIFF, PNG/JPEG -> PNG, NIfTI -> NIfTI
-with the input's affine and header); a volume of slices comes as one zip of its slice masks.
+with the input's affine and header, DICOM -> NIfTI in its geometry and a DICOM SEG); a volume of
+slices comes as one zip of its slice masks.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import zipfile
 from pathlib import Path
 
 from gliomaseg.data.io import write_image
-from gliomaseg.inference.predict import write_case
+from gliomaseg.inference.outputs import OutputOptions, case_targets, write_case
 from gliomaseg.utils import atomic_write
 from gliomaseg.web.analysis import Analysis
 from gliomaseg.web.render import overlay_image
@@ -36,17 +37,19 @@ def write_downloads(analysis: Analysis, z: int) -> list[Path]:
         z: the slice shown (its overlay PNG, at the input's resolution, is offered).
 
     Returns:
-        ``[mask file or zip of slice masks, overlay PNG]``, replaced on every call.
+        ``[mask file or zip of slice masks, (DICOM SEG,) overlay PNG]``, replaced on every call.
     """
     assert analysis.result is not None
     case = analysis.scan.case
-    write_case(case, analysis.result.mask, overwrite=True, overlays=False)
-    if case.kind in ("nifti", "slice"):
+    options = OutputOptions(overlays=False, overview=False)
+    write_case(case, analysis.result.mask, options=options, overwrite=True)
+    seg = case_targets(case, options)["seg"]
+    if case.kind in ("nifti", "dicom", "slice"):
         mask_file = case.masks[0]
     else:
         mask_file = _zip(case.masks, analysis.scan.work / "out" / f"{case.name}_masks.zip")
     # predict's names: <stem>_overlay.png for slice files, <stem>_<z>.png (0-based z) for NIfTI.
-    stem = f"{case.name}_{z:03d}" if case.kind == "nifti" else case.files[z].stem
+    stem = f"{case.name}_{z:03d}" if case.kind in ("nifti", "dicom") else case.files[z].stem
     overlay_file = analysis.scan.work / "out" / f"{stem}_overlay.png"
     write_image(overlay_file, overlay_image(analysis, z), overwrite=True)
-    return [mask_file, overlay_file]
+    return [mask_file, *seg, overlay_file]

@@ -56,36 +56,55 @@ def _quantity(pixels: int, unit_size: float | None, unit: str, bare: str) -> str
     return f'<span class="gs-value">{pixels * unit_size:,.1f}</span> {unit} ({pixels:,} {bare})'
 
 
-def summary_html(analysis: Analysis, z: int) -> str:
-    """The numbers: tumour volume (or area), the current slice's area, Dice and IoU against the truth.
+def _volume(row: dict, voxels_key: str, ml_key: str, bare: str) -> str:
+    """``12.34 mL (12,340 voxels)``, or the voxel count alone when the input has no voxel size."""
+    voxels = int(row[voxels_key])
+    if row["volume_unit"] != "mL":
+        return f'<span class="gs-value">{voxels:,}</span> {bare}'
+    return f'<span class="gs-value">{float(row[ml_key]):,.2f}</span> mL ({voxels:,} voxels)'
 
-    Physical units come from the NIfTI header; slice images carry no spacing, so they are counted
-    in pixels and the page says so. Each value sits in an element with an ``id`` (``tumour-total``,
-    ``tumour-slice``, ``dice``, ``iou``) so it can be found on the page.
+
+def summary_html(analysis: Analysis, z: int) -> str:
+    """The numbers: tumour volume in mL (or area), components, the slice's area, Dice and IoU against the truth.
+
+    Volumes come from the true voxel size (NIfTI or DICOM header), through the same
+    :func:`~gliomaseg.inference.outputs.case_row` as ``predict``'s ``cases.csv``; slice images carry
+    no spacing, so they are counted in voxels (pixels for one slice) and the page says so. Each
+    value sits in an element with an ``id`` (``tumour-total``, ``components``, ``tumour-slice``,
+    ``dice``, ``iou``) so it can be found on the page.
     """
     result = analysis.result
     assert result is not None
     scan, row = analysis.scan, result.row
-    spacing = scan.spacing
-    n_slices = int(row["slices"])
-    total_label = "Tumour volume" if n_slices > 1 else "Tumour area"
-    if spacing is not None:
-        voxel = float(row["voxel_mm3"])
-        total = _quantity(int(row["tumour_pixels"]), voxel, "mm³" if len(spacing) == 3 else "mm²", "voxels")
-        units = "spacing " + " × ".join(f"{s:g}" for s in spacing) + " mm from the NIfTI header"
+    geometry = scan.geometry
+    n_slices = result.mask.shape[0]
+    one_slice = n_slices == 1 and row["volume_unit"] != "mL"
+    total_label = "Tumour area" if one_slice else "Tumour volume"
+    if row["volume_unit"] == "mL":
+        spacing = geometry.spacing
+        units = "voxel " + " × ".join(f"{s:g}" for s in spacing) + f" mm from the {scan.case.kind} header"
         pixel_area: float | None = spacing[0] * spacing[1]
     else:
-        total = _quantity(int(row["tumour_pixels"]), None, "", "voxels" if n_slices > 1 else "pixels")
-        units = "image files carry no pixel spacing, so sizes are in pixels"
+        units = "image files carry no pixel spacing, so sizes are in voxels"
         pixel_area = None
     lines = [
-        (total_label, "tumour-total", total),
+        (total_label, "tumour-total", _volume(row, "tumour_voxels", "tumour_ml", "pixels" if one_slice else "voxels")),
+        (
+            "Components",
+            "components",
+            f"{int(row['components'])}"
+            + (
+                f" (largest: {_volume(row, 'largest_component_voxels', 'largest_component_ml', 'voxels')})"
+                if int(row["components"]) > 1
+                else ""
+            ),
+        ),
         (
             f"Slice {html.escape(scan.slice_labels[z])} ({z + 1} of {n_slices})",
             "tumour-slice",
             _quantity(int(result.mask[z].sum()), pixel_area, "mm²", "pixels"),
         ),
-        ("Slices with tumour", "slices-with-tumour", f"{int(row['slices_with_tumour'])} of {n_slices}"),
+        ("Slices with tumour", "slices-with-tumour", f"{int(row['slices_with_tumour'])} of {int(row['slices'])}"),
     ]
     if result.metrics is not None:
         m = result.metrics

@@ -26,8 +26,10 @@ from gliomaseg.data.io import IMAGE_SUFFIXES, read_mask
 from gliomaseg.errors import GliomasegError
 from gliomaseg.inference.inputs import SUPPORTED_INPUTS, Case, discover_inputs, read_case
 from gliomaseg.inference.nifti import nifti_spacing
+from gliomaseg.inference.outputs import case_volume
+from gliomaseg.inference.volume import Volume
 
-__all__ = ["UNZIP_FACTOR", "Scan", "check_sizes", "load_upload", "unzip_upload"]
+__all__ = ["UNZIP_FACTOR", "Scan", "check_sizes", "holds_dicom", "load_upload", "unzip_upload"]
 
 #: A zip may unpack to at most this many times the upload limit (guards against zip bombs).
 UNZIP_FACTOR = 4
@@ -56,6 +58,11 @@ class Scan:
         """``S x H x W x 3`` uint8 (pre-contrast, FLAIR, post-contrast)."""
         assert self.case.volume is not None
         return self.case.volume
+
+    @property
+    def geometry(self) -> Volume:
+        """The scan in its own geometry (affine, voxel size): what ``predict`` measures and writes with."""
+        return case_volume(self.case)
 
     @property
     def spacing(self) -> tuple[float, ...] | None:
@@ -159,8 +166,25 @@ def _found_truth(case: Case) -> np.ndarray | None:
     return truth if truth.shape == case.volume.shape[:3] else None  # type: ignore[union-attr]
 
 
+def holds_dicom(folder: Path) -> bool:
+    """True when a file below ``folder`` is DICOM: named ``*.dcm`` or, without a suffix, carrying the
+    ``DICM`` marker at byte 128 (PACS exports often have bare numbered names)."""
+    for path in sorted(folder.rglob("*"))[:_MAX_ZIP_MEMBERS] if folder.is_dir() else []:
+        if not path.is_file():
+            continue
+        if path.suffix.lower() == ".dcm" or path.name == "DICOMDIR":
+            return True
+        if not path.suffix:
+            with path.open("rb") as handle:
+                if handle.read(132)[128:] == b"DICM":
+                    return True
+    return False
+
+
 def _one_case(cases: list[Case], source: Path) -> Case:
     if not cases:
+        if holds_dicom(source):
+            raise GliomasegError(f"{source.name}: holds DICOM files, but no DICOM series could be read from them")
         raise GliomasegError(f"{source.name}: no slice image or NIfTI volume found; upload {SUPPORTED_INPUTS}")
     if len(cases) > 1:
         names = ", ".join(c.name for c in cases[:4]) + (", ..." if len(cases) > 4 else "")
