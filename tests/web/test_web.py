@@ -200,9 +200,10 @@ def test_page_masks_and_areas_equal_predict(tmp_path: Path, examples, segmenter,
     result = Analysis(scan).update(segmenter, PostprocessConfig(threshold=threshold))
     table = predict_inputs(unet_model_file, examples[key].scan, tmp_path / "cli", postprocess={"threshold": threshold})
     cli = table.iloc[0]
-    for column in ("slices", "slices_with_tumour", "tumour_pixels"):
+    for column in ("slices", "slices_with_tumour", "tumour_voxels", "components", "volume_unit"):
         assert result.row[column] == cli[column]
-    assert np.isclose(result.row["tumour_mm3"], cli["tumour_mm3"], equal_nan=True)
+    for column in ("tumour_ml", "largest_component_ml"):
+        assert np.isclose(result.row[column], cli[column], equal_nan=True)
     if key == "nifti":
         stored = np.asanyarray(nib.load(cli["mask"]).dataobj)
         assert np.array_equal(result.mask, np.moveaxis(stored, 2, 0) > 0)
@@ -244,14 +245,15 @@ def test_truth_metrics_and_per_slice_table(tmp_path: Path, examples, segmenter):
     [
         (
             "slice",
-            [r"Tumour area</th><td id=\"tumour-total\"><span class=\"gs-value\">[\d,]+</span> pixels", "no pixel"],
+            [r"Tumour area</th><td id=\"tumour-total\"><span class=\"gs-value\">[\d,]+</span> pixels", "in voxels"],
         ),
         (
             "nifti",
             [
-                r"Tumour volume</th><td id=\"tumour-total\"><span class=\"gs-value\">[\d,.]+</span> mm³ "
+                r"Tumour volume</th><td id=\"tumour-total\"><span class=\"gs-value\">[\d,.]+</span> mL "
                 r"\([\d,]+ voxels\)",
                 "0.9 × 0.9 × 3 mm",
+                r"Components</th><td id=\"components\">\d+",
             ],
         ),
     ],

@@ -64,7 +64,7 @@ class Inputs:
     slice: Path
     nifti: Path
     truth: Path
-    areas: pd.DataFrame  # predict's areas.csv for slice and nifti, at the model's threshold
+    areas: pd.DataFrame  # predict's cases.csv for slice and nifti, at the model's threshold
     dice: float  # predict's NIfTI mask against the truth
 
 
@@ -196,13 +196,13 @@ def test_page_numbers_equal_predict(browser, server: Server, inputs: Inputs):
     _upload(browser, "scan-upload", inputs.slice)
     _wait_text(browser, "summary", r"phantom_12 \(slice\)")
     area = _wait_text(browser, "tumour-total", r"^([\d,]+) pixels$")
-    assert _number(area.group(1)) == inputs.areas.loc[0, "tumour_pixels"]
+    assert _number(area.group(1)) == inputs.areas.loc[0, "tumour_voxels"]
 
     _upload(browser, "scan-upload", inputs.nifti)
     _wait_text(browser, "summary", r"head \(nifti\)")
-    volume = _wait_text(browser, "tumour-total", r"^([\d,.]+) mm³ \(([\d,]+) voxels\)$")
-    assert _number(volume.group(2)) == inputs.areas.loc[1, "tumour_pixels"]
-    assert _number(volume.group(1)) == pytest.approx(inputs.areas.loc[1, "tumour_mm3"], abs=0.05)
+    volume = _wait_text(browser, "tumour-total", r"^([\d,.]+) mL \(([\d,]+) voxels\)$")
+    assert _number(volume.group(2)) == inputs.areas.loc[1, "tumour_voxels"]
+    assert _number(volume.group(1)) == pytest.approx(inputs.areas.loc[1, "tumour_ml"], abs=0.005)
     assert "0.8 × 0.8 × 2.5 mm from the NIfTI header" in _text(browser, "summary")
 
     _upload(browser, "truth-upload", inputs.truth)
@@ -223,7 +223,7 @@ def test_threshold_updates_the_result(browser, server: Server, inputs: Inputs, m
     box.send_keys(Keys.CONTROL, "a")
     box.send_keys("0.49", Keys.ENTER)
     expected = predict_inputs(model, [inputs.nifti], tmp_path, postprocess={"threshold": 0.49})
-    voxels = f"{int(expected.loc[0, 'tumour_pixels']):,} voxels"
+    voxels = f"{int(expected.loc[0, 'tumour_voxels']):,} voxels"
     _wait_text(browser, "tumour-total", re.escape(voxels))
 
 

@@ -45,8 +45,9 @@ def _intro(segmenter: Segmenter, model_name: str) -> str:
 def _accepted(max_bytes: int) -> str:
     return (
         "Accepted: one slice (TIFF, PNG or JPEG; 3-channel or FLAIR-only), several slices of one patient "
-        "(named like `P1_1.tif`, `P1_2.tif`, ...), a zip of one kaggle_3m patient folder, or a NIfTI volume "
-        f"(`.nii`, `.nii.gz`); up to {max_bytes / 2**20:.3g} MB per upload."
+        "(named like `P1_1.tif`, `P1_2.tif`, ...), a zip of one kaggle_3m patient folder, a zip of one DICOM series "
+        f"(`.dcm` or bare DICOM files), or a NIfTI volume (`.nii`, `.nii.gz`, any orientation); up to "
+        f"{max_bytes / 2**20:.3g} MB per upload. Volumes are measured in mL from the header's voxel size."
     )
 
 

@@ -82,7 +82,8 @@ def summary_html(analysis: Analysis, z: int) -> str:
     total_label = "Tumour area" if one_slice else "Tumour volume"
     if row["volume_unit"] == "mL":
         spacing = geometry.spacing
-        units = "voxel " + " × ".join(f"{s:g}" for s in spacing) + f" mm from the {scan.case.kind} header"
+        header = {"nifti": "NIfTI", "dicom": "DICOM"}.get(scan.case.kind, scan.case.kind)
+        units = "voxel " + " × ".join(f"{s:g}" for s in spacing) + f" mm from the {header} header"
         pixel_area: float | None = spacing[0] * spacing[1]
     else:
         units = "image files carry no pixel spacing, so sizes are in voxels"
