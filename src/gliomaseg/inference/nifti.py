@@ -52,6 +52,38 @@ def nifti_spacing(image: Any) -> tuple[float, ...]:
     return tuple(float(z) for z in image.header.get_zooms()[:n_spatial])
 
 
+def _integer_channel_to_uint8(channel: np.ndarray) -> np.ndarray | None:
+    """:func:`nifti_to_uint8` of one integer channel through a histogram and a lookup table, or None
+    when its value range is too wide for one.
+
+    Scanner data are integers (int16/uint16, a few thousand distinct values): the percentiles come
+    exactly (numpy's linear interpolation) from the cumulative histogram, and the scaling is one
+    table lookup, about ten times faster than sorting and scaling every voxel of a 155-slice head
+    in float32. Same result as the float path, voxel for voxel.
+    """
+    lo_value, hi_value = int(channel.min()), int(channel.max())
+    if hi_value - lo_value > 1 << 20:
+        return None
+    # int32: the offset values must not wrap around in a narrow type (int8 -100..100 spans 200)
+    shifted = np.subtract(channel, lo_value, dtype=np.int32) if lo_value or channel.dtype.itemsize > 4 else channel
+    counts = np.cumsum(np.bincount(shifted.ravel(order="K"), minlength=hi_value - lo_value + 1))  # no copy
+    n = int(counts[-1])
+
+    def percentile(q: float) -> float:
+        # numpy's default ('linear'): the value at fractional rank (n - 1) * q / 100 of the sorted voxels.
+        rank = (n - 1) * q / 100.0
+        below, above = int(np.floor(rank)), int(np.ceil(rank))
+        v0, v1 = (float(np.searchsorted(counts, r, side="right")) + lo_value for r in (below, above))
+        return v0 + (rank - below) * (v1 - v0)
+
+    lo, hi = (np.float32(percentile(q)) for q in _PERCENTILES)
+    if hi <= lo:
+        return np.zeros(channel.shape, np.uint8)
+    values = np.arange(lo_value, hi_value + 1, dtype=np.float32)
+    table = np.clip(np.rint((values - lo) * (np.float32(255.0) / (hi - lo))), 0, 255).astype(np.uint8)
+    return table[shifted]
+
+
 def nifti_to_uint8(data: np.ndarray) -> np.ndarray:
     """Scale a NIfTI volume to uint8, per channel, robustly.
 
@@ -67,6 +99,11 @@ def nifti_to_uint8(data: np.ndarray) -> np.ndarray:
         return data
     out = np.zeros(data.shape, np.uint8)
     for c in range(data.shape[-1]):
+        if np.issubdtype(data.dtype, np.integer):
+            scaled = _integer_channel_to_uint8(np.asarray(data[..., c]))
+            if scaled is not None:
+                out[..., c] = scaled
+                continue
         channel = np.asarray(data[..., c], dtype=np.float32)
         finite = np.isfinite(channel)
         if not finite.any():
