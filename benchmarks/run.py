@@ -3,12 +3,14 @@
 Usage (from the repository root, after ``make setup``)::
 
     python -m benchmarks.run [--quick] [--out FILE.json] [--data KAGGLE_3M] [--device cpu|cuda]
+                             [--sections training,inference,predict,pipeline]
 
 Without ``--data`` the real ``../shared/data/lgg-dev`` patients are unpacked (once) into the work
 folder. ``--quick`` (under 3 minutes on the project machine) runs the ``cpu`` preset in bf16, the
-main inference paths and the cold/warm preparation; the full run (under 15 minutes) adds float32,
-the seed's classic U-Net at 256 x 256, more inference paths, evaluate's memory and the scaling
-with the number of patients and the batch size. A table is printed and everything is written as
+main inference paths, ``predict`` end to end on a 155-slice volume and the cold/warm preparation;
+the full run (under 15 minutes) adds float32, the seed's classic U-Net at 256 x 256, more
+inference paths, ``predict`` with per-slice overlays, evaluate's memory and the scaling with the
+number of patients and the batch size. ``--sections`` runs a subset. A table is printed and everything is written as
 JSON (default ``benchmarks/results/latest.json``). Method and latest figures: docs/performance.md.
 """
 
@@ -38,23 +40,56 @@ def _splits_for(data: Path) -> Path | None:
     return SPLITS if listed <= present else None
 
 
+SECTIONS = ("training", "inference", "predict", "pipeline")
+
+
+def _predict_lines(pred: dict[str, Any]) -> list[str]:
+    lines = [
+        f"predict end to end ({pred['volume']}): {pred['predict_slices_per_s']} slices/s = "
+        f"{pred['ratio_vs_network_path']:.2f} x the network path ({pred['network_path_slices_per_s']} slices/s; "
+        f"target >= {pred['target_ratio']}); network alone on this volume {pred['network_same_volume_slices_per_s']} "
+        f"slices/s (ratio {pred['ratio_vs_network_same_volume']:.2f})"
+    ]
+    if pred.get("predict_with_overlays_slices_per_s"):
+        lines.append(f"  with per-slice overlays: {pred['predict_with_overlays_slices_per_s']} slices/s")
+    stages = ", ".join(f"{k} {v:.3f} s" for k, v in pred["stage_seconds"].items())
+    lines.append(f"  stages: {stages}; model load {pred['model_load_seconds']} s (once per command)")
+    return lines
+
+
 def _table(report: dict[str, Any]) -> str:
-    lines = ["", "training (slices/s; efficiency = real / bare)"]
-    for r in report["training"]["recipes"]:
+    lines = [""]
+    if "training" in report:
+        lines += _training_lines(report["training"])
+    if "inference" in report:
+        lines.append("inference (end to end, slices/s)")
+        for r in report["inference"]["paths"]:
+            lines.append(
+                f"  {r['path']:44s} {r['slices_per_s']:7.1f}  x{r['vs_naive']:.2f}  mask Dice vs naive "
+                f"{r['mask_dice_vs_naive']:.4f}"
+            )
+    if "predict" in report:
+        lines += _predict_lines(report["predict"])
+    if "pipeline" in report:
+        lines += _pipeline_lines(report["pipeline"])
+    return "\n".join(lines)
+
+
+def _training_lines(training: dict[str, Any]) -> list[str]:
+    lines = ["training (slices/s; efficiency = real / bare)"]
+    for r in training["recipes"]:
         lines.append(
             f"  {r['recipe']:40s} {r['precision']:11s} bare {r['bare_slices_per_s']:7.1f}  real "
             f"{r['real_slices_per_s']:7.1f}  eff {r['efficiency']:.2f}  {r['achieved_gflops']:7.1f} GFLOP/s "
             f"({100 * r['share_of_peak']:.0f}% of peak)  RSS {r['peak_rss_mb']:.0f} MB"
         )
-    peaks = report["training"]["matmul_peak_gflops"]
+    peaks = training["matmul_peak_gflops"]
     lines.append(f"  matmul peak: fp32 {peaks['fp32']} GFLOP/s, bf16 {peaks['bf16']} GFLOP/s")
-    lines.append("inference (end to end, slices/s)")
-    for r in report["inference"]["paths"]:
-        lines.append(
-            f"  {r['path']:44s} {r['slices_per_s']:7.1f}  x{r['vs_naive']:.2f}  mask Dice vs naive "
-            f"{r['mask_dice_vs_naive']:.4f}"
-        )
-    pipe = report["pipeline"]
+    return lines
+
+
+def _pipeline_lines(pipe: dict[str, Any]) -> list[str]:
+    lines = []
     cold = pipe["cold_index_cache_all"]
     lines.append(
         f"preparation: cold index {cold['index_seconds']} s + cache {cold['cache_seconds']} s "
@@ -67,12 +102,13 @@ def _table(report: dict[str, Any]) -> str:
         )
     if "evaluate_all_peak_rss_mb" in pipe:
         lines.append(f"  evaluate peak RSS (all patients): {pipe['evaluate_all_peak_rss_mb']} MB")
-    return "\n".join(lines)
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     from benchmarks.inference import inference_section
     from benchmarks.pipeline import pipeline_section
+    from benchmarks.predict import predict_section
     from benchmarks.training import bench_run_name, training_section
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
@@ -82,7 +118,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default=str(ROOT / ".bench"), help="index, caches and runs (reused)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to train (default cpu)")
     parser.add_argument("--checkpoint", help="trained model file for the inference section (default: untrained)")
+    parser.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help="comma-separated subset of %(default)s (predict needs inference; pipeline needs training or --checkpoint)",
+    )
     args = parser.parse_args(argv)
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown section(s) {unknown}; choose from {', '.join(SECTIONS)}")
+    if "predict" in sections and "inference" not in sections:
+        parser.error("the predict section is compared with the inference section: add inference")
+    if "pipeline" in sections and "training" not in sections and not args.checkpoint:
+        parser.error("the pipeline section evaluates the model trained by the training section, or --checkpoint")
 
     t0 = time.perf_counter()
     workdir = Path(args.workdir).resolve()
@@ -90,13 +139,19 @@ def main(argv: list[str] | None = None) -> int:
     data = real_data(args.data, workdir)
     splits = _splits_for(data)
     report: dict[str, Any] = {"machine": machine_info(args.device), "quick": args.quick, "data": str(data)}
+    report["sections"] = sections
     print(f"benchmark on {report['machine']['cpu']} ({report['machine']['cpu_count']} cores), data {data}", flush=True)
-    report["training"] = training_section(data, workdir, splits, quick=args.quick, device=args.device)
-    report["inference"] = inference_section(args.checkpoint, quick=args.quick)
-    # what a user evaluates: a model of the cpu preset (the one just trained, or --checkpoint)
-    trained = workdir / "runs" / bench_run_name("cpu", "bf16-mixed") / "best.pt"
-    bench_model = Path(args.checkpoint) if args.checkpoint else trained
-    report["pipeline"] = pipeline_section(args.data, data, workdir, splits, bench_model, quick=args.quick)
+    if "training" in sections:
+        report["training"] = training_section(data, workdir, splits, quick=args.quick, device=args.device)
+    if "inference" in sections:
+        report["inference"] = inference_section(args.checkpoint, quick=args.quick)
+    if "predict" in sections:
+        report["predict"] = predict_section(report["inference"], quick=args.quick)
+    if "pipeline" in sections:
+        # what a user evaluates: a model of the cpu preset (the one just trained, or --checkpoint)
+        trained = workdir / "runs" / bench_run_name("cpu", "bf16-mixed") / "best.pt"
+        bench_model = Path(args.checkpoint) if args.checkpoint else trained
+        report["pipeline"] = pipeline_section(args.data, data, workdir, splits, bench_model, quick=args.quick)
     report["machine"]["load_average_end"] = machine_info(args.device)["load_average"]
     report["seconds"] = round(time.perf_counter() - t0, 1)
     print(_table(report))

@@ -93,7 +93,7 @@ def _evaluate(env: Env, printed: str) -> None:
 def _predict(env: Env, printed: str) -> None:
     masks = list((env.tmp / "pred" / env.patient.name).glob("*_mask.tif"))
     assert len(masks) == len(list(env.patient.glob("*_mask.tif"))) > 0
-    assert (env.tmp / "pred" / "areas.csv").is_file() and "1 case(s)" in printed
+    assert (env.tmp / "pred" / "cases.csv").is_file() and "1 case(s)" in printed
 
 
 def _export(env: Env, printed: str) -> None:

@@ -52,36 +52,67 @@ def nifti_spacing(image: Any) -> tuple[float, ...]:
     return tuple(float(z) for z in image.header.get_zooms()[:n_spatial])
 
 
+def _table_index(channel: np.ndarray) -> tuple[np.ndarray, int, int] | None:
+    """``(index, first value, table length)``: ``channel`` as non-negative integers indexing a lookup
+    table whose entry ``i`` stands for the value ``first + i``; None when the range is too wide."""
+    if channel.dtype == np.int16:  # offset binary: one cheap pass, no wider copy
+        return channel.view(np.uint16) ^ np.uint16(0x8000), -(1 << 15), 1 << 16
+    if channel.dtype == np.int8:
+        return channel.view(np.uint8) ^ np.uint8(0x80), -(1 << 7), 1 << 8
+    if channel.dtype == np.uint16:
+        return channel, 0, 1 << 16
+    lo_value, hi_value = int(channel.min()), int(channel.max())
+    if hi_value - lo_value > 1 << 20:
+        return None
+    # int32: the offset values must not wrap around in a narrow type
+    return np.subtract(channel, lo_value, dtype=np.int32), lo_value, hi_value - lo_value + 1
+
+
+def _histogram(index: np.ndarray, length: int) -> np.ndarray:
+    """Counts of each table index (int64)."""
+    flat = index.ravel(order="K")  # no copy, whatever the memory order (NIfTI data are Fortran-ordered)
+    if flat.dtype == np.uint16 and flat.size < 1 << 24:
+        # OpenCV's histogram is 3x faster than bincount here; its float32 counts are exact below 2**24.
+        import cv2
+
+        counts = cv2.calcHist([flat.reshape(-1, 1)], [0], None, [length], [0, length]).ravel()
+        return counts.astype(np.int64)
+    return np.bincount(flat, minlength=length)
+
+
+def _lerp_percentiles(cumulative: np.ndarray, first: int) -> tuple[float, float]:
+    """:data:`_PERCENTILES` of the values counted in ``cumulative``, as ``np.percentile`` computes them
+    ('linear': interpolation between the sorted values around rank ``(n - 1) * q / 100``, in float64)."""
+    n = int(cumulative[-1])
+    out = []
+    for q in _PERCENTILES:
+        rank = (n - 1) * (q / 100.0)
+        below = int(np.floor(rank))
+        a, b = (float(np.searchsorted(cumulative, r, side="right") + first) for r in (below, min(below + 1, n - 1)))
+        gamma = rank - below
+        out.append(b - (b - a) * (1 - gamma) if gamma >= 0.5 else a + (b - a) * gamma)
+    return out[0], out[1]
+
+
 def _integer_channel_to_uint8(channel: np.ndarray) -> np.ndarray | None:
     """:func:`nifti_to_uint8` of one integer channel through a histogram and a lookup table, or None
     when its value range is too wide for one.
 
     Scanner data are integers (int16/uint16, a few thousand distinct values): the percentiles come
-    exactly (numpy's linear interpolation) from the cumulative histogram, and the scaling is one
-    table lookup, about ten times faster than sorting and scaling every voxel of a 155-slice head
-    in float32. Same result as the float path, voxel for voxel.
+    from the cumulative histogram, exactly as ``np.percentile`` interpolates them, and the scaling
+    is one table lookup built with the float path's own formula, about five times faster than
+    sorting and scaling every voxel of a 155-slice head. Same result, voxel for voxel.
     """
-    lo_value, hi_value = int(channel.min()), int(channel.max())
-    if hi_value - lo_value > 1 << 20:
+    indexed = _table_index(channel)
+    if indexed is None:
         return None
-    # int32: the offset values must not wrap around in a narrow type (int8 -100..100 spans 200)
-    shifted = np.subtract(channel, lo_value, dtype=np.int32) if lo_value or channel.dtype.itemsize > 4 else channel
-    counts = np.cumsum(np.bincount(shifted.ravel(order="K"), minlength=hi_value - lo_value + 1))  # no copy
-    n = int(counts[-1])
-
-    def percentile(q: float) -> float:
-        # numpy's default ('linear'): the value at fractional rank (n - 1) * q / 100 of the sorted voxels.
-        rank = (n - 1) * q / 100.0
-        below, above = int(np.floor(rank)), int(np.ceil(rank))
-        v0, v1 = (float(np.searchsorted(counts, r, side="right")) + lo_value for r in (below, above))
-        return v0 + (rank - below) * (v1 - v0)
-
-    lo, hi = (np.float32(percentile(q)) for q in _PERCENTILES)
+    index, first, length = indexed
+    lo, hi = _lerp_percentiles(np.cumsum(_histogram(index, length)), first)
     if hi <= lo:
         return np.zeros(channel.shape, np.uint8)
-    values = np.arange(lo_value, hi_value + 1, dtype=np.float32)
-    table = np.clip(np.rint((values - lo) * (np.float32(255.0) / (hi - lo))), 0, 255).astype(np.uint8)
-    return table[shifted]
+    values = np.arange(first, first + length, dtype=np.float64)
+    table = np.clip(np.rint((values - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
+    return table[index]
 
 
 def nifti_to_uint8(data: np.ndarray) -> np.ndarray:
@@ -97,7 +128,7 @@ def nifti_to_uint8(data: np.ndarray) -> np.ndarray:
     """
     if data.dtype == np.uint8:
         return data
-    out = np.zeros(data.shape, np.uint8)
+    out = np.zeros_like(data, dtype=np.uint8)  # same memory order as the data (NIfTI: Fortran): no strided copy
     for c in range(data.shape[-1]):
         if np.issubdtype(data.dtype, np.integer):
             scaled = _integer_channel_to_uint8(np.asarray(data[..., c]))
