@@ -136,8 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    data = real_data(args.data, workdir)
-    splits = _splits_for(data)
+    # inference and predict run on phantoms: the real data are unpacked only for training and pipeline
+    needs_data = bool({"training", "pipeline"} & set(sections))
+    data = real_data(args.data, workdir) if needs_data else Path(args.data or "-")
+    splits = _splits_for(data) if needs_data else None
     report: dict[str, Any] = {"machine": machine_info(args.device), "quick": args.quick, "data": str(data)}
     report["sections"] = sections
     print(f"benchmark on {report['machine']['cpu']} ({report['machine']['cpu_count']} cores), data {data}", flush=True)

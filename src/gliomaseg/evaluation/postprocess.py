@@ -124,7 +124,8 @@ def binarise(prob: Any, threshold: float = 0.5) -> np.ndarray:
     p = _to_numpy(prob, "prob")
     if p.dtype == np.bool_:
         return p.copy()
-    if p.size and (np.nanmin(p) < 0.0 or np.nanmax(p) > 1.0 or np.isnan(p).any()):
+    # min and max propagate NaN, so this one pair of passes also finds NaN (the comparisons fail)
+    if p.size and not (p.min() >= 0.0 and p.max() <= 1.0):
         raise GliomasegError(
             f"prob must hold probabilities in [0, 1], found range [{np.nanmin(p)}, {np.nanmax(p)}] "
             "(or NaN); pass sigmoid(logits), not logits."

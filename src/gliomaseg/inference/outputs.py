@@ -240,6 +240,9 @@ def write_case(
     volume = case_volume(case)
     source_mask = to_source(case, mask)
     targets = case_targets(case, options, mask.shape[0])
+    if targets["probabilities"] and probabilities is None:
+        raise GliomasegError(f"{case.source}: probabilities were asked for but not computed")
+    assert case.volume is not None
     if case.kind in _ONE_FILE:
         write_nifti_mask(targets["mask"][0], source_mask, volume, overwrite=overwrite)
     else:
@@ -248,13 +251,10 @@ def write_case(
     if targets["seg"]:
         write_dicom_seg(targets["seg"][0], source_mask, volume, algorithm=options.algorithm, overwrite=overwrite)
     if targets["probabilities"]:
-        if probabilities is None:
-            raise GliomasegError(f"{case.source}: probabilities were asked for but not computed")
         path = targets["probabilities"][0]
         write_probabilities(path, to_source(case, probabilities), volume, overwrite=overwrite)
     if targets["overview"]:
         write_overview(targets["overview"][0], case.volume, mask, overwrite=overwrite)
-    assert case.volume is not None
     for z, path in enumerate(targets["overlays"]):
         write_image(path, overlay(case.volume[z, ..., 1], mask[z]), overwrite=overwrite)
     return case_row(case, source_mask, volume.voxel_ml, targets)

@@ -119,7 +119,9 @@ def write_nifti_mask(
     """
     mask = np.asarray(mask)
     _check_shape(mask, volume, "the mask")
-    image = _nifti_image((mask > 0).astype(np.uint8), volume, np.uint8, (0, 1))
+    # Fortran order is NIfTI's own: nibabel then writes the array without transposing it slice by slice.
+    data = np.asfortranarray(mask if mask.dtype == bool else mask > 0, dtype=np.uint8)
+    image = _nifti_image(data, volume, np.uint8, (0, 1))
     return _save_nifti(Path(path), image, overwrite)
 
 
