@@ -9,7 +9,7 @@ __all__ = ["register"]
 
 
 def _cmd_explore(args: argparse.Namespace) -> None:
-    from gliomaseg.study.explore import explore_dataset
+    from gliomaseg.exploration.explore import explore_dataset
 
     t0 = time.perf_counter()
     result = explore_dataset(args.data_dir, args.out, overwrite=args.overwrite)

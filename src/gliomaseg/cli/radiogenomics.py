@@ -18,7 +18,7 @@ def _spacing(text: str) -> tuple[float, float, float]:
 
 
 def _cmd_radiogenomics(args: argparse.Namespace) -> None:
-    from gliomaseg.study.radiogenomics import run_radiogenomics
+    from gliomaseg.radiogenomics.analysis import run_radiogenomics
 
     result = run_radiogenomics(
         args.data,

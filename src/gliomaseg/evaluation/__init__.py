@@ -53,6 +53,7 @@ _EXPORTS = {
     "html_table": "gliomaseg.evaluation.html",
     "page": "gliomaseg.evaluation.html",
     "write_report": "gliomaseg.evaluation.html",
+    "md_table": "gliomaseg.evaluation.markdown",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
@@ -72,6 +73,7 @@ if TYPE_CHECKING:
         select_slices,
     )
     from gliomaseg.evaluation.html import data_uri, figure, fmt, html_table, page, write_report
+    from gliomaseg.evaluation.markdown import md_table
     from gliomaseg.evaluation.metrics import (
         CASES,
         METRIC_KEYS,
