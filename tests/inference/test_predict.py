@@ -203,7 +203,7 @@ def test_postprocess_overrides(tmp_path: Path, models: dict[str, Path]):
 # ------------------------------------------------------------------------------------------ CLI
 def test_cli_predict(tmp_path: Path, models: dict[str, Path], capsys: pytest.CaptureFixture[str]):
     Image.fromarray(_rgb(32, 32)).save(tmp_path / "s.tif")
-    args = ["predict", str(models["all"]), str(tmp_path / "s.tif"), "--out", str(tmp_path / "out")]
+    args = ["predict", "--model", str(models["all"]), str(tmp_path / "s.tif"), "--out", str(tmp_path / "out")]
     assert main([*args, "--threshold", "0.4", "--no-tta"]) == 0
     assert "1 case(s)" in capsys.readouterr().out
     assert _mask_values(tmp_path / "out" / "s_mask.tif").min() == 255
