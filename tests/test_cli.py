@@ -94,6 +94,7 @@ def _predict(env: Env, printed: str) -> None:
     masks = list((env.tmp / "pred" / env.patient.name).glob("*_mask.tif"))
     assert len(masks) == len(list(env.patient.glob("*_mask.tif"))) > 0
     assert (env.tmp / "pred" / "areas.csv").is_file() and "1 case(s)" in printed
+    assert "masks and areas.csv in" in printed and "overlay" not in printed  # the row runs --no-overlays
 
 
 def _export(env: Env, printed: str) -> None:

@@ -30,7 +30,7 @@ import warnings
 from collections.abc import Sequence
 
 from gliomaseg.cli import data, evaluate, explore, models, predict, radiogenomics, serve, study, train
-from gliomaseg.cli._common import quiet_library_warnings
+from gliomaseg.cli._common import ExampleFormatter, quiet_library_warnings
 from gliomaseg.errors import GliomasegError
 
 __all__ = ["build_parser", "main"]
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.splitlines()[0],
         epilog="example:\n  gliomaseg predict --model lgg-unet scan.nii.gz --out pred\n"
         "  gliomaseg COMMAND --help   (each command's flags and an example)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=ExampleFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

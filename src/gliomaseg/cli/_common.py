@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 __all__ = [
     "DEVICES",
+    "ExampleFormatter",
     "MEANINGS",
     "POSTPROCESS_FLAGS",
     "LazyChoices",
@@ -99,6 +100,15 @@ class LazyChoices:
         return len(self._get())
 
 
+class ExampleFormatter(argparse.HelpFormatter):
+    """argparse's formatter, except that the ``example:`` epilog keeps its lines (one command each)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("example:"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
 def add_command(
     sub: argparse._SubParsersAction, name: str, *, help: str, example: str, description: str | None = None
 ) -> argparse.ArgumentParser:
@@ -109,7 +119,7 @@ def add_command(
         help=help,
         description=description or help[0].upper() + help[1:] + ".",
         epilog=f"example:\n{lines}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=ExampleFormatter,
     )
 
 
