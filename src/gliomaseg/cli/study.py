@@ -1,4 +1,4 @@
-"""Study sub-command: ``study CONFIG.yaml`` (a cross-validated grid of experiments with statistics)."""
+"""Study sub-command: ``study STUDY_FILE`` (a cross-validated grid of experiments with statistics)."""
 
 from __future__ import annotations
 
