@@ -18,7 +18,7 @@ from gliomaseg.cli._common import (
     postprocess_changes,
 )
 
-__all__ = ["default_out", "print_eval_summary", "register"]
+__all__ = ["print_eval_summary", "register"]
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -36,7 +36,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         models if len(models) > 1 else models[0],
         data=args.data,
         split=args.split,
-        out=args.out or default_out(args.split, len(models)),
+        out=args.out,  # default: ./eval_SPLIT (evaluate's own default, never beside the model)
         index=args.index,
         splits=args.splits,
         fold=args.fold,
@@ -76,11 +76,6 @@ def print_eval_summary(out: Path) -> None:
             f"{ensemble['gain_over_mean_member']:+.3f}, over the best {ensemble['gain_over_best_member']:+.3f})"
         )
     print(f"report: {out / 'report.html'}")
-
-
-def default_out(split: str, n_models: int) -> Path:
-    """The default output folder, in the current folder (never beside the model: it may be the package's)."""
-    return Path(f"ensemble_eval_{split}" if n_models > 1 else f"eval_{split}")
 
 
 def _parts() -> tuple[str, ...]:

@@ -225,10 +225,12 @@ def _recorded(seg: Segmenter, paths: list[Path]) -> list[dict[str, list[str]] | 
     """Per model, the patients its file records it was trained and selected on; for a bundled model
     whose file predates that record, the list the package ships beside it."""
     members = seg.meta.get("ensemble") or [seg.meta]
+    # an ONNX export of an ensemble is one file holding several members' records
+    files: list[Path | None] = list(paths) if len(paths) == len(members) else [None] * len(members)
     out = []
-    for meta, path in zip(members, paths):
+    for meta, path in zip(members, files):
         record = recorded_patients(meta)
-        if record is None and (bundled := bundled_training_patients(path)) is not None:
+        if record is None and path is not None and (bundled := bundled_training_patients(path)) is not None:
             record = {"train": bundled, "val": []}
         out.append(record)
     return out
