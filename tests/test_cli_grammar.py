@@ -238,3 +238,23 @@ def test_help_is_fast_and_imports_no_heavy_library() -> None:
     loaded = set(eval(done.stdout.strip().splitlines()[-1]))  # noqa: S307 - our own printed list
     assert not loaded & {"torch", "sklearn", "monai", "lightning", "cv2", "pandas", "scipy"}, loaded
     assert seconds < 10  # about 0.2 s; generous for a loaded machine, the import check above is the strict one
+
+
+def test_help_of_each_command_but_train_is_fast_too() -> None:
+    """Only ``train --help`` lists choices that need torch (the networks, losses); the others import nothing heavy."""
+    from gliomaseg.cli.evaluate import SPLIT_PARTS
+    from gliomaseg.data.splits import PARTS
+
+    assert SPLIT_PARTS == PARTS
+    code = (
+        "import sys, contextlib, io\nfrom gliomaseg.cli import main\nfor c in sys.argv[1:]:\n"
+        "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "        main([c, '--help'])\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules}))"
+    )
+    commands = sorted(set(_subcommands(build_parser())) - {"train"})
+    done = subprocess.run([sys.executable, "-c", code, *commands], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    loaded = set(eval(done.stdout.strip().splitlines()[-1]))  # noqa: S307 - our own printed list
+    assert not loaded & {"torch", "sklearn", "monai", "lightning", "pandas"}, loaded
+
