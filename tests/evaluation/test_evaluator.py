@@ -361,3 +361,15 @@ def test_predict_on_a_patient_folder_gives_the_masks_evaluate_scored(run, worksp
     scored = binary_metrics(masks.astype(bool), truth.astype(bool))
     for key in ("tp", "fp", "fn", "tn"):
         assert per_patient.loc[pid, key] == scored[key], key
+
+
+def test_cli_evaluate_takes_an_onnx_model_and_changes_its_stored_postprocessing(run, workspace, tmp_path, capsys):
+    from gliomaseg.cli import main
+    from gliomaseg.inference.export import export_onnx
+
+    onnx = export_onnx(run["ckpt"], tmp_path / "m.onnx").path
+    argv = ["evaluate", "--model", str(onnx), "--data", str(workspace["data"]), "--split", "all"]
+    assert main([*argv, "--out", str(tmp_path / "ev"), "--no-figures", "--threshold", "0.7"]) == 0, capsys.readouterr()
+    summary = _strict_json(tmp_path / "ev" / "summary.json")
+    assert summary["checkpoint"]["backend"] != "pytorch" and summary["postprocess"]["threshold"] == 0.7
+    assert summary["postprocess"]["largest_component"] is False  # the rest as stored

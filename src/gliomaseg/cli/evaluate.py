@@ -21,15 +21,10 @@ __all__ = ["print_eval_summary", "register"]
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from gliomaseg.checkpoint import load_checkpoint
     from gliomaseg.evaluation.evaluator import evaluate
-    from gliomaseg.evaluation.postprocess import PostprocessConfig
     from gliomaseg.inference.pretrained import resolve_model
 
     models = [resolve_model(m) for m in args.model]
-    # Flags change single settings of the checkpoint's stored post-processing; the rest is kept.
-    stored = load_checkpoint(models[0]).get("postprocess") or {}
-    post = PostprocessConfig.from_dict({**stored, **postprocess_changes(args)})
     patients = [p.strip() for p in (args.overlay_patients or "").split(",") if p.strip()]
     result = evaluate(
         models if len(models) > 1 else models[0],
@@ -39,7 +34,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         index=args.index,
         splits=args.splits,
         fold=args.fold,
-        postprocess=post,
+        # flags change single settings of the model's stored post-processing (.pt or .onnx); the rest is kept
+        postprocess=postprocess_changes(args),
         patients=patients or None,
         figures=args.figures,
         overwrite=args.overwrite,

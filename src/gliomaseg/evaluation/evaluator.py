@@ -26,7 +26,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,7 +135,7 @@ def evaluate(
     index: str | Path | None = None,
     splits: str | Path | None = None,
     fold: int | None = None,
-    postprocess: PostprocessConfig | None = None,
+    postprocess: PostprocessConfig | Mapping[str, Any] | None = None,
     patients: list[str] | None = None,
     figures: bool = True,
     progress: bool = True,
@@ -160,7 +160,8 @@ def evaluate(
         index: an ``index.csv`` (default: the one of the checkpoint's training run).
         splits: a ``splits.json`` (default: the one of the checkpoint's training run).
         fold: fold for ``train``/``val`` (default: the checkpoint's).
-        postprocess: post-processing (default: the checkpoint's stored settings).
+        postprocess: post-processing (default: the checkpoint's stored settings), or a mapping of
+            the settings to change from those (e.g. ``{"threshold": 0.7}``; works for ``.onnx`` too).
         patients: patients (folder ids or ``TCGA_<site>_<n>`` names) to draw overlays for, in
             addition to the best, median and worst.
         figures: draw figures and GIFs (the tables and ``report.html`` are always written).
@@ -188,7 +189,12 @@ def evaluate(
     t_start = time.perf_counter()
     paths = [checkpoint] if isinstance(checkpoint, str | Path) else list(checkpoint)
     ckpt_paths = [Path(p).expanduser().resolve() for p in paths]
-    seg = load_segmenter(ckpt_paths, device=device, postprocess=postprocess, batch_size=batch_size, bf16=bf16)
+    changes = dict(postprocess) if isinstance(postprocess, Mapping) else None
+    full = postprocess if isinstance(postprocess, PostprocessConfig) else None
+    seg = load_segmenter(ckpt_paths, device=device, postprocess=full, batch_size=batch_size, bf16=bf16)
+    if changes:
+        # checked as a whole, so an unknown or invalid setting is named
+        seg = seg.with_postprocess(**PostprocessConfig.from_dict({**seg.postprocess.to_dict(), **changes}).to_dict())
     ckpt_path = ckpt_paths[0]
     default_out = f"ensemble_eval_{split}" if len(ckpt_paths) > 1 else f"eval_{split}"
     out_dir = Path(out) if out is not None else Path(default_out)
