@@ -157,12 +157,13 @@ class Server:
     tmp_root: Path | None = None
     loopback_only: bool = False
     log: list[str] = field(default_factory=list)
+    drain: threading.Thread | None = None
 
 
 def _launch(model: Path, max_upload_mb: float) -> Server:
     """Start ``gliomaseg serve`` (it boots while the caller prepares; see :func:`_wait_ready`)."""
     port = _free_port()
-    cmd = [sys.executable, "-m", "gliomaseg.cli", "serve", str(model), "--port", str(port)]
+    cmd = [sys.executable, "-m", "gliomaseg.cli", "serve", "--model", str(model), "--port", str(port)]
     cmd += ["--max-upload-mb", str(max_upload_mb)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return Server(proc, f"http://127.0.0.1:{port}/")
@@ -177,7 +178,11 @@ def _wait_ready(server: Server, wait_s: float) -> None:
     server.tmp_root = Path(started.group(1))
     server.loopback_only = "loopback only" in first  # the default bind address
     # Drained all along: a full pipe would stall the server.
-    threading.Thread(target=lambda: server.log.extend(iter(server.proc.stdout.readline, "")), daemon=True).start()
+    server.drain = threading.Thread(
+        target=lambda: server.log.extend(iter(server.proc.stdout.readline, "")),  # type: ignore[union-attr]
+        daemon=True,
+    )
+    server.drain.start()
     deadline = time.monotonic() + wait_s
     while True:
         try:
@@ -289,6 +294,9 @@ def _stop(server: Server, report: dict[str, Any]) -> None:
     except subprocess.TimeoutExpired:
         server.proc.kill()
         server.proc.wait()
+    if server.drain is not None:
+        server.drain.join(timeout=10)  # the server's last lines (what it said on stopping)
+    report["server"]["exit_code"] = server.proc.returncode
     report["server"]["temp_folder_removed"] = server.tmp_root is not None and not server.tmp_root.exists()
     report["server"]["loopback_only"] = server.loopback_only
     report["server"]["log_tail"] = [line.rstrip() for line in server.log[-20:]]

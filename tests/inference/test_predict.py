@@ -203,7 +203,7 @@ def test_postprocess_overrides(tmp_path: Path, models: dict[str, Path]):
 # ------------------------------------------------------------------------------------------ CLI
 def test_cli_predict(tmp_path: Path, models: dict[str, Path], capsys: pytest.CaptureFixture[str]):
     Image.fromarray(_rgb(32, 32)).save(tmp_path / "s.tif")
-    args = ["predict", str(models["all"]), str(tmp_path / "s.tif"), "--out", str(tmp_path / "out")]
+    args = ["predict", "--model", str(models["all"]), str(tmp_path / "s.tif"), "--out", str(tmp_path / "out")]
     assert main([*args, "--threshold", "0.4", "--no-tta"]) == 0
     assert "1 case(s)" in capsys.readouterr().out
     assert _mask_values(tmp_path / "out" / "s_mask.tif").min() == 255
@@ -211,6 +211,21 @@ def test_cli_predict(tmp_path: Path, models: dict[str, Path], capsys: pytest.Cap
     assert "--overwrite" in capsys.readouterr().err
     assert main([*args, "--overwrite", "--no-overlays", "--no-graph-fusion"]) == 0
     assert _mask_values(tmp_path / "out" / "s_mask.tif").min() == 255
+    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "masks and areas.csv in" in printed and "overlay" not in printed, printed
+
+
+def test_existing_outputs_are_refused_before_any_input_is_read(tmp_path: Path, models: dict[str, Path], capsys):
+    # the input is unreadable: had it been read first (as it was), its error would come instead
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "s.tif").write_bytes(b"not a tiff")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "s_mask.tif").write_bytes(b"the user's earlier result")
+    argv = ["predict", "--model", str(models["all"]), str(tmp_path / "in" / "s.tif"), "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "exist already" in err and "--overwrite" in err and "overwrite=True" not in err, err
+    assert (tmp_path / "out" / "s_mask.tif").read_bytes() == b"the user's earlier result"
 
 
 # --------------------------------------------------------------------------- stopped runs, bad folders

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -32,6 +33,9 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def slurm_cluster(tmp_path_factory):
     """Start a private cluster (own state folder and ports) for this module; stop it afterwards."""
+    missing = [tool for tool in ("slurmctld", "slurmd", "sbatch", "srun", "munged") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"SLURM is not installed here ({', '.join(missing)} not on PATH): apt-get install slurm-wlm munge")
     state = tmp_path_factory.mktemp("slurm")
     env = {
         **os.environ,

@@ -18,4 +18,8 @@ def test_concurrent_good_and_bad_uploads_get_right_answers_and_the_server_cleans
     assert server["scan_folders_left"] <= 2  # one per session: a refused upload keeps nothing
     assert server["temp_folder_removed"], server["log_tail"]
     assert server["loopback_only"]
+    # SIGTERM stops it as an operator's stop, not as a keyboard interruption (Gradio's own message)
+    assert not any("Keyboard interruption" in line for line in server["log_tail"]), server["log_tail"]
+    assert server["log_tail"][-1] == "gliomaseg serve: stopped", server["log_tail"]
+    assert server["exit_code"] == 0
     assert 0 < report["latency_s"]["p50"] <= report["latency_s"]["p95"] <= report["latency_s"]["max"]

@@ -222,7 +222,7 @@ def _atomic_save(path: Path, img: Image.Image, overwrite: bool) -> Path:
     if suffix not in _PIL_FORMATS:
         raise GliomasegError(f"{path}: cannot write {suffix!r}; use one of {', '.join(_PIL_FORMATS)}")
     if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} already exists; pass overwrite=True to replace it")
+        raise OutputExistsError(f"{path} already exists; pass --overwrite to replace it")
     return atomic_write(path, lambda tmp: img.save(tmp, format=_PIL_FORMATS[suffix]))
 
 

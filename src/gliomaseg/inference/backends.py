@@ -137,7 +137,7 @@ def load_onnx(path: str | Path, *, threads: int | None = None) -> LoadedModel:
     except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
         raise GliomasegError(
             f"{path} is not an ONNX model onnxruntime can load ({type(err).__name__}: {err}); "
-            "export one with `gliomaseg export CHECKPOINT --format onnx`"
+            "export one with `gliomaseg export --model MODEL --format onnx`"
         ) from err
     input_name = session.get_inputs()[0].name
 

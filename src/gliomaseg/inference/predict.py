@@ -221,6 +221,18 @@ def _apply_postprocess(seg: Segmenter, postprocess: PostprocessConfig | Mapping[
     return seg.with_postprocess(**changes)
 
 
+def _refuse_existing(cases: Sequence[Case], overlays: bool, areas_path: Path) -> None:
+    """Raise OutputExistsError when any output of ``cases`` (or ``areas.csv``) exists."""
+    targets = [t for case in cases for t in (case.targets if overlays else case.masks)] + [areas_path]
+    existing = [t for t in targets if t.exists()]
+    if existing:
+        shown = ", ".join(str(p) for p in existing[:3]) + (", ..." if len(existing) > 3 else "")
+        raise OutputExistsError(
+            f"{len(existing)} output file(s) exist already ({shown}); pass --resume to continue a stopped "
+            "run, --overwrite to replace them, or choose another --out folder"
+        )
+
+
 def predict_inputs(
     model_path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Segmenter,
     inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
@@ -274,20 +286,15 @@ def predict_inputs(
     if done:
         log.info("skipping %d of %d case(s) whose outputs are all written already", len(done), len(cases))
     todo = [case for case in cases if id(case) not in done]
+    areas_path = out / "areas.csv"
+    if not (overwrite or resume):
+        _refuse_existing(cases, overlays, areas_path)  # before the slow reading, with the targets known so far
     for case in todo:
         read_case(case)
         if case.kind == "nifti" and overlays:
             case.overlays = _nifti_overlays(case, case.volume.shape[0])  # type: ignore[union-attr]
-    areas_path = out / "areas.csv"
     if not (overwrite or resume):
-        targets = [t for case in cases for t in (case.targets if overlays else case.masks)] + [areas_path]
-        existing = [t for t in targets if t.exists()]
-        if existing:
-            shown = ", ".join(str(p) for p in existing[:3]) + (", ..." if len(existing) > 3 else "")
-            raise OutputExistsError(
-                f"{len(existing)} output file(s) exist already ({shown}); pass --resume to continue a stopped "
-                "run, --overwrite (overwrite=True) to replace them, or choose another --out folder"
-            )
+        _refuse_existing(cases, overlays, areas_path)  # a volume's overlays are named once its slices are counted
     _check_writable(out)
     if todo:
         seg = (

@@ -134,10 +134,10 @@ def _predictions(
 ) -> tuple[PredictorFor | None, dict[str, Any]]:
     """The predictor plan and its description for the reports."""
     if study is not None and models:
-        raise GliomasegError("give either model files (--model) or a study (--study/--config), not both")
+        raise GliomasegError("give either model files (--model) or a study (--study/--study-config), not both")
     if study is not None:
         if not config:
-            raise GliomasegError("--study needs --config NAME (the run folders are runs/<NAME>__fold<k>/)")
+            raise GliomasegError("--study needs --study-config NAME (the run folders are runs/<NAME>__fold<k>/)")
         oof = out_of_fold_models(study, config)
         info = {
             "kind": "out-of-fold",
@@ -217,7 +217,7 @@ def run_radiogenomics(
     if masks == "auto":
         masks = "both" if predictor is not None else "truth"
     if predictor is None and masks != "truth":
-        raise GliomasegError(f"masks={masks!r} needs a model (--model) or a study (--study/--config)")
+        raise GliomasegError(f"masks={masks!r} needs a model (--model) or a study (--study/--study-config)")
     if predictor is not None and masks == "truth":
         raise GliomasegError("masks='truth' takes no model: drop --model/--study, or use --masks both")
     truth = masks in ("truth", "both")

@@ -15,6 +15,7 @@ result, with its log file.
 from __future__ import annotations
 
 import logging
+import shutil
 import subprocess
 import time
 from typing import Any
@@ -25,7 +26,7 @@ from gliomaseg.errors import GliomasegError
 from gliomaseg.study.folder import Study
 from gliomaseg.study.grid import RunSpec
 
-__all__ = ["parse_shard", "run_local", "shard_runs", "submit_slurm", "wait_for_runs"]
+__all__ = ["check_slurm", "parse_shard", "run_local", "shard_runs", "submit_slurm", "wait_for_runs"]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,20 @@ def run_local(study: Study, runs: list[RunSpec], *, progress: bool = True) -> di
     return out
 
 
+def check_slurm() -> None:
+    """Refuse ``--launcher submitit`` on a machine without SLURM's commands, in one line.
+
+    Raises:
+        GliomasegError: ``sbatch`` or ``srun`` is not on PATH.
+    """
+    missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
+    if missing:
+        raise GliomasegError(
+            f"--launcher submitit needs SLURM, but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+            "not on PATH here: run it on the cluster's login node, or use --launcher local"
+        )
+
+
 def _executor_parameters(study: Study, devices: int, num_nodes: int) -> dict[str, Any]:
     # Lightning's SLURM support runs one task per device (DDP): ask for as many tasks as devices.
     params: dict[str, Any] = {
@@ -123,13 +138,15 @@ def submit_slurm(study: Study, runs: list[RunSpec]) -> dict[str, Any]:
         if not (study.run_dir(spec) / "result.json").is_file():
             cfg = study.train_config(spec)
             groups.setdefault((cfg.devices, cfg.num_nodes), []).append(spec)
+    for devices, num_nodes in groups:
+        # The settings are checked first, and without SLURM: submitit's "debug" executor checks the
+        # names of every executor's settings, so a bad study file is refused on any machine.
+        _executor(submitit, study, devices, num_nodes, cluster="debug")
+    if groups:
+        check_slurm()
     submitted: dict[str, Any] = {}
     for (devices, num_nodes), pending in groups.items():
-        executor = submitit.AutoExecutor(folder=study.folder / "slurm" / "%j", cluster="slurm")
-        try:
-            executor.update_parameters(**_executor_parameters(study, devices, num_nodes))
-        except (ValueError, TypeError, NameError) as err:  # submitit raises NameError for an unknown setting
-            raise GliomasegError(f"slurm settings of {study.config.source or study.config.name}: {err}") from err
+        executor = _executor(submitit, study, devices, num_nodes, cluster="slurm")
         try:
             jobs = executor.map_array(execute_run, [str(study.folder)] * len(pending), [s.name for s in pending])
         except (subprocess.CalledProcessError, OSError, RuntimeError) as err:
@@ -137,6 +154,19 @@ def submit_slurm(study: Study, runs: list[RunSpec]) -> dict[str, Any]:
         log.info("submitted %d runs as SLURM array %s", len(jobs), jobs[0].job_id.split("_")[0])
         submitted.update({spec.name: job for spec, job in zip(pending, jobs)})
     return submitted
+
+
+def _executor(submitit: Any, study: Study, devices: int, num_nodes: int, *, cluster: str) -> Any:
+    """A submitit executor with the study's settings (``cluster="debug"`` only checks them)."""
+    try:
+        executor = submitit.AutoExecutor(folder=study.folder / "slurm" / "%j", cluster=cluster)
+    except RuntimeError as err:  # submitit's "Could not detect srun": SLURM is not usable here
+        raise GliomasegError(f"--launcher submitit: SLURM is not usable here ({err}); use --launcher local") from err
+    try:
+        executor.update_parameters(**_executor_parameters(study, devices, num_nodes))
+    except (ValueError, TypeError, NameError, AssertionError) as err:  # NameError: an unknown setting
+        raise GliomasegError(f"slurm settings of {study.config.source or study.config.name}: {err}") from err
+    return executor
 
 
 def _queued(array_ids: set[str]) -> set[str] | None:
