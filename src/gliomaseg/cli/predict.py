@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 from gliomaseg.cli._common import add_postprocess_flags, postprocess_changes
 from gliomaseg.errors import GliomasegError
@@ -22,31 +24,95 @@ def _models_and_inputs(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     return [str(resolve_model(args.paths[0]))], list(args.paths[1:])
 
 
+def _slurm_settings(pairs: list[str]) -> dict[str, object]:
+    """``KEY=VALUE`` -> ``{KEY: VALUE}``, numbers as numbers (``--slurm timeout_min=30 --slurm partition=gpu``)."""
+    settings: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise GliomasegError(f"--slurm {pair!r}: write KEY=VALUE, e.g. --slurm partition=gpu")
+        value: object = text
+        for kind in (int, float):
+            try:
+                value = kind(text)
+                break
+            except ValueError:
+                continue
+        settings[key] = value
+    return settings
+
+
+def _submit_shards(args: argparse.Namespace, options: dict[str, object]) -> None:
+    """``--launcher submitit``: one SLURM array task per shard, each a ``predict --shard K/N``."""
+    from gliomaseg.inference.cohort import absolute, run_shard
+    from gliomaseg.inference.inputs import discover_inputs
+    from gliomaseg.study.launchers import submit_array
+
+    if args.shard:
+        raise GliomasegError("--shard picks the shard to run here; with --launcher submitit give --jobs N instead")
+    if args.jobs < 1:
+        raise GliomasegError(f"--jobs {args.jobs}: give the number of SLURM array tasks, at least 1")
+    out = Path(args.out).resolve()
+    discover_inputs(options["inputs"], out)  # missing or unsupported inputs fail here, not in the SLURM tasks
+    models = absolute(options["model_path"] if isinstance(options["model_path"], list) else [options["model_path"]])
+    kwargs = {**options, "model_path": models if len(models) > 1 else models[0], "out": str(out)}
+    kwargs["inputs"] = absolute(options["inputs"])
+    n = args.jobs
+    jobs = submit_array(
+        out / "slurm",
+        "gliomaseg-predict",
+        run_shard,
+        [[kwargs] * n, list(range(1, n + 1)), [n] * n],
+        _slurm_settings(args.slurm or []),
+    )
+    print(
+        f"submitted {n} shard(s) as SLURM array {jobs[0].job_id.split('_')[0]} (logs in {out / 'slurm'}); the last "
+        f"task to finish merges areas.csv in {out}; failed cases go to failed.csv"
+    )
+
+
 def _cmd_predict(args: argparse.Namespace) -> None:
     from gliomaseg.inference.predict import predict_inputs
+    from gliomaseg.study.launchers import parse_shard
 
     models, inputs = _models_and_inputs(args)
+    options = {
+        "model_path": models if len(models) > 1 else models[0],
+        "inputs": inputs,
+        "out": args.out,
+        "overwrite": args.overwrite,
+        "postprocess": postprocess_changes(args),
+        "batch_size": args.batch_size,
+        "device": args.device,
+        "bf16": args.bf16,
+        "threads": args.threads,
+        "overlays": not args.no_overlays,
+        "graph_fusion": args.graph_fusion,
+        "resume": args.resume,
+    }
+    if args.launcher == "submitit":
+        _submit_shards(args, options)
+        return
     t0 = time.perf_counter()
-    table = predict_inputs(
-        models if len(models) > 1 else models[0],
-        inputs,
-        args.out,
-        overwrite=args.overwrite,
-        postprocess=postprocess_changes(args),
-        batch_size=args.batch_size,
-        device=args.device,
-        bf16=args.bf16,
-        threads=args.threads,
-        overlays=not args.no_overlays,
-        graph_fusion=args.graph_fusion,
-        resume=args.resume,
-    )
+    shard = parse_shard(args.shard) if args.shard else None
+    table = predict_inputs(**options, shard=shard)
     n_slices = int(table["slices"].sum())
     print(table.drop(columns=["input", "mask"]).to_string(index=False))
+    where = f"shard {args.shard}: " if shard else ""
     print(
-        f"{len(table)} case(s), {n_slices} slice(s) in {time.perf_counter() - t0:.1f} s; "
+        f"{where}{len(table)} case(s), {n_slices} slice(s) in {time.perf_counter() - t0:.1f} s; "
         f"masks, overlays and areas.csv in {args.out}"
     )
+    failed = table.attrs["failed"]
+    if len(failed):
+        print(failed.to_string(index=False))
+        first = failed.iloc[0]
+        print(
+            f"gliomaseg predict: {len(failed)} of {len(failed) + len(table)} case(s) failed (listed in "
+            f"{args.out}/failed{'.shard-*' if shard else ''}.csv; first: {first['case']}: {first['error']})",
+            file=sys.stderr,
+        )
+        raise SystemExit(1)
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
@@ -109,6 +175,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--no-graph-fusion skips its ~0.45 s set-up, faster below ~800 slices)",
     )
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
+    p.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="predict only the K-th of N slices of the cases (1 <= K <= N; shards may run at once on several "
+        "machines into one --out; the last to finish merges areas.csv)",
+    )
+    p.add_argument("--launcher", choices=("local", "submitit"), default="local", help="where the cases are predicted")
+    p.add_argument("--jobs", type=int, default=4, help="submitit: SLURM array tasks, one shard each (default 4)")
+    p.add_argument(
+        "--slurm",
+        action="append",
+        metavar="KEY=VALUE",
+        help="submitit: a SLURM setting as in a study file's slurm: section (partition=gpu, timeout_min=30, "
+        "gpus_per_node=1...); repeatable",
+    )
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("export", help="export a model file to ONNX (checked against PyTorch)")
