@@ -50,14 +50,14 @@ def _submit_shards(args: argparse.Namespace, options: dict[str, object]) -> None
 
     if args.shard:
         raise GliomasegError("--shard picks the shard to run here; with --launcher submitit give --jobs N instead")
-    if args.jobs < 1:
-        raise GliomasegError(f"--jobs {args.jobs}: give the number of SLURM array tasks, at least 1")
+    n = 4 if args.jobs is None else args.jobs
+    if n < 1:
+        raise GliomasegError(f"--jobs {n}: give the number of SLURM array tasks, at least 1")
     out = Path(args.out).resolve()
     discover_inputs(options["inputs"], out)  # missing or unsupported inputs fail here, not in the SLURM tasks
     models = absolute(options["model_path"] if isinstance(options["model_path"], list) else [options["model_path"]])
     kwargs = {**options, "model_path": models if len(models) > 1 else models[0], "out": str(out)}
     kwargs["inputs"] = absolute(options["inputs"])
-    n = args.jobs
     jobs = submit_array(
         out / "slurm",
         "gliomaseg-predict",
@@ -72,6 +72,7 @@ def _submit_shards(args: argparse.Namespace, options: dict[str, object]) -> None
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
+    from gliomaseg.inference.cohort import shard_table
     from gliomaseg.inference.predict import predict_inputs
     from gliomaseg.study.launchers import parse_shard
 
@@ -93,6 +94,8 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     if args.launcher == "submitit":
         _submit_shards(args, options)
         return
+    if args.jobs is not None or args.slurm:
+        raise GliomasegError("--jobs and --slurm set up SLURM array tasks: use them with --launcher submitit")
     t0 = time.perf_counter()
     shard = parse_shard(args.shard) if args.shard else None
     table = predict_inputs(**options, shard=shard)
@@ -107,9 +110,10 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     if len(failed):
         print(failed.to_string(index=False))
         first = failed.iloc[0]
+        listed = Path(args.out) / "failed.csv"
         print(
             f"gliomaseg predict: {len(failed)} of {len(failed) + len(table)} case(s) failed (listed in "
-            f"{args.out}/failed{'.shard-*' if shard else ''}.csv; first: {first['case']}: {first['error']})",
+            f"{shard_table(listed, shard) if shard else listed}; first: {first['case']}: {first['error']})",
             file=sys.stderr,
         )
         raise SystemExit(1)
@@ -182,7 +186,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "machines into one --out; the last to finish merges areas.csv)",
     )
     p.add_argument("--launcher", choices=("local", "submitit"), default="local", help="where the cases are predicted")
-    p.add_argument("--jobs", type=int, default=4, help="submitit: SLURM array tasks, one shard each (default 4)")
+    p.add_argument("--jobs", type=int, help="submitit: SLURM array tasks, one shard each (default 4)")
     p.add_argument(
         "--slurm",
         action="append",
