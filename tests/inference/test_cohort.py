@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import nibabel as nib
 import numpy as np
@@ -16,7 +17,7 @@ import pytest
 
 from gliomaseg.cli import main
 from gliomaseg.errors import GliomasegError
-from gliomaseg.inference.cohort import shard_cases
+from gliomaseg.inference.cohort import Failures, finish_tables, shard_cases
 from gliomaseg.inference.predict import predict_inputs
 from gliomaseg.inference.segmenter import load_segmenter
 
@@ -168,3 +169,45 @@ def test_cohort_flags_fail_in_one_line(tmp_path, model_file, monkeypatch, capsys
     assert main(argv) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("gliomaseg predict: error: ") and message in line
+
+
+def _tables(cases, failures: Failures) -> dict[Path, tuple[pd.DataFrame, list]]:
+    """A per-case table and a per-component one (0-2 rows per case) of the cases that did not fail."""
+    done = [c for c in cases if not failures.failed(c)]
+    parts = [(c, f"{c.name}-{j}") for c in done for j in range(len(c.name) % 3)]
+    return {
+        Path("cases.csv"): (
+            pd.DataFrame({"case": [c.name for c in done], "ml": [0.5 * len(c.name) for c in done]}),
+            done,
+        ),
+        Path("components.csv"): (
+            pd.DataFrame({"case": [c.name for c, _ in parts], "part": [p for _, p in parts]}),
+            [c for c, _ in parts],
+        ),
+    }
+
+
+def test_shard_tables_merge_into_the_tables_of_one_run(tmp_path: Path) -> None:
+    cohort = [
+        SimpleNamespace(name=name, source=Path(f"in/{name}.nii.gz")) for name in ("a", "bb", "007", "ccc", "d", "ee")
+    ]
+
+    def run(out: Path, shard) -> bool:
+        failures = Failures()
+        for case in shard_cases(cohort, shard):
+            with failures.catch(case):
+                if case.name in ("ccc", "a"):
+                    raise GliomasegError(f"{case.source}: unreadable")
+        tables = {out / path: value for path, value in _tables(shard_cases(cohort, shard), failures).items()}
+        return finish_tables(tables, failures, cohort, shard)
+
+    assert run(tmp_path / "one", None)
+    assert [run(tmp_path / "three", (k, 3)) for k in (3, 1, 2)] == [False, False, True]  # any order; the last merges
+    for name in ("cases.csv", "components.csv", "failed.csv"):
+        assert (tmp_path / "one" / name).read_text() == (tmp_path / "three" / name).read_text(), name
+    assert pd.read_csv(tmp_path / "one" / "cases.csv", dtype=str)["case"].tolist() == ["bb", "007", "d", "ee"]
+    # Shard tables of another cohort in the folder are never merged into this one.
+    other = [SimpleNamespace(name=f"x{i}", source=Path(f"x{i}")) for i in range(6)]
+    failures = Failures()
+    tables = {tmp_path / "three" / p: v for p, v in _tables(shard_cases(other, (1, 3)), failures).items()}
+    assert not finish_tables(tables, failures, other, (1, 3))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,10 +76,11 @@ def shard_table(path: Path, shard: tuple[int, int]) -> Path:
 
 @dataclass
 class Failures:
-    """The cases that failed in one run: ``rows`` of ``input, case, error`` and the failed cases' ids."""
+    """The cases that failed in one run: ``rows`` of ``input, case, error``, their ``errors`` and ``cases``."""
 
     rows: list[dict[str, str]] = field(default_factory=list)
     errors: list[GliomasegError] = field(default_factory=list)
+    cases: list[Any] = field(default_factory=list)
     _ids: set[int] = field(default_factory=set)
 
     @contextmanager
@@ -98,6 +99,7 @@ class Failures:
             log.error("%s failed, the other cases go on: %s", case.name, message)
             self.rows.append({"input": str(case.source), "case": case.name, "error": message})
             self.errors.append(err)
+            self.cases.append(case)
             self._ids.add(id(case))
 
     def failed(self, case: Any) -> bool:
@@ -122,43 +124,42 @@ class Failures:
 
 
 def _indexed(table: pd.DataFrame, cases: Sequence[Any], positions: dict[int, int]) -> pd.DataFrame:
-    """``table`` (one row per case of ``cases`` in order) with an ``index`` column: each case's place in the cohort."""
+    """``table`` (row i of ``cases[i]``) with an ``index`` column first: the place of each row's case in the cohort."""
     return table.assign(index=[positions[id(case)] for case in cases]).loc[:, ["index", *table.columns]]
 
 
 def finish_tables(
-    table_path: Path,
-    table: pd.DataFrame,
-    done_cases: Sequence[Any],
+    tables: Mapping[Path, tuple[pd.DataFrame, Sequence[Any]]],
     failures: Failures,
-    failed_cases: Sequence[Any],
     cohort: Sequence[Any],
     shard: tuple[int, int] | None,
-) -> pd.DataFrame | None:
-    """Write a run's per-case table and ``failed.csv``, or a shard's tables and the merge when it is the last.
+) -> bool:
+    """Write a run's tables and ``failed.csv``; for a shard, its own tables and, when it is the last, the merge.
 
     Args:
-        table_path: the cohort's per-case table (e.g. ``out/cases.csv``).
-        table: this run's rows, one per case of ``done_cases``, in that order.
-        done_cases: the cases with a row.
-        failures: this run's failures, one per case of ``failed_cases``, in that order.
-        failed_cases: the failed cases.
+        tables: file -> ``(rows, the case of each row)``, the per-case table first (e.g.
+            ``out/cases.csv``: one row per predicted case); others (e.g. one row per tumour component)
+            are merged the same way. ``failed.csv`` goes beside the first.
+        failures: this run's failures.
         cohort: every case of the cohort, in order (the cases before sharding).
         shard: ``(K, N)``, or None for an unsharded run.
 
     Returns:
-        The cohort's table when it was written (an unsharded run, or the shard that merged), else None.
+        Whether the cohort's tables were written (an unsharded run, or the shard that merged).
     """
-    failed_path = table_path.with_name(FAILED_NAME)
-    if shard is None:
-        atomic_write_text(table_path, table.to_csv(index=False))
-        _write_failed(failed_path, failures.table())
-        return table
+    first = next(iter(tables))
+    failed_path = first.with_name(FAILED_NAME)
     positions = {id(case): i for i, case in enumerate(cohort)}
-    atomic_write_text(shard_table(table_path, shard), _indexed(table, done_cases, positions).to_csv(index=False))
-    failed = _indexed(failures.table(), failed_cases, positions)
+    failed = _indexed(failures.table(), failures.cases, positions)
+    if shard is None:
+        for path, (table, _) in tables.items():
+            atomic_write_text(path, table.to_csv(index=False))
+        _write_failed(failed_path, _in_order(failed))  # in cohort order, as a merge of shards writes it
+        return True
+    for path, (table, cases) in tables.items():
+        atomic_write_text(shard_table(path, shard), _indexed(table, cases, positions).to_csv(index=False))
     atomic_write_text(shard_table(failed_path, shard), failed.to_csv(index=False))
-    return _merge(table_path, failed_path, cohort, shard[1])
+    return _merge([*tables], failed_path, cohort, shard[1])
 
 
 def _write_failed(path: Path, failed: pd.DataFrame) -> None:
@@ -179,27 +180,29 @@ def _read_shards(path: Path, n: int) -> pd.DataFrame:
 
 
 def _in_order(table: pd.DataFrame) -> pd.DataFrame:
-    order = table["index"].astype(int).argsort(kind="stable")
+    order = table["index"].astype(int).to_numpy().argsort(kind="stable")
     return table.iloc[order].drop(columns="index")
 
 
-def _merge(table_path: Path, failed_path: Path, cohort: Sequence[Any], n: int) -> pd.DataFrame | None:
-    rows, failed = _read_shards(table_path, n), _read_shards(failed_path, n)
+def _merge(paths: list[Path], failed_path: Path, cohort: Sequence[Any], n: int) -> bool:
+    rows, failed = _read_shards(paths[0], n), _read_shards(failed_path, n)
     found = pd.concat([rows[["index", "case"]], failed[["index", "case"]]], ignore_index=True)
     expected = {i: str(case.name) for i, case in enumerate(cohort)}
     # A row of a shard table written for another cohort (other inputs) must not be merged into this one.
     stale = [f"{r.case}@{r.index}" for r in found.itertuples() if expected.get(int(r.index)) != r.case]
     if stale:
-        log.warning("shard tables beside %s list cases of another cohort (%s); not merged", table_path, stale[:3])
-        return None
+        log.warning("shard tables beside %s list cases of another cohort (%s); not merged", paths[0], stale[:3])
+        return False
     missing = len(set(expected) - set(found["index"].astype(int)))
     if missing:
         log.info("%d of %d case(s) still to do in other shards; the last shard merges the tables", missing, len(cohort))
-        return None
-    atomic_write_text(table_path, _in_order(rows).to_csv(index=False))
+        return False
+    atomic_write_text(paths[0], _in_order(rows).to_csv(index=False))
+    for path in paths[1:]:
+        atomic_write_text(path, _in_order(_read_shards(path, n)).to_csv(index=False))
     _write_failed(failed_path, _in_order(failed))
-    log.info("all %d shards done: merged into %s", n, table_path)
-    return pd.read_csv(table_path)
+    log.info("all %d shards done: merged into %s", n, ", ".join(str(p) for p in paths))
+    return True
 
 
 def run_shard(kwargs: dict[str, Any], k: int, n: int) -> dict[str, int]:

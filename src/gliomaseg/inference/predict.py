@@ -336,7 +336,6 @@ def predict_inputs(
             )
         case.volume = None  # free memory as we go
     table = pd.DataFrame(rows, columns=list(AREAS_COLUMNS))
-    failed_cases = [case for case in cases if failures.failed(case)]
-    finish_tables(areas_path, table, written, failures, failed_cases, cohort, shard)
+    finish_tables({areas_path: (table, written)}, failures, cohort, shard)
     table.attrs["failed"] = failures.table()
     return table
