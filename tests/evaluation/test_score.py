@@ -246,7 +246,8 @@ def _mr_series(mask_shape: tuple[int, int, int], spacing: tuple[float, float, fl
     return out
 
 
-def test_dicom_seg_against_a_nifti_truth(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("file_name", "kind"), [("case1_seg.dcm", "BINARY"), ("case1", "FRACTIONAL")])
+def test_dicom_seg_against_a_nifti_truth(tmp_path: Path, file_name: str, kind: str) -> None:
     import highdicom as hd
 
     spacing = (2.5, 0.7, 0.9)  # slice, row, column
@@ -256,7 +257,7 @@ def test_dicom_seg_against_a_nifti_truth(tmp_path: Path) -> None:
     seg = hd.seg.Segmentation(
         source_images=series,
         pixel_array=mask.astype(np.uint8),
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segmentation_type=hd.seg.SegmentationTypeValues[kind],
         segment_descriptions=[
             hd.seg.SegmentDescription(
                 segment_number=1,
@@ -279,7 +280,9 @@ def test_dicom_seg_against_a_nifti_truth(tmp_path: Path) -> None:
         device_serial_number="0",
     )
     (tmp_path / "p").mkdir()
-    seg.save_as(tmp_path / "p" / "case1_seg.dcm")
+    seg.save_as(tmp_path / "p" / file_name)
+    for k, image in enumerate(series):  # the source series beside it is not a mask: skipped
+        image.save_as(tmp_path / "p" / f"mr_{k}.dcm", enforce_file_format=True)
     # The reference as NIfTI: array [col, row, slice], affine LPS -> RAS.
     lps = np.zeros((4, 4))
     lps[:3, 0], lps[:3, 1], lps[:3, 2] = (spacing[2], 0, 0), (0, spacing[1], 0), (0, 0, spacing[0])

@@ -7,8 +7,9 @@ side; folders are searched recursively. Three kinds of mask are read:
   BraTS-style label map scores as whole tumour). Values must be non-negative integers with at most
   16 distinct labels: an intensity image given by mistake is refused, not scored. The affine and
   voxel size come from the header (pixdim <= 0: unknown, reported in voxels).
-- **DICOM SEG** ``.dcm`` files whose Modality is ``SEG`` (highdicom ``segread`` and ``get_volume``;
-  every segment is tumour). Other ``.dcm`` files in a folder (e.g. the source series) are skipped.
+- **DICOM SEG** files (``.dcm``, or no suffix with the DICOM preamble) whose Modality is ``SEG``
+  (highdicom ``segread`` and ``get_volume``; every segment is tumour; a FRACTIONAL SEG is tumour
+  where >= 0.5). Other DICOM files in a folder (e.g. the source series) are skipped.
 - **Slice masks** ``<name>_<n>_mask.<tif|tiff|png>``, as kaggle_3m and ``predict`` write them: the
   slices of one ``<name>`` are stacked by ``n`` into an ``H x W x S`` volume (slice ``z`` is
   ``[:, :, z]``, the NIfTI convention of ``predict``), without a voxel size. ``<stem>_mask.<ext>``
@@ -115,12 +116,21 @@ def _is_dicom_seg(path: Path) -> bool:
     return str(getattr(ds, "Modality", "")) == "SEG"
 
 
+def _has_dicom_preamble(path: Path) -> bool:
+    """Whether a file without a suffix is DICOM (``DICM`` after the 128-byte preamble), as PACS exports often are."""
+    try:
+        with path.open("rb") as f:
+            return f.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
 def _file_mask(path: Path, given: bool) -> MaskFile | None:
     """The :class:`MaskFile` of one NIfTI or DICOM SEG file, or None for a file that is not a mask."""
     stem = _nifti_stem(path)
     if stem is not None:
         return MaskFile(case_name(stem), "nifti", (path,))
-    if path.suffix.lower() == ".dcm":
+    if path.suffix.lower() == ".dcm" or (not path.suffix and _has_dicom_preamble(path)):
         if _is_dicom_seg(path):
             return MaskFile(case_name(path.stem), "dicom-seg", (path,))
         if given:
@@ -248,7 +258,9 @@ def _read_dicom_seg(path: Path) -> Mask:
     array = np.asarray(volume.array)
     while array.ndim > 3 and array.shape[-1] == 1:
         array = array[..., 0]
-    return Mask(array != 0, _LPS_TO_RAS @ np.asarray(volume.affine, dtype=float), path)
+    # A FRACTIONAL SEG reads as probabilities or occupancies in [0, 1]: tumour where at least half.
+    tumour = array >= 0.5 if np.issubdtype(array.dtype, np.floating) else array != 0
+    return Mask(tumour, _LPS_TO_RAS @ np.asarray(volume.affine, dtype=float), path)
 
 
 def read_mask_file(mask: MaskFile) -> Mask:
