@@ -175,6 +175,21 @@ def test_a_prediction_stored_in_another_axis_order_is_put_on_the_reference_grid(
     assert (row["dice"], row["spacing_from"], row["spacing"]) == (1.0, "both", "0.8 x 0.8 x 3")
 
 
+def test_cases_without_a_voxel_size_are_left_out_of_the_mm_summaries(tmp_path: Path) -> None:
+    nifti(tmp_path / "p" / "A.nii.gz", TRUTH, spacing=(1.0, 1.0, 2.0))
+    nifti(tmp_path / "t" / "A.nii.gz", TRUTH, spacing=(1.0, 1.0, 2.0))
+    kaggle_patient(tmp_path / "p", "K", TRUTH)
+    kaggle_patient(tmp_path / "t", "K", TRUTH)
+    result = score(tmp_path / "p", tmp_path / "t", None)
+    assert result.per_case["volume_unit"].tolist() == ["mL", "voxels"]
+    summary = result.summary
+    assert summary["units"] == {"hd95": "mm", "volume": "mL"}
+    assert summary["summary"]["metrics"]["truth_volume"]["mean"] == pytest.approx(8 * 2 / 1000)
+    assert summary["summary"]["metrics"]["truth_volume"]["n_missing"] == 1
+    assert summary["summary"]["metrics"]["dice"]["n"] == 2  # unit-free metrics keep both cases
+    assert "without a voxel size (K)" in summary["warnings"][0]
+
+
 @pytest.mark.parametrize(("pred_voxels", "label"), [(0, "true_negative"), (3, "false_positive")])
 def test_empty_truth_is_labelled_and_counted(tmp_path: Path, pred_voxels: int, label: str) -> None:
     pred = np.zeros(SHAPE, np.uint8)

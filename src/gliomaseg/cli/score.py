@@ -15,9 +15,10 @@ def _number(value: float, digits: int = 3) -> str:
 
 def _case_line(row: dict[str, Any]) -> str:
     unit, volume_unit = row["hd95_unit"], row["volume_unit"]
+    digits = 2 if volume_unit == "mL" else 0
     volumes = (
-        f"volume pred {_number(row['pred_volume'], 2)} / truth {_number(row['truth_volume'], 2)} {volume_unit} "
-        f"(diff {row['volume_diff']:+.2f})"
+        f"volume pred {_number(row['pred_volume'], digits)} / truth {_number(row['truth_volume'], digits)} "
+        f"{volume_unit} (diff {row['volume_diff']:+.{digits}f})"
     )
     if row["case"] == "tumour":
         hd = "n/a (empty prediction)" if row["pred_pixels"] == 0 else f"{_number(row['hd95'], 2)} {unit}"

@@ -130,6 +130,8 @@ def _summary(df: pd.DataFrame, pred: Path, truth: Path, unmatched: tuple[list[st
     table, units, warnings = _summary_table(df)
     columns = (*SUMMARY_COLUMNS, *VOLUME_COLUMNS)
     summary = summarise_table(table, columns=columns, n_boot=n_boot)
+    for warning in warnings:
+        log.warning("%s", warning)
     if unmatched[0] or unmatched[1]:
         warnings.append(f"unmatched cases: {len(unmatched[0])} prediction(s), {len(unmatched[1])} reference(s)")
     return {
