@@ -134,6 +134,8 @@ def test_case_names(stem: str, name: str) -> None:
 
 def test_two_masks_with_one_name_are_refused(tmp_path: Path) -> None:
     nifti(tmp_path / "p" / "A_mask.nii.gz", TRUTH)
+    nifti(tmp_path / "p" / "A_proba.nii.gz", TRUTH.astype(np.float32) * 0.7)  # predict's probabilities: skipped
+    assert list(find_masks(tmp_path / "p")) == ["A"]
     nifti(tmp_path / "p" / "sub" / "A.nii.gz", TRUTH)
     with pytest.raises(GliomasegError, match="both name case 'A'"):
         find_masks(tmp_path / "p")
@@ -296,6 +298,7 @@ def test_dicom_seg_against_a_nifti_truth(tmp_path: Path, file_name: str, kind: s
     )
     (tmp_path / "p").mkdir()
     seg.save_as(tmp_path / "p" / file_name)
+    assert [m.kind for m in find_masks(tmp_path / "p").values()] == ["dicom-seg"]
     for k, image in enumerate(series):  # the source series beside it is not a mask: skipped
         image.save_as(tmp_path / "p" / f"mr_{k}.dcm", enforce_file_format=True)
     # The reference as NIfTI: array [col, row, slice], affine LPS -> RAS.
@@ -307,6 +310,9 @@ def test_dicom_seg_against_a_nifti_truth(tmp_path: Path, file_name: str, kind: s
     row = score(tmp_path / "p", tmp_path / "t", None).per_case.iloc[0]
     assert (row["dice"], row["volume_unit"]) == (1.0, "mL")
     assert row["truth_volume"] == pytest.approx(mask.sum() * 2.5 * 0.7 * 0.9 / 1000)
+    # predict writes a DICOM input's mask as <name>_mask.nii.gz and <name>_seg.dcm: one case, the NIfTI read
+    nifti(tmp_path / "p" / "case1_mask.nii.gz", truth, affine=np.diag([-1.0, -1, 1, 1]) @ lps)
+    assert [m.kind for m in find_masks(tmp_path / "p").values()] == ["nifti"]
 
 
 # ---------------------------------------------------------------------------------------------- CLI

@@ -23,7 +23,9 @@ and without one trailing known suffix: ``_mask``, ``_seg``, ``_segmentation``, `
 ``P1_mask.nii.gz``, ``P1_seg.nii.gz`` and ``P1.nii.gz`` (nnU-Net's identical names) are all case
 ``P1``; slice masks are case ``<name>``, which for kaggle_3m is the patient folder's name; a DICOM
 SEG is named by its file name, never by the patient name or ID in its header. Two masks of the
-same name on one side are refused (rename one or score the folders separately).
+same name on one side are refused (rename one or score the folders separately), except a NIfTI
+mask and a DICOM SEG, which ``predict`` writes together for a DICOM input: the NIfTI is read.
+Probability maps ``<name>_proba.nii[.gz]`` (``predict --save-probabilities``) are skipped.
 
 Geometry
 --------
@@ -56,6 +58,8 @@ _SUFFIX = re.compile(r"[_.-](mask|seg|segmentation|labels?|pred|prediction|gt|tr
 _SLICE_MASK = re.compile(r"^(?P<name>.+)_(?P<n>\d+)_mask$", re.IGNORECASE)
 _SLICE_SUFFIXES = (".tif", ".tiff", ".png")
 _MAX_LABELS = 16
+#: ``predict --save-probabilities`` writes ``<name>_proba.nii.gz`` beside the mask.
+_PROBABILITIES = "_proba"
 #: Tolerance, in voxels, for two affines to describe the same grid.
 GRID_TOL = 1e-3
 # NIfTI (and nibabel) is RAS+, DICOM is LPS: the first two world axes change sign.
@@ -129,6 +133,9 @@ def _file_mask(path: Path, given: bool) -> MaskFile | None:
     """The :class:`MaskFile` of one NIfTI or DICOM SEG file, or None for a file that is not a mask."""
     stem = _nifti_stem(path)
     if stem is not None:
+        if stem.endswith(_PROBABILITIES):
+            log.debug("skipping %s: a probability map, not a mask", path)
+            return None
         return MaskFile(case_name(stem), "nifti", (path,))
     if path.suffix.lower() == ".dcm" or (not path.suffix and _has_dicom_preamble(path)):
         if _is_dicom_seg(path):
@@ -185,6 +192,12 @@ def find_masks(path: str | os.PathLike[str]) -> dict[str, MaskFile]:
         raise GliomasegError(f"{root} does not exist; pass a mask file or a folder of masks")
     by_name: dict[str, MaskFile] = {}
     for mask in masks:
+        kinds = {mask.kind, by_name[mask.name].kind} if mask.name in by_name else set()
+        if kinds == {"nifti", "dicom-seg"}:
+            # predict writes a DICOM input's mask twice, <name>_mask.nii.gz and <name>_seg.dcm: the same
+            # voxels; the NIfTI is read (it is faster to read and already in the input's geometry).
+            by_name[mask.name] = mask if mask.kind == "nifti" else by_name[mask.name]
+            continue
         if mask.name in by_name:
             raise GliomasegError(
                 f"{by_name[mask.name].source} and {mask.source} both name case {mask.name!r}; rename one or score "
