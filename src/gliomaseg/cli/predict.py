@@ -186,7 +186,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "machines into one --out; the last to finish merges areas.csv)",
     )
     p.add_argument("--launcher", choices=("local", "submitit"), default="local", help="where the cases are predicted")
-    p.add_argument("--jobs", type=int, help="submitit: SLURM array tasks, one shard each (default 4)")
+    p.add_argument("--jobs", type=int, metavar="N", help="submitit: SLURM array tasks, one shard each (default 4)")
     p.add_argument(
         "--slurm",
         action="append",

@@ -67,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="score predicted masks against reference masks (NIfTI, DICOM SEG, kaggle_3m) -> summary.json",
         description="Per-case Dice, IoU, HD95, sensitivity, precision and volumes (mm and mL from the headers' "
         "voxel size; voxels when there is none) of PRED against TRUTH, with the metrics code of `evaluate`, and a "
-        "summary with bootstrap 95%% CIs. Cases are matched by name: the file name without its extension and one "
+        "summary with bootstrap 95% CIs. Cases are matched by name: the file name without its extension and one "
         "trailing _mask, _seg, _segmentation, _label(s), _pred(iction), _gt or _truth (nnU-Net's identical names "
         "work); kaggle_3m slice masks <name>_<n>_mask.tif are case <name> (the patient folder's name); a DICOM "
         "SEG is named by its file name, never by header fields. Cases on one side only are listed.",
