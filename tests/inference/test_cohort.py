@@ -24,9 +24,12 @@ from gliomaseg.inference.segmenter import load_segmenter
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
+#: predict's per-case table (to be ``cases.csv`` with issue 24's outputs: change it here).
+TABLE = Path("areas.csv")
+
+
 def _table_file(out: Path) -> Path:
-    # predict's per-case table (areas.csv, renamed cases.csv by issue 24's output work)
-    return next(p for p in (out / "cases.csv", out / "areas.csv") if p.exists())
+    return out / TABLE
 
 
 def _cohort(root: Path, n: int, shape=(48, 48, 6), bad: tuple[str, ...] = ()) -> Path:
@@ -89,9 +92,9 @@ def test_sharded_cohort_equals_one_run(tmp_path: Path, seg, n_shards: int) -> No
     assert len(one) == 5 and one.attrs["failed"]["case"].tolist() == ["flair"]
     sharded = tmp_path / "sharded"
     for k in range(1, n_shards + 1):
-        assert not (sharded / "areas.csv").exists()  # merged only when the last shard is done
+        assert not _table_file(sharded).exists()  # merged only when the last shard is done
         part = predict_inputs(seg, cohort, sharded, overlays=False, shard=(k, n_shards))
-        assert (sharded / f"areas.shard-{k}-of-{n_shards}.csv").is_file()
+        assert (sharded / f"{TABLE.stem}.shard-{k}-of-{n_shards}.csv").is_file()
         assert 0 < len(part) + len(part.attrs["failed"]) < 6
     _same_outputs(whole, sharded)
     assert (whole / "failed.csv").read_text() == (sharded / "failed.csv").read_text()
@@ -121,7 +124,7 @@ def test_a_killed_cohort_resumes_to_the_outputs_of_one_run(tmp_path: Path, model
     proc.stderr.close()
     n_written = len(list(killed.rglob("*_mask.nii.gz")))
     assert 1 <= n_written < 40, "the kill came after the last case: make the cases bigger"
-    assert not (killed / "areas.csv").exists()
+    assert not _table_file(killed).exists()
     assert main(["predict", "--model", str(model), str(cohort), "--out", str(killed), "--no-overlays"]) == 2
     assert main(["predict", "--model", str(model), str(cohort), "--out", str(killed), "--no-overlays", "--resume"]) == 0
     whole = tmp_path / "whole"
@@ -140,7 +143,7 @@ def test_cli_lists_a_failed_case_and_exits_1(tmp_path: Path, model_file, capsys:
     (line,) = [line for line in captured.err.splitlines() if line.startswith("gliomaseg predict:")]
     assert "1 of 3 case(s) failed" in line and "failed.csv" in line and "flair" in line
     assert "broken" in captured.out  # the failed case's row in the printed table
-    assert len(pd.read_csv(out / "areas.csv")) == 2
+    assert len(pd.read_csv(_table_file(out))) == 2
     (failed,) = pd.read_csv(out / "failed.csv").to_dict("records")
     assert failed["input"].endswith("broken/flair.nii.gz") and "unreadable" in failed["error"]
     # Fixed, the case is predicted by --resume and failed.csv goes.
@@ -148,7 +151,7 @@ def test_cli_lists_a_failed_case_and_exits_1(tmp_path: Path, model_file, capsys:
     _cohort(tmp_path / "fix", 1)
     (tmp_path / "fix" / "case_000" / "flair.nii.gz").rename(cohort / "broken" / "flair.nii.gz")
     assert main([*argv, "--resume"]) == 0
-    assert len(pd.read_csv(out / "areas.csv")) == 3 and not (out / "failed.csv").exists()
+    assert len(pd.read_csv(_table_file(out))) == 3 and not (out / "failed.csv").exists()
 
 
 @pytest.mark.parametrize(

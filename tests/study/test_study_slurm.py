@@ -104,21 +104,24 @@ def test_submitit_job_array_on_local_slurm(slurm_cluster, tmp_path, phantoms):
 def test_predict_cohort_as_a_job_array_equals_one_run(slurm_cluster, tmp_path, phantoms, model_file):
     """``predict --launcher submitit --jobs 2``: one array task per shard; the last merges areas.csv."""
     model, out, whole = str(model_file()), tmp_path / "slurm_pred", tmp_path / "whole"
+    table = "areas.csv"  # predict's per-case table (cases.csv with issue 24's outputs)
     argv = ["predict", "--model", model, str(phantoms), "--no-overlays"]
     slurm = ["--slurm", "partition=debug", "--slurm", "cpus_per_task=1", "--slurm", "mem_gb=2"]
     assert main([*argv, "--out", str(out), "--launcher", "submitit", "--jobs", "2", *slurm]) == 0
     assert main([*argv, "--out", str(whole)]) == 0
     deadline = time.monotonic() + 360
-    while not (out / "areas.csv").exists():
+    while not (out / table).exists():
         assert time.monotonic() < deadline, (
             f"no merged areas.csv after 6 min; logs: {sorted((out / 'slurm').rglob('*'))}"
         )
         time.sleep(2)
     assert len(_task_folders(out)) == 2
-    assert sorted(p.name for p in out.glob("areas.shard-*")) == ["areas.shard-1-of-2.csv", "areas.shard-2-of-2.csv"]
-    assert (out / "areas.csv").read_text().replace(str(out), "OUT") == (whole / "areas.csv").read_text().replace(
-        str(whole), "OUT"
-    )
+    stem = table.removesuffix(".csv")
+    assert sorted(p.name for p in out.glob(f"{stem}.shard-*")) == [
+        f"{stem}.shard-1-of-2.csv",
+        f"{stem}.shard-2-of-2.csv",
+    ]
+    assert (out / table).read_text().replace(str(out), "OUT") == (whole / table).read_text().replace(str(whole), "OUT")
     masks = sorted(p.relative_to(whole) for p in whole.rglob("*_mask.tif"))
     assert masks and masks == sorted(p.relative_to(out) for p in out.rglob("*_mask.tif"))
     assert all((whole / m).read_bytes() == (out / m).read_bytes() for m in masks)
