@@ -16,8 +16,10 @@ sub-folders likewise):
 - ``failed.csv`` when cases failed (``input, case, error``): a case that cannot be read or segmented
   does not stop the others. Cohorts, shards and SLURM arrays: :mod:`gliomaseg.inference.cohort`.
 
-Existing outputs are never replaced without ``overwrite``; every target is checked, every input
-read and the output folder's writability probed before the model runs. Every file is written
+Existing outputs are never replaced without ``overwrite``; every target is checked and the output
+folder's writability probed before the model runs. Inputs are read one case at a time as they are
+predicted, so a cohort of any size holds one volume in memory; a single bad input (or only bad
+ones) is an error, with nothing written. Every file is written
 atomically, so a stopped run leaves complete files only, and ``resume`` continues it by skipping
 the cases whose outputs are all there.
 """
@@ -193,6 +195,16 @@ def _finished_row(case: Case, overlays: bool) -> dict[str, Any] | None:
     return {**areas_row(case, mask), "mask": _mask_column(case)}
 
 
+def _nifti_header_shape(path: Path) -> tuple[int, ...]:
+    """A NIfTI file's shape from its header (the voxels are not read)."""
+    import nibabel as nib
+
+    try:
+        return tuple(nib.load(str(path)).shape)
+    except Exception as err:  # nibabel and gzip raise many types for a damaged file
+        raise GliomasegError(f"{path}: unreadable NIfTI header ({err}); check the file") from None
+
+
 def _nifti_slices(shape: tuple[int, ...]) -> int:
     return int(shape[2]) if len(shape) >= 3 else 1
 
@@ -284,13 +296,10 @@ def predict_inputs(
     if done:
         log.info("skipping %d of %d case(s) whose outputs are all written already", len(done), len(cases))
     todo = [case for case in cases if id(case) not in done]
-    for case in todo:
-        with failures.catch(case):
-            read_case(case)
-            if case.kind == "nifti" and overlays:
-                case.overlays = _nifti_overlays(case, case.volume.shape[0])  # type: ignore[union-attr]
-    if shard is None:
-        failures.raise_if_all(cases)  # one bad input alone (or only bad ones) is an error, as before any output
+    for case in todo if overlays else []:
+        if case.kind == "nifti":
+            with failures.catch(case):
+                case.overlays = _nifti_overlays(case, _nifti_slices(_nifti_header_shape(case.source)))
     todo = [case for case in todo if not failures.failed(case)]
     areas_path = out / "areas.csv"
     if not (overwrite or resume):
@@ -323,7 +332,8 @@ def predict_inputs(
         if failures.failed(case):
             continue
         with failures.catch(case):
-            mask = seg.predict_volume(case.volume)  # type: ignore[arg-type]
+            # One case in memory at a time: a cohort of hundreds of volumes is never held at once.
+            mask = seg.predict_volume(read_case(case))
             # With resume, a case's own outputs from the stopped run are replaced.
             rows.append(write_case(case, mask, overwrite=overwrite or resume, overlays=overlays))
             written.append(case)
@@ -335,6 +345,8 @@ def predict_inputs(
                 rows[-1]["tumour_pixels"],
             )
         case.volume = None  # free memory as we go
+    if shard is None:
+        failures.raise_if_all(cases)  # one bad input alone (or only bad ones) is an error: no table is written
     table = pd.DataFrame(rows, columns=list(AREAS_COLUMNS))
     finish_tables({areas_path: (table, written)}, failures, cohort, shard)
     table.attrs["failed"] = failures.table()
