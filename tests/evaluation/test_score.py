@@ -16,7 +16,7 @@ from gliomaseg.cli import main
 from gliomaseg.data.io import write_image, write_mask
 from gliomaseg.errors import GliomasegError, OutputExistsError
 from gliomaseg.evaluation.mask_files import case_name, find_masks
-from gliomaseg.evaluation.score import score
+from gliomaseg.evaluation.score import score_masks
 
 
 def box(shape: tuple[int, int, int], lo: tuple[int, int, int], size: tuple[int, int, int]) -> np.ndarray:
@@ -59,7 +59,7 @@ def test_known_overlaps(tmp_path: Path, name: str) -> None:
     pred, (dice, iou, sens, prec) = KNOWN[name]
     nifti(tmp_path / "pred" / "A_mask.nii.gz", pred)
     nifti(tmp_path / "truth" / "A.nii.gz", TRUTH)
-    row = score(tmp_path / "pred", tmp_path / "truth", None).per_case.iloc[0]
+    row = score_masks(tmp_path / "pred", tmp_path / "truth", None).per_case.iloc[0]
     assert row["case"] == "tumour"
     assert (row["dice"], row["iou"], row["sensitivity"], row["precision"]) == pytest.approx((dice, iou, sens, prec))
 
@@ -71,12 +71,12 @@ def test_hd95_of_two_cubes_in_mm(tmp_path: Path) -> None:
     truth, pred = box(shape, (0, 2, 2), (3, 3, 3)), box(shape, (10, 2, 2), (3, 3, 3))
     nifti(tmp_path / "p" / "c.nii.gz", pred, spacing=(2.0, 0.5, 0.7))
     nifti(tmp_path / "t" / "c.nii.gz", truth, spacing=(2.0, 0.5, 0.7))
-    row = score(tmp_path / "p", tmp_path / "t", None).per_case.iloc[0]
+    row = score_masks(tmp_path / "p", tmp_path / "t", None).per_case.iloc[0]
     assert (row["hd95"], row["hd95_unit"]) == (pytest.approx(20.0), "mm")
     # kaggle_3m slice masks have no voxel size: the same cubes give 10 voxels
     kaggle_patient(tmp_path / "kp", "c", pred.transpose(1, 2, 0))
     kaggle_patient(tmp_path / "kt", "c", truth.transpose(1, 2, 0))
-    row = score(tmp_path / "kp", tmp_path / "kt", None).per_case.iloc[0]
+    row = score_masks(tmp_path / "kp", tmp_path / "kt", None).per_case.iloc[0]
     assert (row["hd95"], row["hd95_unit"], row["volume_unit"]) == (pytest.approx(10.0), "voxels", "voxels")
 
 
@@ -86,7 +86,7 @@ def test_volumes_in_ml_with_anisotropic_voxels(tmp_path: Path) -> None:
     pred = box(shape, (0, 0, 0), (10, 10, 5))  # 500 voxels: 1.5 mL
     nifti(tmp_path / "p" / "v_pred.nii.gz", pred, spacing=(0.5, 2.0, 3.0))
     nifti(tmp_path / "t" / "v_seg.nii.gz", truth, spacing=(0.5, 2.0, 3.0))
-    row = score(tmp_path / "p", tmp_path / "t", None).per_case.iloc[0]
+    row = score_masks(tmp_path / "p", tmp_path / "t", None).per_case.iloc[0]
     assert row["volume_unit"] == "mL"
     assert (row["pred_volume"], row["truth_volume"], row["volume_diff"]) == pytest.approx((1.5, 3.0, -1.5))
     assert row["spacing"] == "0.5 x 2 x 3"
@@ -99,7 +99,7 @@ def test_nifti_predictions_against_a_kaggle_truth_folder(tmp_path: Path) -> None
     pred_a = box((16, 16, 3), (4, 4, 0), (4, 2, 3))  # half of A's tumour
     nifti(tmp_path / "pred" / "TCGA_AA_0001_20000101_mask.nii.gz", pred_a, spacing=(0.9, 0.9, 5.0))
     nifti(tmp_path / "pred" / "TCGA_AA_0002_20000101_mask.nii.gz", truth_b, spacing=(0.9, 0.9, 5.0))
-    result = score(tmp_path / "pred", tmp_path / "kaggle_3m", None)
+    result = score_masks(tmp_path / "pred", tmp_path / "kaggle_3m", None)
     table = result.per_case.set_index("name")
     assert list(table.index) == ["TCGA_AA_0001_20000101", "TCGA_AA_0002_20000101"]
     assert table["dice"].tolist() == pytest.approx([2 * 24 / 72, 1.0])
@@ -114,14 +114,14 @@ def test_unmatched_cases_are_listed(tmp_path: Path, caplog: pytest.LogCaptureFix
         nifti(tmp_path / "pred" / f"{name}_mask.nii.gz", TRUTH)
     for name in ("B", "C"):
         nifti(tmp_path / "truth" / f"{name}_seg.nii.gz", TRUTH)
-    result = score(tmp_path / "pred", tmp_path / "truth", tmp_path / "out")
+    result = score_masks(tmp_path / "pred", tmp_path / "truth", tmp_path / "out")
     assert result.per_case["name"].tolist() == ["B"]
     assert (result.unmatched_pred, result.unmatched_truth) == (["A"], ["C"])
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert (summary["unmatched_pred"], summary["unmatched_truth"]) == (["A"], ["C"])
     assert "without a reference" in caplog.text and "A" in caplog.text
     with pytest.raises(GliomasegError, match="no case of .* matches"):
-        score(tmp_path / "pred" / "A_mask.nii.gz", tmp_path / "truth", None)
+        score_masks(tmp_path / "pred" / "A_mask.nii.gz", tmp_path / "truth", None)
 
 
 @pytest.mark.parametrize(
@@ -152,7 +152,7 @@ def test_pairs_on_different_grids_are_refused(tmp_path: Path, pred_spacing, pred
     nifti(tmp_path / "p" / "A.nii.gz", np.zeros(pred_shape, np.uint8), spacing=pred_spacing)
     nifti(tmp_path / "t" / "A.nii.gz", TRUTH)
     with pytest.raises(GliomasegError, match=message) as err:
-        score(tmp_path / "p", tmp_path / "t", None)
+        score_masks(tmp_path / "p", tmp_path / "t", None)
     assert "p/A.nii.gz" in str(err.value) and "t/A.nii.gz" in str(err.value)
 
 
@@ -160,7 +160,7 @@ def test_shape_mismatch_without_affine_is_refused(tmp_path: Path) -> None:
     kaggle_patient(tmp_path / "kaggle_3m", "P", TRUTH)
     nifti(tmp_path / "p" / "P_mask.nii.gz", np.zeros((12, 12, 5), np.uint8))
     with pytest.raises(GliomasegError, match=r"case 'P': .* has shape \(12, 12, 5\)"):
-        score(tmp_path / "p", tmp_path / "kaggle_3m", None)
+        score_masks(tmp_path / "p", tmp_path / "kaggle_3m", None)
 
 
 def test_a_prediction_stored_in_another_axis_order_is_put_on_the_reference_grid(tmp_path: Path) -> None:
@@ -173,7 +173,7 @@ def test_a_prediction_stored_in_another_axis_order_is_put_on_the_reference_grid(
     index_to_truth[0, 2] = index_to_truth[2, 0] = 1
     index_to_truth[1, 1], index_to_truth[1, 3], index_to_truth[3, 3] = -1, SHAPE[1] - 1, 1
     nifti(tmp_path / "p" / "A_mask.nii.gz", stored, affine=affine @ index_to_truth)
-    row = score(tmp_path / "p", tmp_path / "t", None).per_case.iloc[0]
+    row = score_masks(tmp_path / "p", tmp_path / "t", None).per_case.iloc[0]
     assert (row["dice"], row["spacing_from"], row["spacing"]) == (1.0, "both", "0.8 x 0.8 x 3")
 
 
@@ -182,7 +182,7 @@ def test_cases_without_a_voxel_size_are_left_out_of_the_mm_summaries(tmp_path: P
     nifti(tmp_path / "t" / "A.nii.gz", TRUTH, spacing=(1.0, 1.0, 2.0))
     kaggle_patient(tmp_path / "p", "K", TRUTH)
     kaggle_patient(tmp_path / "t", "K", TRUTH)
-    result = score(tmp_path / "p", tmp_path / "t", None)
+    result = score_masks(tmp_path / "p", tmp_path / "t", None)
     assert result.per_case["volume_unit"].tolist() == ["mL", "voxels"]
     summary = result.summary
     assert summary["units"] == {"hd95": "mm", "volume": "mL"}
@@ -200,7 +200,7 @@ def test_empty_truth_is_labelled_and_counted(tmp_path: Path, pred_voxels: int, l
     nifti(tmp_path / "p" / "T.nii.gz", TRUTH)
     nifti(tmp_path / "t" / "E.nii.gz", np.zeros(SHAPE, np.uint8))
     nifti(tmp_path / "t" / "T.nii.gz", TRUTH)
-    result = score(tmp_path / "p", tmp_path / "t", tmp_path / "out")
+    result = score_masks(tmp_path / "p", tmp_path / "t", tmp_path / "out")
     row = result.per_case.set_index("name").loc["E"]
     assert row["case"] == label and math.isnan(row["dice"]) and math.isnan(row["hd95"])
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())  # strict JSON: NaN is null
@@ -219,11 +219,11 @@ def test_label_maps_count_as_whole_tumour_and_images_are_refused(tmp_path: Path)
     labels[2, 2, 1] = 4  # BraTS-style labels
     nifti(tmp_path / "p" / "A.nii.gz", TRUTH)
     nifti(tmp_path / "t" / "A.nii.gz", labels)
-    assert score(tmp_path / "p", tmp_path / "t", None).per_case.iloc[0]["dice"] == 1.0
+    assert score_masks(tmp_path / "p", tmp_path / "t", None).per_case.iloc[0]["dice"] == 1.0
     image = np.random.default_rng(0).integers(0, 1000, SHAPE).astype(np.int16)
     nifti(tmp_path / "t" / "A.nii.gz", image)
     with pytest.raises(GliomasegError, match="looks like an image"):
-        score(tmp_path / "p", tmp_path / "t", None)
+        score_masks(tmp_path / "p", tmp_path / "t", None)
 
 
 # ----------------------------------------------------------------------------------------- DICOM SEG
@@ -307,7 +307,7 @@ def test_dicom_seg_against_a_nifti_truth(tmp_path: Path, file_name: str, kind: s
     lps[:3, 3], lps[3, 3] = (10.0, -5.0, 0.0), 1
     truth = mask.transpose(2, 1, 0)
     nifti(tmp_path / "t" / "case1.nii.gz", truth, affine=np.diag([-1.0, -1, 1, 1]) @ lps)
-    row = score(tmp_path / "p", tmp_path / "t", None).per_case.iloc[0]
+    row = score_masks(tmp_path / "p", tmp_path / "t", None).per_case.iloc[0]
     assert (row["dice"], row["volume_unit"]) == (1.0, "mL")
     assert row["truth_volume"] == pytest.approx(mask.sum() * 2.5 * 0.7 * 0.9 / 1000)
     # predict writes a DICOM input's mask as <name>_mask.nii.gz and <name>_seg.dcm: one case, the NIfTI read
@@ -327,5 +327,5 @@ def test_cli_writes_summary_and_refuses_to_overwrite(tmp_path: Path, capsys: pyt
     assert main(["score", str(tmp_path / "p"), str(tmp_path / "t"), "--out", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err
     with pytest.raises(OutputExistsError):
-        score(tmp_path / "p", tmp_path / "t", out)
+        score_masks(tmp_path / "p", tmp_path / "t", out)
     assert main(["score", str(tmp_path / "p"), str(tmp_path / "t"), "--out", str(out), "--overwrite"]) == 0

@@ -28,9 +28,9 @@ def _case_line(row: dict[str, Any]) -> str:
 
 
 def _cmd_score(args: argparse.Namespace) -> None:
-    from gliomaseg.evaluation.score import score
+    from gliomaseg.evaluation.score import score_masks
 
-    result = score(args.pred, args.truth, args.out, overwrite=args.overwrite, n_boot=args.n_boot)
+    result = score_masks(args.pred, args.truth, args.out, overwrite=args.overwrite, n_boot=args.n_boot)
     for row in result.per_case.to_dict("records"):
         print(_case_line(row))
     summary = result.summary["summary"]

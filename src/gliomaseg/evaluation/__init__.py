@@ -1,4 +1,4 @@
-"""Evaluation stage: metrics, post-processing, ``evaluate()``, ``score()`` of mask files, figures and HTML reports.
+"""Evaluation stage: metrics, post-processing, ``evaluate()``, ``score_masks()``, figures and HTML reports.
 
 Public names load on first use (see :mod:`gliomaseg._lazy`).
 """
@@ -42,7 +42,7 @@ _EXPORTS = {
     "match_cases": "gliomaseg.evaluation.mask_files",
     "read_mask_file": "gliomaseg.evaluation.mask_files",
     "ScoreResult": "gliomaseg.evaluation.score",
-    "score": "gliomaseg.evaluation.score",
+    "score_masks": "gliomaseg.evaluation.score",
     "ensemble_summary": "gliomaseg.evaluation.ensemble",
     "member_dice": "gliomaseg.evaluation.ensemble",
     "EVAL_FORMAT": "gliomaseg.evaluation.evaluator",
@@ -118,4 +118,4 @@ if TYPE_CHECKING:
         postprocess_volume,
         remove_small_components,
     )
-    from gliomaseg.evaluation.score import ScoreResult, score
+    from gliomaseg.evaluation.score import ScoreResult, score_masks

@@ -40,7 +40,7 @@ from gliomaseg.evaluation.mask_files import align_pair, find_masks, match_cases,
 from gliomaseg.evaluation.metrics import METRIC_KEYS, SUMMARY_COLUMNS, binary_metrics
 from gliomaseg.utils import atomic_write_text, json_safe
 
-__all__ = ["OUTPUTS", "PER_CASE_COLUMNS", "SCORE_FORMAT", "ScoreResult", "score", "score_pair"]
+__all__ = ["OUTPUTS", "PER_CASE_COLUMNS", "SCORE_FORMAT", "ScoreResult", "score_masks", "score_pair"]
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ PER_CASE_COLUMNS: tuple[str, ...] = (
 
 @dataclass
 class ScoreResult:
-    """What :func:`score` computed and wrote: ``per_case`` (the ``per_case.csv`` table), ``summary``
+    """What :func:`score_masks` computed and wrote: ``per_case`` (the ``per_case.csv`` table), ``summary``
     (``summary.json``), ``files`` (the files written) and the unmatched case names."""
 
     per_case: pd.DataFrame
@@ -159,7 +159,7 @@ def _check_outputs(out: Path, overwrite: bool) -> list[Path]:
     return targets
 
 
-def score(
+def score_masks(
     pred: str | os.PathLike[str],
     truth: str | os.PathLike[str],
     out: str | os.PathLike[str] | None = "score",
@@ -184,7 +184,7 @@ def score(
             non-mask files, a pair not on one grid, or outputs that exist without ``overwrite``.
 
     Example:
-        >>> result = score("pred", "kaggle_3m", "score")  # doctest: +SKIP
+        >>> result = score_masks("pred", "kaggle_3m", "score")  # doctest: +SKIP
         >>> result.summary["mean"]["dice"]  # doctest: +SKIP
     """
     pred, truth = Path(pred), Path(truth)
