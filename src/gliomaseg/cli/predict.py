@@ -102,9 +102,10 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     n_slices = int(table["slices"].sum())
     print(table.drop(columns=["input", "mask"]).to_string(index=False))
     where = f"shard {args.shard}: " if shard else ""
+    merged = " (areas.csv: merged by the last shard to finish)" if shard else ""
     print(
         f"{where}{len(table)} case(s), {n_slices} slice(s) in {time.perf_counter() - t0:.1f} s; "
-        f"masks, overlays and areas.csv in {args.out}"
+        f"masks, overlays and areas.csv in {args.out}{merged}"
     )
     failed = table.attrs["failed"]
     if len(failed):
