@@ -101,6 +101,12 @@ def test_submitit_job_array_on_local_slurm(slurm_cluster, tmp_path, phantoms):
     assert len(_task_folders(folder)) == 4
 
 
+def _queue() -> str:
+    """The jobs squeue lists (one line each), or an error."""
+    listed = subprocess.run(["squeue", "-h"], capture_output=True, text=True, timeout=30)
+    return listed.stdout if listed.returncode == 0 else f"squeue failed: {listed.stderr}"
+
+
 def test_predict_cohort_as_a_job_array_equals_one_run(slurm_cluster, tmp_path, phantoms, model_file):
     """``predict --launcher submitit --jobs 2``: one array task per shard; the last merges areas.csv."""
     model, out, whole = str(model_file()), tmp_path / "slurm_pred", tmp_path / "whole"
@@ -110,7 +116,9 @@ def test_predict_cohort_as_a_job_array_equals_one_run(slurm_cluster, tmp_path, p
     assert main([*argv, "--out", str(out), "--launcher", "submitit", "--jobs", "2", *slurm]) == 0
     assert main([*argv, "--out", str(whole)]) == 0
     deadline = time.monotonic() + 360
-    while not (out / table).exists():
+    # The last task merges the table; both tasks must also have left the queue before the cluster is
+    # stopped, which would otherwise leave the step of a task still ending behind.
+    while not (out / table).exists() or _queue():
         assert time.monotonic() < deadline, (
             f"no merged areas.csv after 6 min; logs: {sorted((out / 'slurm').rglob('*'))}"
         )
