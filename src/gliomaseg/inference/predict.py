@@ -280,7 +280,8 @@ def predict_inputs(
         error), which do not stop the others.
 
     Raises:
-        GliomasegError: unsupported, missing or corrupt inputs (naming the file), existing outputs
+        GliomasegError: unsupported or missing inputs, corrupt ones when no input could be predicted
+            (naming the file; among good inputs they are listed in ``failed.csv``), existing outputs
             without ``overwrite`` or ``resume``, an output folder that cannot be written (found
             before inference), or an unusable model.
 
