@@ -90,6 +90,12 @@ def _evaluate(env: Env, printed: str) -> None:
     assert "per-patient Dice: mean" in printed
 
 
+def _score(env: Env, printed: str) -> None:
+    summary = json.loads((env.tmp / "score" / "summary.json").read_text())
+    assert summary["n_cases"] == 6 and summary["units"]["hd95"] == "voxels"  # kaggle_3m: no voxel size
+    assert summary["mean"]["dice"] == 1.0 and "Dice: mean 1.000" in printed
+
+
 def _predict(env: Env, printed: str) -> None:
     masks = list((env.tmp / "pred" / env.patient.name).glob("*_mask.tif"))
     assert len(masks) == len(list(env.patient.glob("*_mask.tif"))) > 0
@@ -192,6 +198,13 @@ COMMANDS = [
         _evaluate,
         lambda e: ["evaluate", "--model", str(e.tmp / "missing.pt")],
         r"missing\.pt does not exist",
+    ),
+    Command(
+        "score",
+        lambda e: ["score", str(e.phantoms), str(e.phantoms), "--out", str(e.tmp / "score"), "--n-boot", "20"],
+        _score,
+        lambda e: ["score", str(e.tmp / "nope"), str(e.phantoms)],
+        r"nope does not exist",
     ),
     Command(
         "predict",

@@ -178,10 +178,21 @@ def test_bad_inputs_name_the_file(tmp_path: Path, models: dict[str, Path], name,
     Image.fromarray(_rgb(32, 32)).save(tmp_path / "good.png")
     (tmp_path / name).write_bytes(content)
     out = tmp_path / "out"
+    # Alone, a bad input is an error and nothing is written.
     with pytest.raises(ValueError, match=match) as err:
-        predict_inputs(models["real"], [tmp_path / "good.png", tmp_path / name], out)
+        predict_inputs(models["real"], [tmp_path / name], out)
     assert name in str(err.value)
     assert not out.exists() or not any(out.iterdir())
+    if match != "unreadable":  # not a supported input at all: the command line is wrong, nothing runs
+        with pytest.raises(ValueError, match=match):
+            predict_inputs(models["real"], [tmp_path / "good.png", tmp_path / name], out)
+        return
+    # Among good inputs, an unreadable one is listed in failed.csv and the others are predicted.
+    table = predict_inputs(models["real"], [tmp_path / "good.png", tmp_path / name], out)
+    assert table["case"].tolist() == ["good"] and (out / "good_mask.png").is_file()
+    failed = pd.read_csv(out / "failed.csv")
+    assert failed["case"].tolist() == [name.split(".")[0]] and failed["error"].str.contains(match).all()
+    assert failed.equals(table.attrs["failed"])
 
 
 def test_mismatched_slice_sizes_in_a_volume(tmp_path: Path, models: dict[str, Path]):

@@ -29,7 +29,7 @@ import threading
 import warnings
 from collections.abc import Sequence
 
-from gliomaseg.cli import data, evaluate, explore, models, predict, radiogenomics, serve, study, train
+from gliomaseg.cli import data, evaluate, explore, models, predict, radiogenomics, score, serve, study, train
 from gliomaseg.cli._common import ExampleFormatter, quiet_library_warnings
 from gliomaseg.errors import GliomasegError
 
@@ -38,7 +38,7 @@ __all__ = ["build_parser", "main"]
 log = logging.getLogger("gliomaseg")
 
 #: The modules whose ``register(subparsers)`` add sub-commands, in ``--help`` order.
-COMMAND_MODULES = (data, train, evaluate, predict, serve, explore, study, radiogenomics, models)
+COMMAND_MODULES = (data, train, evaluate, score, predict, serve, explore, study, radiogenomics, models)
 
 #: Errors that are the user's to fix: printed as one line, exit status 2.
 USER_ERRORS = (GliomasegError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)

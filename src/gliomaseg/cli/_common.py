@@ -135,9 +135,7 @@ def add_model_flag(p: argparse.ArgumentParser, *, required: bool = True, extra: 
     )
 
 
-def add_out_flag(
-    p: argparse.ArgumentParser, what: str, *, default: str | None = None, required: bool = False
-) -> None:
+def add_out_flag(p: argparse.ArgumentParser, what: str, *, default: str | None = None, required: bool = False) -> None:
     """``--out PATH``: where the command writes (``what``: its default or what it is, for the help)."""
     p.add_argument("--out", default=default, required=required, metavar="PATH", help=f"{MEANINGS['--out']}: {what}")
 
@@ -181,9 +179,9 @@ def add_figures_flag(p: argparse.ArgumentParser, what: str) -> None:
     )
 
 
-def add_shard_flag(p: argparse.ArgumentParser) -> None:
-    """``--shard K/N``."""
-    p.add_argument("--shard", metavar="K/N", help=f"{MEANINGS['--shard']} of the runs (1 <= K <= N)")
+def add_shard_flag(p: argparse.ArgumentParser, what: str = "the runs (1 <= K <= N)") -> None:
+    """``--shard K/N``: one of N machines' share of the work."""
+    p.add_argument("--shard", metavar="K/N", help=f"{MEANINGS['--shard']} of {what}")
 
 
 def add_launcher_flag(p: argparse.ArgumentParser) -> None:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 from gliomaseg.cli._common import (
     add_command,
     add_device_flags,
+    add_launcher_flag,
     add_model_flag,
     add_out_flag,
     add_overwrite_flag,
     add_postprocess_flags,
     add_resume_flag,
+    add_shard_flag,
     postprocess_changes,
 )
 from gliomaseg.errors import GliomasegError
@@ -20,30 +24,102 @@ from gliomaseg.errors import GliomasegError
 __all__ = ["register"]
 
 
+def _slurm_settings(pairs: list[str]) -> dict[str, object]:
+    """``KEY=VALUE`` -> ``{KEY: VALUE}``, numbers as numbers (``--slurm timeout_min=30 --slurm partition=gpu``)."""
+    settings: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise GliomasegError(f"--slurm {pair!r}: write KEY=VALUE, e.g. --slurm partition=gpu")
+        value: object = text
+        for kind in (int, float):
+            try:
+                value = kind(text)
+                break
+            except ValueError:
+                continue
+        settings[key] = value
+    return settings
+
+
+def _submit_shards(args: argparse.Namespace, options: dict[str, object]) -> None:
+    """``--launcher submitit``: one SLURM array task per shard, each a ``predict --shard K/N``."""
+    from gliomaseg.inference.cohort import absolute, run_shard
+    from gliomaseg.inference.inputs import discover_inputs
+    from gliomaseg.study.launchers import submit_array
+
+    if args.shard:
+        raise GliomasegError("--shard picks the shard to run here; with --launcher submitit give --jobs N instead")
+    n = 4 if args.jobs is None else args.jobs
+    if n < 1:
+        raise GliomasegError(f"--jobs {n}: give the number of SLURM array tasks, at least 1")
+    out = Path(args.out).resolve()
+    discover_inputs(options["inputs"], out)  # missing or unsupported inputs fail here, not in the SLURM tasks
+    models = absolute(options["model_path"] if isinstance(options["model_path"], list) else [options["model_path"]])
+    kwargs = {**options, "model_path": models if len(models) > 1 else models[0], "out": str(out)}
+    kwargs["inputs"] = absolute(options["inputs"])
+    jobs = submit_array(
+        out / "slurm",
+        "gliomaseg-predict",
+        run_shard,
+        [[kwargs] * n, list(range(1, n + 1)), [n] * n],
+        _slurm_settings(args.slurm or []),
+    )
+    print(
+        f"submitted {n} shard(s) as SLURM array {jobs[0].job_id.split('_')[0]} (logs in {out / 'slurm'}); the last "
+        f"task to finish merges areas.csv in {out}; failed cases go to failed.csv"
+    )
+
+
 def _cmd_predict(args: argparse.Namespace) -> None:
+    from gliomaseg.inference.cohort import shard_table
     from gliomaseg.inference.predict import predict_inputs
     from gliomaseg.inference.pretrained import resolve_model
+    from gliomaseg.study.launchers import parse_shard
 
-    models = [str(resolve_model(m)) for m in args.model]
+    models, inputs = [str(resolve_model(m)) for m in args.model], list(args.inputs)
+    options = {
+        "model_path": models if len(models) > 1 else models[0],
+        "inputs": inputs,
+        "out": args.out,
+        "overwrite": args.overwrite,
+        "postprocess": postprocess_changes(args),
+        "batch_size": args.batch_size,
+        "device": args.device,
+        "bf16": args.bf16,
+        "threads": args.threads,
+        "overlays": args.overlays,
+        "graph_fusion": args.graph_fusion,
+        "resume": args.resume,
+    }
+    if args.launcher == "submitit":
+        _submit_shards(args, options)
+        return
+    if args.jobs is not None or args.slurm:
+        raise GliomasegError("--jobs and --slurm set up SLURM array tasks: use them with --launcher submitit")
     t0 = time.perf_counter()
-    table = predict_inputs(
-        models if len(models) > 1 else models[0],
-        args.inputs,
-        args.out,
-        overwrite=args.overwrite,
-        postprocess=postprocess_changes(args),
-        batch_size=args.batch_size,
-        device=args.device,
-        bf16=args.bf16,
-        threads=args.threads,
-        overlays=args.overlays,
-        graph_fusion=args.graph_fusion,
-        resume=args.resume,
-    )
+    shard = parse_shard(args.shard) if args.shard else None
+    table = predict_inputs(**options, shard=shard)
     n_slices = int(table["slices"].sum())
     print(table.drop(columns=["input", "mask"]).to_string(index=False))
+    where = f"shard {args.shard}: " if shard else ""
+    merged = " (areas.csv: merged by the last shard to finish)" if shard else ""
     written = "masks, overlays and areas.csv" if args.overlays else "masks and areas.csv"
-    print(f"{len(table)} case(s), {n_slices} slice(s) in {time.perf_counter() - t0:.1f} s; {written} in {args.out}")
+    print(
+        f"{where}{len(table)} case(s), {n_slices} slice(s) in {time.perf_counter() - t0:.1f} s; "
+        f"{written} in {args.out}{merged}"
+    )
+    failed = table.attrs["failed"]
+    if len(failed):
+        print(failed.to_string(index=False))
+        first = failed.iloc[0]
+        listed = Path(args.out) / "failed.csv"
+        print(
+            f"gliomaseg predict: {len(failed)} of {len(failed) + len(table)} case(s) failed (listed in "
+            f"{shard_table(listed, shard) if shard else listed}; first: {first['case']}: {first['error']})",
+            file=sys.stderr,
+        )
+        raise SystemExit(1)
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
@@ -99,6 +175,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="write an overlay PNG per slice beside the masks (default on)",
+    )
+    add_shard_flag(
+        p,
+        "the cases (1 <= K <= N; shards may run at once on several machines into one --out; the last to finish "
+        "merges areas.csv)",
+    )
+    add_launcher_flag(p)
+    p.add_argument("--jobs", type=int, metavar="N", help="submitit: SLURM array tasks, one shard each (default 4)")
+    p.add_argument(
+        "--slurm",
+        action="append",
+        metavar="KEY=VALUE",
+        help="submitit: a SLURM setting as in a study file's slurm: section (partition=gpu, timeout_min=30, "
+        "gpus_per_node=1...); repeatable",
     )
     p.set_defaults(func=_cmd_predict)
 

@@ -12,10 +12,14 @@ sub-folders likewise):
   0-based): FLAIR in grey with the predicted tumour outlined in red;
 - ``areas.csv``: one row per case with columns ``input, case, kind, slices, slices_with_tumour,
   tumour_pixels, voxel_mm3, tumour_mm3, mask`` (``tumour_pixels`` counts voxels for volumes; the
-  mm^3 columns need voxel sizes, so they are filled for NIfTI only).
+  mm^3 columns need voxel sizes, so they are filled for NIfTI only);
+- ``failed.csv`` when cases failed (``input, case, error``): a case that cannot be read or segmented
+  does not stop the others. Cohorts, shards and SLURM arrays: :mod:`gliomaseg.inference.cohort`.
 
-Existing outputs are never replaced without ``overwrite``; every target is checked, every input
-read and the output folder's writability probed before the model runs. Every file is written
+Existing outputs are never replaced without ``overwrite``; every target is checked and the output
+folder's writability probed before the model runs. Inputs are read one case at a time as they are
+predicted, so a cohort of any size holds one volume in memory; a single bad input (or only bad
+ones) is an error, with nothing written. Every file is written
 atomically, so a stopped run leaves complete files only, and ``resume`` continues it by skipping
 the cases whose outputs are all there.
 """
@@ -36,10 +40,11 @@ from scipy import ndimage
 from gliomaseg.data.io import read_mask, write_image, write_mask
 from gliomaseg.errors import GliomasegError, OutputExistsError
 from gliomaseg.evaluation.postprocess import PostprocessConfig
+from gliomaseg.inference.cohort import FAILED_NAME, Failures, finish_tables, shard_cases, shard_table
 from gliomaseg.inference.inputs import Case, discover_inputs, read_case
 from gliomaseg.inference.nifti import nifti_spacing, nifti_stem
 from gliomaseg.inference.segmenter import Segmenter, load_segmenter
-from gliomaseg.utils import atomic_write, atomic_write_text
+from gliomaseg.utils import atomic_write
 
 __all__ = ["AREAS_COLUMNS", "areas_row", "overlay", "predict_inputs", "write_case"]
 
@@ -190,6 +195,16 @@ def _finished_row(case: Case, overlays: bool) -> dict[str, Any] | None:
     return {**areas_row(case, mask), "mask": _mask_column(case)}
 
 
+def _nifti_header_shape(path: Path) -> tuple[int, ...]:
+    """A NIfTI file's shape from its header (the voxels are not read)."""
+    import nibabel as nib
+
+    try:
+        return tuple(nib.load(str(path)).shape)
+    except Exception as err:  # nibabel and gzip raise many types for a damaged file
+        raise GliomasegError(f"{path}: unreadable NIfTI header ({err}); check the file") from None
+
+
 def _nifti_slices(shape: tuple[int, ...]) -> int:
     return int(shape[2]) if len(shape) >= 3 else 1
 
@@ -221,9 +236,9 @@ def _apply_postprocess(seg: Segmenter, postprocess: PostprocessConfig | Mapping[
     return seg.with_postprocess(**changes)
 
 
-def _refuse_existing(cases: Sequence[Case], overlays: bool, areas_path: Path) -> None:
-    """Raise OutputExistsError when any output of ``cases`` (or ``areas.csv``) exists."""
-    targets = [t for case in cases for t in (case.targets if overlays else case.masks)] + [areas_path]
+def _refuse_existing(cases: Sequence[Case], overlays: bool, tables: Sequence[Path]) -> None:
+    """Raise OutputExistsError when any output of ``cases`` (or one of the ``tables``) exists."""
+    targets = [t for case in cases for t in (case.targets if overlays else case.masks)] + list(tables)
     existing = [t for t in targets if t.exists()]
     if existing:
         shown = ", ".join(str(p) for p in existing[:3]) + (", ..." if len(existing) > 3 else "")
@@ -247,6 +262,7 @@ def predict_inputs(
     overlays: bool = True,
     graph_fusion: bool | None = None,
     resume: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> pd.DataFrame:
     """Segment slices, folders and NIfTI volumes and write masks, overlays and ``areas.csv``.
 
@@ -267,12 +283,17 @@ def predict_inputs(
         resume: continue a stopped run into the same ``out``: cases whose outputs are all written
             are skipped (their ``areas.csv`` rows are read back from their masks); the others are
             predicted, replacing what the stopped run wrote of them.
+        shard: ``(K, N)``: predict only the K-th of N slices of the cases (see
+            :mod:`gliomaseg.inference.cohort`; the last shard to finish merges the tables).
 
     Returns:
-        The ``areas.csv`` table (columns :data:`AREAS_COLUMNS`), one row per case.
+        The ``areas.csv`` table (columns :data:`AREAS_COLUMNS`), one row per case predicted (of the
+        shard); ``table.attrs["failed"]`` lists the cases that failed (``failed.csv``: input, case,
+        error), which do not stop the others.
 
     Raises:
-        GliomasegError: unsupported, missing or corrupt inputs (naming the file), existing outputs
+        GliomasegError: unsupported or missing inputs, corrupt ones when no input could be predicted
+            (naming the file; among good inputs they are listed in ``failed.csv``), existing outputs
             without ``overwrite`` or ``resume``, an output folder that cannot be written (found
             before inference), or an unusable model.
 
@@ -281,20 +302,23 @@ def predict_inputs(
         >>> table = predict_inputs("best.pt", ["kaggle_3m"], "pred", resume=True)  # doctest: +SKIP
     """
     out = Path(out)
-    cases = discover_inputs(inputs if not isinstance(inputs, (str, os.PathLike)) else [inputs], out)
+    cohort = discover_inputs(inputs if not isinstance(inputs, (str, os.PathLike)) else [inputs], out)
+    cases = shard_cases(cohort, shard)
+    failures = Failures()
     done = {id(case): row for case in cases if resume and (row := _finished_row(case, overlays)) is not None}
     if done:
         log.info("skipping %d of %d case(s) whose outputs are all written already", len(done), len(cases))
     todo = [case for case in cases if id(case) not in done]
+    for case in todo if overlays else []:
+        if case.kind == "nifti":
+            with failures.catch(case):
+                case.overlays = _nifti_overlays(case, _nifti_slices(_nifti_header_shape(case.source)))
+    todo = [case for case in todo if not failures.failed(case)]
     areas_path = out / "areas.csv"
-    if not (overwrite or resume):
-        _refuse_existing(cases, overlays, areas_path)  # before the slow reading, with the targets known so far
-    for case in todo:
-        read_case(case)
-        if case.kind == "nifti" and overlays:
-            case.overlays = _nifti_overlays(case, case.volume.shape[0])  # type: ignore[union-attr]
-    if not (overwrite or resume):
-        _refuse_existing(cases, overlays, areas_path)  # a volume's overlays are named once its slices are counted
+    if not (overwrite or resume):  # before any volume is read: the targets are known from names and headers
+        tables = [areas_path, areas_path.with_name(FAILED_NAME)]
+        tables += [shard_table(t, shard) for t in tables] if shard else []
+        _refuse_existing(todo, overlays, tables)
     _check_writable(out)
     if todo:
         seg = (
@@ -305,22 +329,31 @@ def predict_inputs(
             )
         )
         seg = _apply_postprocess(seg, postprocess)
-    rows = []
+    rows, written = [], []
     for case in cases:
         if id(case) in done:
             rows.append(done[id(case)])
+            written.append(case)
             continue
-        mask = seg.predict_volume(case.volume)  # type: ignore[arg-type]
-        # With resume, a case's own outputs from the stopped run are replaced.
-        rows.append(write_case(case, mask, overwrite=overwrite or resume, overlays=overlays))
-        log.info(
-            "%s (%s): %d slice(s), %d tumour pixels",
-            case.name,
-            case.kind,
-            mask.shape[0],
-            rows[-1]["tumour_pixels"],
-        )
+        if failures.failed(case):
+            continue
+        with failures.catch(case):
+            # One case in memory at a time: a cohort of hundreds of volumes is never held at once.
+            mask = seg.predict_volume(read_case(case))
+            # With resume, a case's own outputs from the stopped run are replaced.
+            rows.append(write_case(case, mask, overwrite=overwrite or resume, overlays=overlays))
+            written.append(case)
+            log.info(
+                "%s (%s): %d slice(s), %d tumour pixels",
+                case.name,
+                case.kind,
+                mask.shape[0],
+                rows[-1]["tumour_pixels"],
+            )
         case.volume = None  # free memory as we go
+    if shard is None:
+        failures.raise_if_all(cases)  # one bad input alone (or only bad ones) is an error: no table is written
     table = pd.DataFrame(rows, columns=list(AREAS_COLUMNS))
-    atomic_write_text(areas_path, table.to_csv(index=False))
+    finish_tables({areas_path: (table, written)}, failures, cohort, shard)
+    table.attrs["failed"] = failures.table()
     return table

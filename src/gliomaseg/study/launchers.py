@@ -18,6 +18,8 @@ import logging
 import shutil
 import subprocess
 import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -26,7 +28,7 @@ from gliomaseg.errors import GliomasegError
 from gliomaseg.study.folder import Study
 from gliomaseg.study.grid import RunSpec
 
-__all__ = ["check_slurm", "parse_shard", "run_local", "shard_runs", "submit_slurm", "wait_for_runs"]
+__all__ = ["check_slurm", "parse_shard", "run_local", "shard_runs", "submit_array", "submit_slurm", "wait_for_runs"]
 
 log = logging.getLogger(__name__)
 
@@ -253,3 +255,43 @@ def wait_for_runs(
 
 def _pending(study: Study, spec: RunSpec) -> bool:
     return not (study.run_dir(spec) / "result.json").is_file()
+
+
+def submit_array(
+    folder: Path, name: str, fn: Callable[..., Any], arg_lists: Sequence[Sequence[Any]], settings: dict[str, Any]
+) -> list[Any]:
+    """Submit ``fn(*args)`` for each ``args`` of ``zip(*arg_lists)`` as one SLURM job array through submitit.
+
+    What ``predict --launcher submitit`` uses (one task per shard); ``settings`` are the keys of a study
+    file's ``slurm:`` section (``partition``, ``timeout_min``, ``mem_gb``, ``gpus_per_node``...).
+
+    Returns:
+        The submitit jobs, one per task.
+
+    Raises:
+        GliomasegError: no ``sbatch`` on this machine, submitit not installed, an unknown setting, or
+            ``sbatch`` failing (its message included).
+    """
+    if shutil.which("sbatch") is None:
+        raise GliomasegError(
+            "--launcher submitit needs SLURM, but there is no sbatch on this machine; run it on a SLURM login "
+            "node, or run each shard here or on other machines with --shard K/N"
+        )
+    try:
+        import submitit
+    except ImportError as err:
+        raise GliomasegError("--launcher submitit needs submitit: pip install 'gliomaseg[study]'") from err
+    params: dict[str, Any] = {"name": name, "timeout_min": 60}
+    for key, value in settings.items():
+        params[key if key in _GENERIC or key.startswith("slurm_") else f"slurm_{key}"] = value
+    executor = submitit.AutoExecutor(folder=Path(folder) / "%j", cluster="slurm")
+    try:
+        executor.update_parameters(**params)
+    except (ValueError, TypeError, NameError) as err:  # submitit raises NameError for an unknown setting
+        raise GliomasegError(f"slurm settings {settings}: {err}") from err
+    try:
+        jobs = executor.map_array(fn, *arg_lists)
+    except (subprocess.CalledProcessError, OSError, RuntimeError) as err:
+        raise GliomasegError(f"sbatch failed: {getattr(err, 'output', None) or err}") from err
+    log.info("submitted %d tasks as SLURM array %s", len(jobs), jobs[0].job_id.split("_")[0])
+    return jobs
