@@ -28,6 +28,7 @@ __all__ = [
     "add_device_flags",
     "add_figures_flag",
     "add_launcher_flag",
+    "add_n_boot_flag",
     "add_model_flag",
     "add_out_flag",
     "add_overwrite_flag",
@@ -74,6 +75,7 @@ MEANINGS: dict[str, str] = {
     "--fill-holes": "fill holes enclosed by the mask in each slice",
     "--shard": "run only the K-th of N slices",
     "--launcher": "where the runs execute",
+    "--n-boot": "bootstrap resamples",
 }
 
 
@@ -182,6 +184,13 @@ def add_figures_flag(p: argparse.ArgumentParser, what: str) -> None:
 def add_shard_flag(p: argparse.ArgumentParser, what: str = "the runs (1 <= K <= N)") -> None:
     """``--shard K/N``: one of N machines' share of the work."""
     p.add_argument("--shard", metavar="K/N", help=f"{MEANINGS['--shard']} of {what}")
+
+
+def add_n_boot_flag(p: argparse.ArgumentParser, what: str) -> None:
+    """``--n-boot N``: resamples of a bootstrap confidence interval."""
+    p.add_argument(
+        "--n-boot", type=int, default=2000, metavar="N", help=f"{MEANINGS['--n-boot']} of {what} (default 2000)"
+    )
 
 
 def add_launcher_flag(p: argparse.ArgumentParser) -> None:

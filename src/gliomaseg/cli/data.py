@@ -155,9 +155,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", help="kaggle_3m folder (indexed if WORKDIR/index.csv is missing)")
     _workdir_flag(p, "index.csv and cache/")
-    p.add_argument(
-        "--size", type=int, default=256, help="slice size in pixels of the cache (default 256)"
-    )
+    p.add_argument("--size", type=int, default=256, help="slice size in pixels of the cache (default 256)")
     p.add_argument(
         "--normalisation",
         default="zscore",

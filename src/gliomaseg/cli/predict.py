@@ -44,8 +44,9 @@ def _slurm_settings(pairs: list[str]) -> dict[str, object]:
 
 def _submit_shards(args: argparse.Namespace, options: dict[str, object]) -> None:
     """``--launcher submitit``: one SLURM array task per shard, each a ``predict --shard K/N``."""
-    from gliomaseg.inference.cohort import absolute, run_shard
+    from gliomaseg.inference.cohort import absolute
     from gliomaseg.inference.inputs import discover_inputs
+    from gliomaseg.inference.predict import run_shard
     from gliomaseg.study.launchers import submit_array
 
     if args.shard:

@@ -9,6 +9,7 @@ from gliomaseg.cli._common import (
     add_device_flags,
     add_figures_flag,
     add_model_flag,
+    add_n_boot_flag,
     add_out_flag,
     add_overwrite_flag,
     add_resume_flag,
@@ -90,7 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=(1.0, 1.0, 1.0),
         help="voxel size SLICE,ROW,COLUMN for volume/surface/sphericity (default 1,1,1: voxel units)",
     )
-    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples of the AUC CIs (default 2000)")
+    add_n_boot_flag(p, "the AUC CIs")
     add_figures_flag(p, "the box plots")
     add_device_flags(p, bf16=False, what="model files")
     add_resume_flag(p, "an interrupted run in --out (same settings)")

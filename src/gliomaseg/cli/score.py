@@ -6,6 +6,8 @@ import argparse
 import math
 from typing import Any
 
+from gliomaseg.cli._common import add_command, add_n_boot_flag, add_out_flag, add_overwrite_flag
+
 __all__ = ["register"]
 
 
@@ -62,20 +64,21 @@ def _cmd_score(args: argparse.Namespace) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``score`` to ``sub``."""
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "score",
         help="score predicted masks against reference masks (NIfTI, DICOM SEG, kaggle_3m) -> summary.json",
+        example="gliomaseg score predictions/ labelsTs/ --out score",
         description="Per-case Dice, IoU, HD95, sensitivity, precision and volumes (mm and mL from the headers' "
         "voxel size; voxels when there is none) of PRED against TRUTH, with the metrics code of `evaluate`, and a "
         "summary with bootstrap 95% CIs. Cases are matched by name: the file name without its extension and one "
         "trailing _mask, _seg, _segmentation, _label(s), _pred(iction), _gt or _truth (nnU-Net's identical names "
         "work); kaggle_3m slice masks <name>_<n>_mask.tif are case <name> (the patient folder's name); a DICOM "
         "SEG is named by its file name, never by header fields. Cases on one side only are listed.",
-        epilog="example: gliomaseg score predictions/ labelsTs/ --out score",
     )
     p.add_argument("pred", metavar="PRED", help="predicted mask file or folder (searched recursively)")
     p.add_argument("truth", metavar="TRUTH", help="reference mask file or folder (any of the same kinds)")
-    p.add_argument("--out", default="score", help="output folder for summary.json and per_case.csv (default: ./score)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for the 95%% CIs (default 2000)")
+    add_out_flag(p, "the folder for summary.json and per_case.csv (default: ./score)", default="score")
+    add_overwrite_flag(p, "the outputs of an earlier score in --out")
+    add_n_boot_flag(p, "the 95%% CIs of the summary")
     p.set_defaults(func=_cmd_score)

@@ -40,8 +40,7 @@ __all__ = [
     "Failures",
     "absolute",
     "finish_tables",
-    "run_shard",
-    "shard_cases",
+        "shard_cases",
     "shard_table",
 ]
 
@@ -203,24 +202,6 @@ def _merge(paths: list[Path], failed_path: Path, cohort: Sequence[Any], n: int) 
     _write_failed(failed_path, _in_order(failed))
     log.info("all %d shards done: merged into %s", n, ", ".join(str(p) for p in paths))
     return True
-
-
-def run_shard(kwargs: dict[str, Any], k: int, n: int) -> dict[str, int]:
-    """One SLURM array task: :func:`~gliomaseg.inference.predict.predict_inputs` of shard ``k`` of ``n``.
-
-    Args:
-        kwargs: ``predict_inputs``'s arguments (``model_path``, ``inputs``, ``out`` as absolute paths...).
-        k: the shard, 1-based.
-        n: the number of shards.
-
-    Returns:
-        ``{"cases": ..., "failed": ...}`` of this shard (failed cases are listed in its failed table).
-    """
-    from gliomaseg.inference.predict import predict_inputs
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    table = predict_inputs(**kwargs, shard=(k, n))
-    return {"cases": len(table), "failed": len(table.attrs.get("failed", ()))}
 
 
 def absolute(paths: Sequence[str | os.PathLike[str]]) -> list[str]:

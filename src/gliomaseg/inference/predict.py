@@ -46,7 +46,7 @@ from gliomaseg.inference.nifti import nifti_spacing, nifti_stem
 from gliomaseg.inference.segmenter import Segmenter, load_segmenter
 from gliomaseg.utils import atomic_write
 
-__all__ = ["AREAS_COLUMNS", "areas_row", "overlay", "predict_inputs", "write_case"]
+__all__ = ["AREAS_COLUMNS", "areas_row", "overlay", "predict_inputs", "run_shard", "write_case"]
 
 log = logging.getLogger(__name__)
 
@@ -357,3 +357,19 @@ def predict_inputs(
     finish_tables({areas_path: (table, written)}, failures, cohort, shard)
     table.attrs["failed"] = failures.table()
     return table
+
+
+def run_shard(kwargs: dict[str, Any], k: int, n: int) -> dict[str, int]:
+    """One SLURM array task: :func:`predict_inputs` of shard ``k`` of ``n``.
+
+    Args:
+        kwargs: ``predict_inputs``'s arguments (``model_path``, ``inputs``, ``out`` as absolute paths...).
+        k: the shard, 1-based.
+        n: the number of shards.
+
+    Returns:
+        ``{"cases": ..., "failed": ...}`` of this shard (failed cases are listed in its failed table).
+    """
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    table = predict_inputs(**kwargs, shard=(k, n))
+    return {"cases": len(table), "failed": len(table.attrs.get("failed", ()))}
