@@ -40,6 +40,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         overlays=not args.no_overlays,
         graph_fusion=args.graph_fusion,
         resume=args.resume,
+        series=args.series,
     )
     n_slices = int(table["slices"].sum())
     print(table.drop(columns=["input", "mask"]).to_string(index=False))
@@ -75,7 +76,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="[MODEL] INPUT",
         help="the model file (best.pt or .onnx; leave it out when --model is given), then the inputs: slice "
         "images (.tif/.png/.jpg, grey = FLAIR), folders of <name>_<n> slices, kaggle_3m patient folders, "
-        "NIfTI volumes (.nii/.nii.gz)",
+        "NIfTI volumes (.nii/.nii.gz, any orientation; <case>_flair/_t1/_t1ce files = one case), DICOM series or "
+        "study folders",
     )
     p.add_argument(
         "--model",
@@ -90,6 +92,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--resume",
         action="store_true",
         help="continue a stopped predict into the same --out: skip the cases whose outputs are all written",
+    )
+    p.add_argument(
+        "--series",
+        metavar="NUMBER|UID|DESCRIPTION",
+        default=None,
+        help="DICOM inputs: the series to segment, by its number in the listing predict logs, its SeriesInstanceUID "
+        "or its description (default: the FLAIR series, picked by its description or protocol)",
     )
     p.add_argument("--batch-size", type=int, default=None, help="slices per forward pass")
     add_postprocess_flags(p)

@@ -41,8 +41,9 @@ __all__ = [
 
 #: Axes tilted by more than this from the nearest world axis are resliced instead of permuted.
 MAX_TILT_DEGREES = 25.0
-#: In-plane voxel sides differing by more than this factor are resliced to square pixels.
-_MAX_ANISOTROPY = 1.1
+#: In-plane voxel sides differing by more than this factor (a thick-slice sagittal or coronal turned axial) are
+#: resliced to square pixels; milder anisotropy is left to the resize to the training size.
+_MAX_ANISOTROPY = 1.5
 #: A resliced slice has at most this many pixels per side (coarser spacing beyond).
 _MAX_SIDE = 512
 #: The head's largest in-plane extent over the slice side in kaggle_3m (median over 20 training patients

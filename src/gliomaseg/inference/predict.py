@@ -36,8 +36,11 @@ from scipy import ndimage
 from gliomaseg.data.io import read_mask, write_image, write_mask
 from gliomaseg.errors import GliomasegError, OutputExistsError
 from gliomaseg.evaluation.postprocess import PostprocessConfig
+from gliomaseg.data.io import KAGGLE_3M_ORIENTATION
 from gliomaseg.inference.inputs import Case, discover_inputs, read_case
 from gliomaseg.inference.nifti import nifti_spacing, nifti_stem
+from gliomaseg.inference.orientation import from_model_frame, model_orientation
+from gliomaseg.inference.volume import Volume
 from gliomaseg.inference.segmenter import Segmenter, load_segmenter
 from gliomaseg.utils import atomic_write, atomic_write_text
 
@@ -116,10 +119,26 @@ def areas_row(case: Case, mask: np.ndarray) -> dict[str, Any]:
         "voxel_mm3": np.nan,
         "tumour_mm3": np.nan,
     }
-    if case.kind == "nifti":
+    voxel = None
+    if case.frame is not None and (case.frame.resliced or case.nifti is None):
+        # Counted in the model's frame: its voxel size (a permuted grid keeps the source's voxel volume).
+        voxel = float(np.prod(case.frame.spacing)) if case.frame.spacing_known else None
+    elif case.kind in ("nifti", "dicom") and case.nifti is not None:
         voxel = float(np.prod(nifti_spacing(case.nifti)))
+    if voxel is not None:
         row["voxel_mm3"], row["tumour_mm3"] = voxel, tumour * voxel
     return row
+
+
+def _reference_image(volume: Volume) -> Any:
+    """A NIfTI image with a volume's grid (shape, affine in scanner coordinates, mm), for its mask's header."""
+    import nibabel as nib
+
+    image = nib.Nifti1Image(np.zeros(volume.shape, np.uint8), volume.affine)
+    image.set_qform(volume.affine, code=1)
+    image.set_sform(volume.affine, code=1)
+    image.header.set_xyzt_units("mm")
+    return image
 
 
 def write_case(case: Case, mask: np.ndarray, *, overwrite: bool = False, overlays: bool = True) -> dict[str, Any]:
@@ -140,10 +159,12 @@ def write_case(case: Case, mask: np.ndarray, *, overwrite: bool = False, overlay
     """
     volume = case.volume if case.volume is not None else read_case(case)
     row = areas_row(case, mask)
-    if case.kind == "nifti":
-        spatial = case.nifti.shape[:3] if len(case.nifti.shape) >= 3 else case.nifti.shape[:2]
-        data = np.moveaxis(mask, 0, 2).astype(np.uint8).reshape(spatial)  # back to X x Y x Z
-        _write_nifti(case.masks[0], data, case.nifti, overwrite)
+    if case.kind in ("nifti", "dicom"):
+        source = case.nifti if case.nifti is not None else _reference_image(case.image)  # type: ignore[arg-type]
+        spatial = source.shape[:3] if len(source.shape) >= 3 else source.shape[:2]
+        back = from_model_frame(mask, case.frame) if case.frame is not None else np.moveaxis(mask, 0, 2)
+        data = back.astype(np.uint8).reshape(spatial)  # the input's own X x Y x Z
+        _write_nifti(case.masks[0], data, source, overwrite)
         row["mask"] = _mask_column(case)
         if overlays:
             folder = case.masks[0].parent / f"{case.name}_overlay"
@@ -160,7 +181,7 @@ def write_case(case: Case, mask: np.ndarray, *, overwrite: bool = False, overlay
 
 
 def _mask_column(case: Case) -> str:
-    return str(case.masks[0] if case.kind in ("slice", "nifti") else case.masks[0].parent)
+    return str(case.masks[0] if case.kind in ("slice", "nifti", "dicom") else case.masks[0].parent)
 
 
 def _nifti_overlays(case: Case, n_slices: int) -> list[Path]:
@@ -175,10 +196,11 @@ def _finished_row(case: Case, overlays: bool) -> dict[str, Any] | None:
     """
     if not all(p.exists() for p in case.masks):
         return None
-    if case.kind == "nifti":
+    if case.kind in ("nifti", "dicom"):
         import nibabel as nib
 
-        case.nifti = nib.load(str(case.source))  # the header only: the voxel size for the row
+        # The header only: the voxel size for the row (a DICOM case's mask has the series' grid).
+        case.nifti = nib.load(str(case.source if case.kind == "nifti" else case.masks[0]))
         if overlays and not all(p.exists() for p in _nifti_overlays(case, _nifti_slices(case.nifti.shape))):
             return None
         data = np.asarray(nib.load(str(case.masks[0])).dataobj)
@@ -235,6 +257,8 @@ def predict_inputs(
     overlays: bool = True,
     graph_fusion: bool | None = None,
     resume: bool = False,
+    series: str | None = None,
+    field_of_view: bool = False,
 ) -> pd.DataFrame:
     """Segment slices, folders and NIfTI volumes and write masks, overlays and ``areas.csv``.
 
@@ -255,6 +279,9 @@ def predict_inputs(
         resume: continue a stopped run into the same ``out``: cases whose outputs are all written
             are skipped (their ``areas.csv`` rows are read back from their masks); the others are
             predicted, replacing what the stopped run wrote of them.
+        series: the DICOM series to read (its number in the listing, UID or description; None: FLAIR).
+        field_of_view: crop or pad NIfTI and DICOM slices to a window around the head sized as in
+            kaggle_3m (see :func:`~gliomaseg.inference.orientation.to_model_frame`).
 
     Returns:
         The ``areas.csv`` table (columns :data:`AREAS_COLUMNS`), one row per case.
@@ -269,14 +296,14 @@ def predict_inputs(
         >>> table = predict_inputs("best.pt", ["kaggle_3m"], "pred", resume=True)  # doctest: +SKIP
     """
     out = Path(out)
-    cases = discover_inputs(inputs if not isinstance(inputs, (str, os.PathLike)) else [inputs], out)
+    cases = discover_inputs(inputs if not isinstance(inputs, (str, os.PathLike)) else [inputs], out, series=series)
     done = {id(case): row for case in cases if resume and (row := _finished_row(case, overlays)) is not None}
     if done:
         log.info("skipping %d of %d case(s) whose outputs are all written already", len(done), len(cases))
     todo = [case for case in cases if id(case) not in done]
     for case in todo:
-        read_case(case)
-        if case.kind == "nifti" and overlays:
+        read_case(case, field_of_view=field_of_view)
+        if case.kind in ("nifti", "dicom") and overlays:
             case.overlays = _nifti_overlays(case, case.volume.shape[0])  # type: ignore[union-attr]
     areas_path = out / "areas.csv"
     if not (overwrite or resume):
@@ -298,6 +325,11 @@ def predict_inputs(
             )
         )
         seg = _apply_postprocess(seg, postprocess)
+        orientation = model_orientation(seg.meta)
+        if orientation != KAGGLE_3M_ORIENTATION:  # a model trained in another frame: turn the scans to it
+            for case in todo:
+                if case.kind in ("nifti", "dicom"):
+                    read_case(case, orientation, field_of_view=field_of_view)
     rows = []
     for case in cases:
         if id(case) in done:
@@ -313,7 +345,7 @@ def predict_inputs(
             mask.shape[0],
             rows[-1]["tumour_pixels"],
         )
-        case.volume = None  # free memory as we go
+        case.volume = case.image = None  # free memory as we go
     table = pd.DataFrame(rows, columns=list(AREAS_COLUMNS))
     atomic_write_text(areas_path, table.to_csv(index=False))
     return table
