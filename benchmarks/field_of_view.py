@@ -26,7 +26,12 @@ from gliomaseg.inference.pretrained import resolve_model
 from gliomaseg.inference.volume import Volume
 
 #: (name, canvas side, row offset, column offset) of the 256 x 256 slices inside the canvas.
-CANVASES = (("original", 256, 0, 0), ("centred-384", 384, 64, 64), ("corner-384", 384, 0, 128), ("corner-512", 512, 240, 16))
+CANVASES = (
+    ("original", 256, 0, 0),
+    ("centred-384", 384, 64, 64),
+    ("corner-384", 384, 0, 128),
+    ("corner-512", 512, 240, 16),
+)
 _PLS = np.array([[0.0, -1, 0, 0], [-1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])  # rows P, columns L, slices S
 
 

@@ -23,7 +23,9 @@ PATIENT_NAME = "Phantom^Secret"
 PATIENT_ID = "PID-0123456789"
 
 
-def phantom(seed: int = 0, slices: int = 12, size: int = 64, spacing: float = 3.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def phantom(
+    seed: int = 0, slices: int = 12, size: int = 64, spacing: float = 3.5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A phantom head as a standard axial volume: ``(flair X x Y x Z float32, mask X x Y x Z bool, affine)``.
 
     Standard axial DICOM (columns to the patient's left, rows to posterior) is kaggle_3m's frame, so
@@ -34,9 +36,7 @@ def phantom(seed: int = 0, slices: int = 12, size: int = 64, spacing: float = 3.
     image, mask = synthesise_volume(np.random.default_rng(seed), slices, size)
     flair = image[..., 1].transpose(2, 1, 0).astype(np.float32) * 4.0  # some range beyond uint8
     pixel = 240.0 / size
-    affine = np.array(
-        [[-pixel, 0, 0, 120.0], [0, -pixel, 0, 110.0], [0, 0, spacing, -40.0], [0, 0, 0, 1]], dtype=float
-    )
+    affine = np.array([[-pixel, 0, 0, 120.0], [0, -pixel, 0, 110.0], [0, 0, spacing, -40.0], [0, 0, 0, 1]], dtype=float)
     return flair, mask.transpose(2, 1, 0).astype(bool), affine
 
 
@@ -215,10 +215,15 @@ def build_corpus(root: Path, seed: int = 0) -> dict[str, Path]:
     paths = write_series(out["mixed_orientation"], flair, affine, seed=seed + 9)
     _edit(paths[n // 2], ImageOrientationPatient=[0.0, 1.0, 0.0, 0.0, 0.0, -1.0])
     paths = write_series(out["uneven"], flair, affine, seed=seed + 10)
-    _edit(paths[n // 2], ImagePositionPatient=[float(v) for v in (np.diag([-1, -1, 1, 1]) @ affine @ [0, 0, n // 2 + 0.4, 1])[:3]])
+    _edit(
+        paths[n // 2],
+        ImagePositionPatient=[float(v) for v in (np.diag([-1, -1, 1, 1]) @ affine @ [0, 0, n // 2 + 0.4, 1])[:3]],
+    )
     t1 = np.clip(1000.0 - flair, 0, None)
     write_series(out["study"] / "s1", t1, affine, description="AX T1 SE", number=1, uids=uids, seed=seed + 11)
-    write_series(out["study"] / "s2", flair, affine, description="t2_tirm_tra_dark-fluid", number=2, uids=uids, seed=seed + 12)
+    write_series(
+        out["study"] / "s2", flair, affine, description="t2_tirm_tra_dark-fluid", number=2, uids=uids, seed=seed + 12
+    )
     return out
 
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from tests.inference.dicom_corpus import PATIENT_ID, PATIENT_NAME, build_corpus, phantom, rotation, write_series
 
 from gliomaseg.errors import GliomasegError
 from gliomaseg.inference.dicom import format_series_table, list_series, read_dicom
 from gliomaseg.inference.orientation import to_model_frame
 from gliomaseg.inference.predict import predict_inputs
-from tests.inference.dicom_corpus import PATIENT_ID, PATIENT_NAME, build_corpus, phantom, rotation, write_series
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,15 @@ def corpus(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.mark.parametrize(
     ("case", "atol"),
-    [("axial", 0), ("shuffled", 0), ("reversed", 0), ("rescale", 1.25), ("enhanced", 0), ("localizer", 0), ("study", 0)],
+    [
+        ("axial", 0),
+        ("shuffled", 0),
+        ("reversed", 0),
+        ("rescale", 1.25),
+        ("enhanced", 0),
+        ("localizer", 0),
+        ("study", 0),
+    ],
 )
 def test_readable_series_give_the_written_volume(corpus: dict[str, Path], case: str, atol: float):
     flair, _, affine = phantom(0)

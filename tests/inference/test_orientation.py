@@ -10,6 +10,7 @@ import nibabel as nib
 import nibabel.orientations as no
 import numpy as np
 import pytest
+from tests.inference.dicom_corpus import phantom, rotation
 
 from gliomaseg.data.io import KAGGLE_3M_ORIENTATION
 from gliomaseg.errors import GliomasegError
@@ -17,7 +18,6 @@ from gliomaseg.inference.orientation import from_model_frame, model_orientation,
 from gliomaseg.inference.predict import predict_inputs
 from gliomaseg.inference.segmenter import Segmenter
 from gliomaseg.inference.volume import Volume
-from tests.inference.dicom_corpus import phantom, rotation
 
 #: Every axis orientation: the 6 permutations of the axes times the 8 combinations of flips.
 ORIENTATIONS = [
@@ -79,7 +79,9 @@ def test_every_axis_orientation_gives_the_same_mask_in_its_own_geometry(
     data, affine = base
     stored = no.apply_orientation(data, ornt)
     stored_affine = affine @ no.inv_ornt_aff(ornt, data.shape)
-    table = predict_inputs(seg, [_save(tmp_path / "scan.nii.gz", stored, stored_affine)], tmp_path / "out", overlays=False)
+    table = predict_inputs(
+        seg, [_save(tmp_path / "scan.nii.gz", stored, stored_affine)], tmp_path / "out", overlays=False
+    )
     result = nib.load(tmp_path / "out" / "scan_mask.nii.gz")
     mask = np.asarray(result.dataobj)
     assert mask.shape == stored.shape
@@ -97,7 +99,9 @@ def test_tilted_scan_is_resliced_and_its_mask_comes_back_on_its_grid(seg: Segmen
     assert frame.resliced and frame.spacing[0] == pytest.approx(frame.spacing[1])  # square pixels
     # The resliced grid's axes are the model's world directions.
     assert "".join(nib.aff2axcodes(frame.affine)) == "".join(KAGGLE_3M_ORIENTATION)
-    back = from_model_frame(to_model_frame(Volume(truth.astype(np.uint8), tilted.affine, Path("m"), "nifti"))[0][..., 0] > 0, frame)
+    back = from_model_frame(
+        to_model_frame(Volume(truth.astype(np.uint8), tilted.affine, Path("m"), "nifti"))[0][..., 0] > 0, frame
+    )
     assert back.shape == truth.shape
     overlap = 2 * (back & truth).sum() / (back.sum() + truth.sum())
     assert overlap > 0.9  # nearest neighbour there and back: only the lesion's edge moves

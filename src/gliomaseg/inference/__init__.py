@@ -64,9 +64,9 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from gliomaseg.inference.backends import LoadedModel, load_onnx, load_torch
+    from gliomaseg.inference.dicom import SeriesInfo, format_series_table, list_series, read_dicom
     from gliomaseg.inference.export import AveragedProbabilities, ExportResult, export_onnx
     from gliomaseg.inference.fusion import LogitsFn, fold_batchnorm, graph_fused
-    from gliomaseg.inference.dicom import SeriesInfo, format_series_table, list_series, read_dicom
     from gliomaseg.inference.inputs import SUPPORTED_INPUTS, Case, discover_inputs, read_case, read_image, read_volume
     from gliomaseg.inference.nifti import (
         NIFTI_SUFFIXES,
@@ -76,10 +76,10 @@ if TYPE_CHECKING:
         read_nifti,
         read_nifti_volume,
     )
-    from gliomaseg.inference.orientation import Frame, from_model_frame, model_orientation, to_model_frame
-    from gliomaseg.inference.sequences import read_sequences
-    from gliomaseg.inference.volume import Volume
     from gliomaseg.inference.onnx_check import ONNX_FORMAT, check_onnx_model
+    from gliomaseg.inference.orientation import Frame, from_model_frame, model_orientation, to_model_frame
     from gliomaseg.inference.predict import AREAS_COLUMNS, areas_row, overlay, predict_inputs, write_case
     from gliomaseg.inference.pretrained import BUNDLED, BundledModel, bundled_path, model_card, resolve_model
     from gliomaseg.inference.segmenter import Segmenter, load_segmenter
+    from gliomaseg.inference.sequences import read_sequences
+    from gliomaseg.inference.volume import Volume

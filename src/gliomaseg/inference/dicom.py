@@ -360,7 +360,10 @@ def read_dicom(folder: str | os.PathLike[str], series: str | None = None) -> Vol
     if len(found) > 1:
         log.info("%s: %d series\n%s", folder, len(found), format_series_table(found))
     log.info(
-        "%s: reading series %s%s", folder, picked.summary(), "" if series is not None else " as FLAIR (--series to choose another)"
+        "%s: reading series %s%s",
+        folder,
+        picked.summary(),
+        "" if series is not None else " as FLAIR (--series to choose another)",
     )
     array = _pixels(folder, picked)
     datasets = [picked.datasets[f.index] for f in picked.frames] if picked.frames[0].frame is None else picked.datasets

@@ -37,7 +37,17 @@ __all__ = ["ONNX_FORMAT", "AveragedProbabilities", "ExportResult", "export_onnx"
 
 log = logging.getLogger(__name__)
 
-_META_KEYS = ("model", "preprocess", "postprocess", "split_id", "package_version", "epoch", "metrics", "ensemble")
+_META_KEYS = (
+    "model",
+    "preprocess",
+    "postprocess",
+    "orientation",
+    "split_id",
+    "package_version",
+    "epoch",
+    "metrics",
+    "ensemble",
+)
 
 
 @dataclass(frozen=True)

@@ -134,9 +134,7 @@ def _sequence_cases(paths: list[Path], out_dir: Path) -> tuple[list[Case], set[P
         flair = roles["flair"]
         suffix = flair.name[len(nifti_stem(flair) or "") :]
         files = [roles[r] for r in ("pre", "flair", "post", "t2") if r in roles]
-        cases.append(
-            Case(name, "nifti", flair, files, [out_dir / f"{name}_mask{suffix}"], [], sequences=roles)
-        )
+        cases.append(Case(name, "nifti", flair, files, [out_dir / f"{name}_mask{suffix}"], [], sequences=roles))
         taken.update(files)
     return cases, taken
 
@@ -155,7 +153,9 @@ def _one_study(folder: Path, skip: Path | None) -> bool:
 
     studies: set[str] = set()
     for root, dirs, names in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith((".", "__")) and (skip is None or Path(root, d).resolve() != skip)]
+        dirs[:] = [
+            d for d in dirs if not d.startswith((".", "__")) and (skip is None or Path(root, d).resolve() != skip)
+        ]
         sampled = False
         for name in sorted(names):
             path = Path(root) / name

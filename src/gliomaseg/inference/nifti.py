@@ -202,6 +202,7 @@ def read_nifti_volume(path: str | os.PathLike[str]) -> Volume:
     as_stored = int(img.header["qform_code"]) == 0 and int(img.header["sform_code"]) == 0
     affine = np.asarray(img.affine, float) if known else np.eye(4)
     if as_stored or not known:
+        _check_data(Path(path), data)  # read as stored: the stored axes' checks and warnings, as always
         log.warning(
             "%s: the header gives no orientation%s; read as stored (first axis rows, second columns, last "
             "axis slices): set its qform/sform (e.g. nibabel's set_qform) for gliomaseg to turn it",

@@ -33,15 +33,14 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from gliomaseg.data.io import read_mask, write_image, write_mask
+from gliomaseg.data.io import KAGGLE_3M_ORIENTATION, read_mask, write_image, write_mask
 from gliomaseg.errors import GliomasegError, OutputExistsError
 from gliomaseg.evaluation.postprocess import PostprocessConfig
-from gliomaseg.data.io import KAGGLE_3M_ORIENTATION
 from gliomaseg.inference.inputs import Case, discover_inputs, read_case
 from gliomaseg.inference.nifti import nifti_spacing, nifti_stem
 from gliomaseg.inference.orientation import from_model_frame, model_orientation
-from gliomaseg.inference.volume import Volume
 from gliomaseg.inference.segmenter import Segmenter, load_segmenter
+from gliomaseg.inference.volume import Volume
 from gliomaseg.utils import atomic_write, atomic_write_text
 
 __all__ = ["AREAS_COLUMNS", "areas_row", "overlay", "predict_inputs", "write_case"]

@@ -3,16 +3,12 @@
 The model's channels are (pre-contrast T1, FLAIR, post-contrast T1), as in kaggle_3m. A case may come
 as separate files named ``<case>_<sequence>.nii[.gz]`` (case-insensitive, ``_`` or ``-``):
 
-============================  ===============  ============================================
-name ends in                  channel          note
-============================  ===============  ============================================
-``_flair``, ``_t2flair``       FLAIR            required: without it the files stay separate cases
-``_t1``                        pre-contrast
-``_t1ce``/``_t1c``/``_t1gd``/``_t1post``  post-contrast
-``_t2``                        (not used)       the model has no T2 channel; skipped with a note
-``_0000`` .. ``_0003``          FLAIR, pre, post, (T2)  nnU-Net's numbering in the Medical Segmentation
-                                                 Decathlon's brain-tumour order (FLAIR, T1w, T1gd, T2w)
-============================  ===============  ============================================
+- ``_flair``, ``_t2flair``: FLAIR (required: without it the files stay separate cases);
+- ``_t1``: pre-contrast T1;
+- ``_t1ce``, ``_t1c``, ``_t1gd``, ``_t1post``: post-contrast T1;
+- ``_t2``: not used (the model has no T2 channel; skipped with a note);
+- nnU-Net's ``_0000``, ``_0001``, ``_0002``, ``_0003``: FLAIR, pre-contrast, post-contrast, (T2), the
+  Medical Segmentation Decathlon brain-tumour order (FLAIR, T1w, T1gd, T2w).
 
 A missing pre- or post-contrast sequence is a copy of FLAIR, as kaggle_3m fills it (and as the model
 was trained), so FLAIR alone works. The other sequences are brought onto FLAIR's voxel grid: used as
@@ -51,8 +47,8 @@ def sequence_role(path: Path) -> tuple[str, str] | None:
     """``(case, role)`` of a NIfTI file named by sequence (role ``pre``, ``flair``, ``post`` or ``t2``), else None.
 
     Example:
-        >>> sequence_role(Path("BraTS_001_t1ce.nii.gz")), sequence_role(Path("brain_0000.nii")), sequence_role(Path("x.nii"))
-        (('BraTS_001', 'post'), ('brain', 'flair'), None)
+        >>> [sequence_role(Path(n)) for n in ("BraTS_001_t1ce.nii.gz", "brain_0000.nii", "x.nii")]
+        [('BraTS_001', 'post'), ('brain', 'flair'), None]
     """
     stem = nifti_stem(path)
     match = _NAME.match(stem) if stem else None
