@@ -41,6 +41,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         graph_fusion=args.graph_fusion,
         resume=args.resume,
         series=args.series,
+        field_of_view=args.field_of_view,
     )
     n_slices = int(table["slices"].sum())
     print(table.drop(columns=["input", "mask"]).to_string(index=False))
@@ -99,6 +100,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="DICOM inputs: the series to segment, by its number in the listing predict logs, its SeriesInstanceUID "
         "or its description (default: the FLAIR series, picked by its description or protocol)",
+    )
+    p.add_argument(
+        "--field-of-view",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="NIfTI/DICOM: crop or pad the slices to a square window around the head, framed as in the "
+        "training data (keeps the accuracy on scans with a wider or off-centre view; default off)",
     )
     p.add_argument("--batch-size", type=int, default=None, help="slices per forward pass")
     add_postprocess_flags(p)
