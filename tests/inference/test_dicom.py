@@ -124,7 +124,11 @@ def test_predict_on_dicom_writes_the_mask_in_the_series_geometry_without_identif
     out = tmp_path / "out"
     with caplog.at_level(logging.DEBUG):
         table = predict_inputs(
-            model_file(bias=10.0), [corpus["shuffled"], corpus["study"], corpus["enhanced"]], out, overlays=False
+            model_file(bias=10.0),
+            [corpus["shuffled"], corpus["study"], corpus["enhanced"]],
+            out,
+            overlays=False,
+            field_of_view=False,  # every voxel of the series, not only the head's window
         )
     assert table["case"].tolist() == ["shuffled", "study", "enhanced"] and set(table["kind"]) == {"dicom"}
     for case in table["case"]:

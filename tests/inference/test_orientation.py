@@ -53,14 +53,17 @@ def _save(path: Path, data: np.ndarray, affine: np.ndarray) -> Path:
 
 @pytest.fixture(scope="module")
 def reference(seg: Segmenter, base, tmp_path_factory) -> np.ndarray:
-    """The mask of the volume as stored in the model's frame, through predict."""
+    """The mask of the volume as stored in the model's frame, through predict (field-of-view window on)."""
     data, affine = base
     root = tmp_path_factory.mktemp("reference")
-    predict_inputs(seg, [_save(root / "base.nii.gz", data, affine)], root / "out", overlays=False)
-    mask = np.asarray(nib.load(root / "out" / "base_mask.nii.gz").dataobj)
+    scan = _save(root / "base.nii.gz", data, affine)
+    predict_inputs(seg, [scan], root / "plain", overlays=False, field_of_view=False)
+    plain = np.asarray(nib.load(root / "plain" / "base_mask.nii.gz").dataobj)
     # The model saw the stored array unchanged: slices along the last axis, as kaggle_3m's.
     direct = seg.predict_volume(np.repeat(np.moveaxis(_uint8(data), 2, 0)[..., None], 3, axis=-1))
-    np.testing.assert_array_equal(mask, np.moveaxis(direct, 0, 2))
+    np.testing.assert_array_equal(plain, np.moveaxis(direct, 0, 2))
+    predict_inputs(seg, [scan], root / "out", overlays=False)
+    mask = np.asarray(nib.load(root / "out" / "base_mask.nii.gz").dataobj)
     assert 0.05 < mask.mean() < 0.95, "the test needs a mask that a wrong turn would change"
     assert not np.array_equal(mask, mask[::-1]) and not np.array_equal(mask, mask[:, ::-1])
     return mask
