@@ -5,9 +5,10 @@ without ``.dcm``), anything else is skipped. Images are grouped by SeriesInstanc
 (:func:`list_series`, :func:`format_series_table`); the FLAIR series is picked by its
 SeriesDescription, ProtocolName or SequenceName (``FLAIR``, ``T2 FLAIR``, ``DARK FLUID``, ``T2_TIRM``...)
 unless ``series`` names another (its number in the listing, its SeriesInstanceUID or its description).
-Series that cannot make a volume are refused with the reason: localizers (ImageType ``LOCALIZER``, or
-fewer than :data:`MIN_SLICES` slices), mixed orientations, sizes or pixel spacings, a missing slice (a
-gap along the slice normal), several images at one position, uneven slice spacing.
+Series that cannot make a volume are refused with the reason (checks in
+:mod:`gliomaseg.inference.dicom_frames`): localizers (ImageType ``LOCALIZER``, or too few slices),
+mixed orientations, sizes or pixel spacings, a missing slice (a gap along the slice normal), several
+images at one position, uneven slice spacing.
 
 Slices are ordered by their position along the slice normal (ImagePositionPatient . normal), never by
 InstanceNumber or file name; each slice's RescaleSlope/RescaleIntercept is applied; enhanced
@@ -39,34 +40,19 @@ from typing import Any
 
 import numpy as np
 
+from gliomaseg.data.io import IMAGE_SUFFIXES
 from gliomaseg.errors import GliomasegError
+from gliomaseg.inference.dicom_frames import Frame2D, describe, frames_of, stack_affine, stack_problem
+from gliomaseg.inference.nifti import nifti_stem
 from gliomaseg.inference.volume import Volume
 
-__all__ = ["FLAIR_PATTERN", "MIN_SLICES", "SeriesInfo", "format_series_table", "is_dicom", "list_series", "read_dicom"]
+__all__ = ["FLAIR_PATTERN", "SeriesInfo", "format_series_table", "is_dicom", "list_series", "one_study", "read_dicom"]
 
 log = logging.getLogger(__name__)
 
-#: Fewer slices than this: a localizer or a single image, not a volume to segment.
-MIN_SLICES = 6
 #: Names of FLAIR series (SeriesDescription, ProtocolName, SequenceName) across vendors.
 FLAIR_PATTERN = re.compile(r"flair|dark[\s_-]*fluid|fluid[\s_-]*att|tirm|t2[\s_-]*fl(?:\b|_)", re.IGNORECASE)
 _DICOMDIR_UID = "1.2.840.10008.1.3.10"
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-
-
-@dataclass
-class _Frame:
-    """One 2D image of a series: a classic file, or one frame of a multi-frame file."""
-
-    index: int  # into the series' datasets
-    frame: int | None
-    position: np.ndarray
-    orientation: np.ndarray
-    spacing: tuple[float, float]
-    size: tuple[int, int]
-    slope: float
-    intercept: float
-    localizer: bool
 
 
 @dataclass
@@ -98,7 +84,7 @@ class SeriesInfo:
     flair: bool
     files: list[Path] = field(repr=False)
     datasets: list[Any] = field(repr=False)
-    frames: list[_Frame] = field(repr=False)
+    frames: list[Frame2D] = field(repr=False)
     affine: np.ndarray | None = field(default=None, repr=False)
 
     def summary(self) -> str:
@@ -125,134 +111,54 @@ def _files(folder: Path) -> Iterator[Path]:
                 yield Path(root) / name
 
 
-def _get(groups: list[Any], sequence: str, attribute: str) -> Any:
-    """An attribute of a functional group: the per-frame group first, then the shared one."""
-    for group in groups:
-        if group is not None and sequence in group and len(group[sequence].value) and attribute in group[sequence][0]:
-            return group[sequence][0][attribute].value
-    return None
-
-
-def _frames(ds: Any, index: int) -> list[_Frame]:
-    """The 2D images of one dataset with their geometry and rescale (enhanced: from the functional groups)."""
-    size = (int(ds.Rows), int(ds.Columns))
-    image_type = [str(t).upper() for t in ds.get("ImageType", [])]
-    if "PerFrameFunctionalGroupsSequence" in ds:
-        shared = ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds else None
-        frames = []
-        for i, per in enumerate(ds.PerFrameFunctionalGroupsSequence):
-            groups = [per, shared]
-            kind = [str(t).upper() for t in (_get(groups, "MRImageFrameTypeSequence", "FrameType") or [])]
-            frames.append(
-                _frame(
-                    index, i, size,
-                    _get(groups, "PlanePositionSequence", "ImagePositionPatient"),
-                    _get(groups, "PlaneOrientationSequence", "ImageOrientationPatient"),
-                    _get(groups, "PixelMeasuresSequence", "PixelSpacing"),
-                    _get(groups, "PixelValueTransformationSequence", "RescaleSlope"),
-                    _get(groups, "PixelValueTransformationSequence", "RescaleIntercept"),
-                    "LOCALIZER" in image_type + kind,
-                )
-            )  # fmt: skip
-        return frames
-    return [
-        _frame(
-            index, None, size, ds.get("ImagePositionPatient"), ds.get("ImageOrientationPatient"),
-            ds.get("PixelSpacing"), ds.get("RescaleSlope"), ds.get("RescaleIntercept"), "LOCALIZER" in image_type,
-        )
-    ]  # fmt: skip
-
-
-def _frame(index, frame, size, position, orientation, spacing, slope, intercept, localizer) -> _Frame:  # noqa: ANN001
-    missing = position is None or orientation is None or spacing is None
-    return _Frame(
-        index,
-        frame,
-        np.array([float(v) for v in position], float) if not missing else np.full(3, np.nan),
-        np.array([float(v) for v in orientation], float) if not missing else np.full(6, np.nan),
-        (float(spacing[0]), float(spacing[1])) if not missing else (np.nan, np.nan),
-        size,
-        float(slope) if slope not in (None, "") else 1.0,
-        float(intercept) if intercept not in (None, "") else 0.0,
-        localizer,
-    )
-
-
-def _check(frames: list[_Frame]) -> str | None:
-    """Why these images do not form one evenly spaced stack (None when they do); sorts ``frames`` by position."""
-    if any(f.localizer for f in frames):
-        return "a localizer (ImageType LOCALIZER)"
-    if any(np.isnan(f.position).any() for f in frames):
-        return "images without position or orientation (ImagePositionPatient/ImageOrientationPatient)"
-    if len(frames) < MIN_SLICES:
-        return f"only {len(frames)} slice(s), a localizer or single images ({MIN_SLICES} or more needed)"
-    if len({f.size for f in frames}) > 1:
-        return f"mixed image sizes ({', '.join(sorted({f'{r} x {c}' for r, c in (f.size for f in frames)}))})"
-    first = frames[0]
-    if any(not np.allclose(f.orientation, first.orientation, atol=1e-3) for f in frames):
-        return "mixed orientations (ImageOrientationPatient differs between images)"
-    if any(not np.allclose(f.spacing, first.spacing, rtol=1e-3) for f in frames):
-        return "inconsistent pixel spacing between images"
-    normal = np.cross(first.orientation[:3], first.orientation[3:])
-    frames.sort(key=lambda f: float(f.position @ normal))
-    along = np.array([f.position @ normal for f in frames])
-    gaps = np.diff(along)
-    step = float(np.median(gaps))
-    if gaps.min() < 0.01 * max(step, 1e-3):
-        return "several images at one position (echoes, phases or repeats in one series)"
-    if gaps.max() > 1.5 * step:
-        k = int(np.argmax(gaps))
-        return (
-            f"missing slice(s): {gaps[k]:.3g} mm between the slices at {along[k]:.1f} and {along[k + 1]:.1f} mm, "
-            f"where the others are {step:.3g} mm apart"
-        )
-    if np.abs(gaps - step).max() > 0.1 * step:
-        return f"inconsistent slice spacing ({gaps.min():.3g} to {gaps.max():.3g} mm)"
-    ideal = np.linspace(frames[0].position, frames[-1].position, len(frames))
-    if np.abs(np.array([f.position for f in frames]) - ideal).max() > 0.2 * min(first.spacing):
-        return "slice positions not on one straight line"
-    return None
-
-
-def _affine(frames: list[_Frame]) -> np.ndarray:
-    """Voxel (column, row, slice) -> RAS for frames sorted by position."""
-    first = frames[0]
-    affine = np.eye(4)
-    affine[:3, 0] = first.orientation[:3] * first.spacing[1]  # along a row: the column spacing
-    affine[:3, 1] = first.orientation[3:] * first.spacing[0]
-    if len(frames) > 1:
-        affine[:3, 2] = (frames[-1].position - first.position) / (len(frames) - 1)
-    else:
-        affine[:3, 2] = np.cross(first.orientation[:3], first.orientation[3:])
-    affine[:3, 3] = first.position
-    return _LPS_TO_RAS @ affine
-
-
-def _describe(affine: np.ndarray) -> tuple[str, str]:
-    import nibabel as nib
-
-    normal = affine[:3, 2] / np.linalg.norm(affine[:3, 2])
-    axis = int(np.argmax(np.abs(normal)))
-    tilted = np.degrees(np.arccos(min(1.0, abs(normal[axis])))) > 25
-    plane = "oblique" if tilted else ("sagittal", "coronal", "axial")[axis]
-    return plane, "".join(nib.aff2axcodes(affine))
-
-
 def _series(number: int, uid: str, members: list[tuple[Path, Any]]) -> SeriesInfo:
     files = [p for p, _ in members]
     datasets = [ds for _, ds in members]
-    frames = [f for i, ds in enumerate(datasets) for f in _frames(ds, i)]
+    frames = [f for i, ds in enumerate(datasets) for f in frames_of(ds, i)]
     first = datasets[0]
     description = str(first.get("SeriesDescription", "") or first.get("ProtocolName", "") or "").strip()
     names = " ".join(str(first.get(k, "") or "") for k in ("SeriesDescription", "ProtocolName", "SequenceName"))
-    problem = _check(frames)
-    affine = _affine(frames) if not any(np.isnan(f.position).any() for f in frames) else None
-    plane, axcodes = _describe(affine) if affine is not None else ("unknown", "???")
+    problem = stack_problem(frames)
+    affine = stack_affine(frames) if not any(np.isnan(f.position).any() for f in frames) else None
+    plane, axcodes = describe(affine) if affine is not None else ("unknown", "???")
     spacing = tuple(float(s) for s in np.linalg.norm(affine[:3, :3], axis=0)) if affine is not None else (0.0,) * 3
     return SeriesInfo(
         number, uid, description, plane, axcodes, len(frames), frames[0].size, spacing,  # type: ignore[arg-type]
         problem, bool(FLAIR_PATTERN.search(names)), files, datasets, frames, None if problem else affine,
     )  # fmt: skip
+
+
+def one_study(folder: Path, skip: Path | None = None) -> bool:
+    """True when ``folder`` (sub-folders included) holds DICOM files of one study and no slice image or NIfTI.
+
+    One header per folder is read (its StudyInstanceUID): a study exported as one folder per series is
+    one case, a folder of several patients' studies is not.
+
+    Args:
+        folder: the folder.
+        skip: a folder below it not to search (the output folder).
+    """
+    import pydicom
+
+    studies: set[str] = set()
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = [
+            d for d in dirs if not d.startswith((".", "__")) and (skip is None or Path(root, d).resolve() != skip)
+        ]
+        sampled = False
+        for name in sorted(names):
+            path = Path(root) / name
+            if nifti_stem(path) is not None or path.suffix.lower() in IMAGE_SUFFIXES:
+                return False
+            if not sampled and is_dicom(path):
+                try:
+                    ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["StudyInstanceUID"])
+                except Exception:  # noqa: BLE001 - a damaged file: the reader names it later
+                    continue
+                if ds.get("StudyInstanceUID"):  # a DICOMDIR has none
+                    studies.add(str(ds.StudyInstanceUID))
+                    sampled = True
+    return len(studies) == 1
 
 
 def list_series(folder: str | os.PathLike[str]) -> list[SeriesInfo]:

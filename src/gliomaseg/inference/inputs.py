@@ -44,7 +44,7 @@ import numpy as np
 
 from gliomaseg.data.io import IMAGE_SUFFIXES, KAGGLE_3M_ORIENTATION, mask_suffix, read_image_any
 from gliomaseg.errors import GliomasegError
-from gliomaseg.inference.dicom import is_dicom, read_dicom
+from gliomaseg.inference.dicom import is_dicom, one_study, read_dicom
 from gliomaseg.inference.nifti import nifti_stem, nifti_to_uint8, read_nifti_volume
 from gliomaseg.inference.orientation import Frame, to_model_frame
 from gliomaseg.inference.sequences import group_sequences, read_sequences
@@ -143,35 +143,6 @@ def _dicom_case(source: Path, out_dir: Path, name: str, series: str | None) -> C
     return Case(name, "dicom", source, [source], [out_dir / f"{name}_mask.nii.gz"], [], series=series)
 
 
-def _one_study(folder: Path, skip: Path | None) -> bool:
-    """True when ``folder`` (sub-folders included) holds DICOM files of one study and no slice image or NIfTI.
-
-    One header per folder is read (its StudyInstanceUID): a study exported as one folder per series is
-    one case, a folder of several patients' studies is not.
-    """
-    import pydicom
-
-    studies: set[str] = set()
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = [
-            d for d in dirs if not d.startswith((".", "__")) and (skip is None or Path(root, d).resolve() != skip)
-        ]
-        sampled = False
-        for name in sorted(names):
-            path = Path(root) / name
-            if nifti_stem(path) is not None or _is_slice_image(path):
-                return False
-            if not sampled and is_dicom(path):
-                try:
-                    ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["StudyInstanceUID"])
-                except Exception:  # noqa: BLE001 - a damaged file: the reader names it later
-                    continue
-                if ds.get("StudyInstanceUID"):  # a DICOMDIR has none
-                    studies.add(str(ds.StudyInstanceUID))
-                    sampled = True
-    return len(studies) == 1
-
-
 def _is_slice_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.stem.lower().endswith("_mask")
 
@@ -185,7 +156,7 @@ def _folder_cases(
         log.warning("skipping %s: it leads to %s, which is searched already", folder, real)
         return []
     visited.add(real)
-    if _one_study(folder, skip):
+    if one_study(folder, skip):
         return [_dicom_case(folder, out_dir.parent, _output_folder_name(folder), series)]
     entries = sorted(p for p in folder.iterdir() if not p.name.startswith((".", "__")))
     for p in entries:
