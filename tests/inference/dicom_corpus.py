@@ -234,3 +234,31 @@ def _edit(path: Path, **changes: object) -> None:
     for key, value in changes.items():
         setattr(ds, key, value)
     ds.save_as(path, enforce_file_format=True)
+
+
+def compress_jpeg_lossless(paths: Sequence[Path]) -> None:
+    """Re-encode the files' pixel data as JPEG Lossless (process 14), as many PACS exports are.
+
+    GDCM (SimpleITK) writes the encapsulated frame; the file keeps every other attribute. pydicom
+    cannot decode this transfer syntax without optional plugins, so it exercises the GDCM fallback.
+    """
+    import tempfile
+
+    import pydicom
+    import SimpleITK as sitk
+
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        image = sitk.GetImageFromArray(ds.pixel_array.astype(np.uint16)[None])
+        with tempfile.TemporaryDirectory() as tmp:
+            writer = sitk.ImageFileWriter()
+            writer.SetImageIO("GDCMImageIO")
+            writer.SetFileName(str(Path(tmp) / "c.dcm"))
+            writer.SetUseCompression(True)
+            writer.SetCompressor("JPEG")
+            writer.Execute(image)
+            compressed = pydicom.dcmread(Path(tmp) / "c.dcm")
+        ds.file_meta.TransferSyntaxUID = compressed.file_meta.TransferSyntaxUID
+        ds.PixelData = compressed.PixelData
+        ds["PixelData"].is_undefined_length = True
+        ds.save_as(path, enforce_file_format=True)

@@ -9,7 +9,15 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from tests.inference.dicom_corpus import PATIENT_ID, PATIENT_NAME, build_corpus, phantom, rotation, write_series
+from tests.inference.dicom_corpus import (
+    PATIENT_ID,
+    PATIENT_NAME,
+    build_corpus,
+    compress_jpeg_lossless,
+    phantom,
+    rotation,
+    write_series,
+)
 
 from gliomaseg.errors import GliomasegError
 from gliomaseg.inference.dicom import format_series_table, list_series, read_dicom
@@ -71,6 +79,19 @@ def test_oblique_series_keeps_its_tilt_and_is_resliced(corpus: dict[str, Path]):
 def test_broken_series_are_refused_with_the_reason(corpus: dict[str, Path], case: str, message: str):
     with pytest.raises(GliomasegError, match=message):
         read_dicom(corpus[case])
+
+
+@pytest.mark.parametrize(("slope", "intercept"), [(1.0, 0.0), (2.5, -100.0)])
+def test_jpeg_lossless_series_is_decoded_by_gdcm(tmp_path: Path, slope: float, intercept: float):
+    """pydicom has no JPEG Lossless decoder here: SimpleITK (GDCM) decodes it, its rescale applied once."""
+    import pydicom
+
+    flair, _, affine = phantom(0)
+    paths = write_series(tmp_path, flair, affine, slope=slope, intercept=intercept)
+    compress_jpeg_lossless(paths)
+    assert pydicom.dcmread(paths[0]).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.70"
+    volume = read_dicom(tmp_path)
+    np.testing.assert_allclose(volume.array[..., 0], flair, atol=slope / 2 + 1e-3)
 
 
 def test_too_few_slices_is_refused(tmp_path: Path):
