@@ -148,5 +148,3 @@ def describe(affine: np.ndarray) -> tuple[str, str]:
     tilted = np.degrees(np.arccos(min(1.0, abs(normal[axis])))) > 25
     plane = "oblique" if tilted else ("sagittal", "coronal", "axial")[axis]
     return plane, "".join(nib.aff2axcodes(affine))
-
-
