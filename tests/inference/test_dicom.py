@@ -163,6 +163,17 @@ def test_predict_on_dicom_writes_the_mask_in_the_series_geometry_without_identif
         assert secret not in written
 
 
+def test_one_enhanced_file_is_a_case(corpus: dict[str, Path], model_file, tmp_path: Path):
+    (path,) = sorted(corpus["enhanced"].iterdir())
+    table = predict_inputs(model_file(bias=10.0), [path], tmp_path / "out", overlays=False, field_of_view=False)
+    assert (table.loc[0, "case"], table.loc[0, "kind"], table.loc[0, "tumour_pixels"]) == (
+        "enhanced",
+        "dicom",
+        64 * 64 * 12,
+    )
+    assert nib.load(tmp_path / "out" / "enhanced_mask.nii.gz").shape == (64, 64, 12)
+
+
 def test_predict_series_flag_reaches_the_reader(corpus: dict[str, Path], model_file, tmp_path: Path, caplog):
     with caplog.at_level(logging.INFO):
         predict_inputs(model_file(bias=-10.0), [corpus["study"]], tmp_path / "out", overlays=False, series="AX T1 SE")

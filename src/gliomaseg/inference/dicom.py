@@ -104,6 +104,10 @@ def is_dicom(path: Path) -> bool:
 
 
 def _files(folder: Path) -> Iterator[Path]:
+    """Every file below ``folder`` (hidden ones left out) in name order; a file is itself."""
+    if folder.is_file():
+        yield folder
+        return
     for root, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(names):
@@ -117,7 +121,9 @@ def _series(number: int, uid: str, members: list[tuple[Path, Any]]) -> SeriesInf
     frames = [f for i, ds in enumerate(datasets) for f in frames_of(ds, i)]
     first = datasets[0]
     description = str(first.get("SeriesDescription", "") or first.get("ProtocolName", "") or "").strip()
-    names = " ".join(str(first.get(k, "") or "") for k in ("SeriesDescription", "ProtocolName", "SequenceName"))
+    names = " ".join(
+        str(first.get(k, "") or "") for k in ("SeriesDescription", "ProtocolName", "SequenceName", "PulseSequenceName")
+    )
     problem = stack_problem(frames)
     affine = stack_affine(frames) if not any(np.isnan(f.position).any() for f in frames) else None
     plane, axcodes = describe(affine) if affine is not None else ("unknown", "???")
@@ -247,7 +253,8 @@ def read_dicom(folder: str | os.PathLike[str], series: str | None = None) -> Vol
     """Read the FLAIR series (or the chosen one) of a DICOM folder into a :class:`Volume`.
 
     Args:
-        folder: a folder holding one series or a whole study (searched recursively).
+        folder: a folder holding one series or a whole study (searched recursively), or one DICOM file
+            (e.g. an enhanced multi-frame image).
         series: None (pick FLAIR by name), or the series' number in the listing, its SeriesInstanceUID
             or its description.
 

@@ -37,7 +37,17 @@ class Frame2D:
     localizer: bool
 
 
-def _get(groups: list[Any], sequence: str, attribute: str) -> Any:
+#: Where each value sits: (functional group sequence of enhanced files, attribute; classic files: the attribute).
+_FIELDS = {
+    "position": ("PlanePositionSequence", "ImagePositionPatient"),
+    "orientation": ("PlaneOrientationSequence", "ImageOrientationPatient"),
+    "spacing": ("PixelMeasuresSequence", "PixelSpacing"),
+    "slope": ("PixelValueTransformationSequence", "RescaleSlope"),
+    "intercept": ("PixelValueTransformationSequence", "RescaleIntercept"),
+}
+
+
+def _from_groups(groups: list[Any], sequence: str, attribute: str) -> Any:
     """An attribute of a functional group: the per-frame group first, then the shared one."""
     for group in groups:
         if group is not None and sequence in group and len(group[sequence].value) and attribute in group[sequence][0]:
@@ -45,49 +55,43 @@ def _get(groups: list[Any], sequence: str, attribute: str) -> Any:
     return None
 
 
-def frames_of(ds: Any, index: int) -> list[Frame2D]:
-    """The 2D images of one dataset with their geometry and rescale (enhanced: from the functional groups)."""
-    size = (int(ds.Rows), int(ds.Columns))
-    image_type = [str(t).upper() for t in ds.get("ImageType", [])]
-    if "PerFrameFunctionalGroupsSequence" in ds:
-        shared = ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds else None
-        frames = []
-        for i, per in enumerate(ds.PerFrameFunctionalGroupsSequence):
-            groups = [per, shared]
-            kind = [str(t).upper() for t in (_get(groups, "MRImageFrameTypeSequence", "FrameType") or [])]
-            frames.append(
-                _frame(
-                    index, i, size,
-                    _get(groups, "PlanePositionSequence", "ImagePositionPatient"),
-                    _get(groups, "PlaneOrientationSequence", "ImageOrientationPatient"),
-                    _get(groups, "PixelMeasuresSequence", "PixelSpacing"),
-                    _get(groups, "PixelValueTransformationSequence", "RescaleSlope"),
-                    _get(groups, "PixelValueTransformationSequence", "RescaleIntercept"),
-                    "LOCALIZER" in image_type + kind,
-                )
-            )  # fmt: skip
-        return frames
-    return [
-        _frame(
-            index, None, size, ds.get("ImagePositionPatient"), ds.get("ImageOrientationPatient"),
-            ds.get("PixelSpacing"), ds.get("RescaleSlope"), ds.get("RescaleIntercept"), "LOCALIZER" in image_type,
-        )
-    ]  # fmt: skip
-
-
-def _frame(index, frame, size, position, orientation, spacing, slope, intercept, localizer) -> Frame2D:  # noqa: ANN001
+def _make(index: int, frame: int | None, size: tuple[int, int], values: dict[str, Any], localizer: bool) -> Frame2D:
+    position, orientation, spacing = values["position"], values["orientation"], values["spacing"]
     missing = position is None or orientation is None or spacing is None
+    slope, intercept = values["slope"], values["intercept"]
     return Frame2D(
         index,
         frame,
-        np.array([float(v) for v in position], float) if not missing else np.full(3, np.nan),
-        np.array([float(v) for v in orientation], float) if not missing else np.full(6, np.nan),
-        (float(spacing[0]), float(spacing[1])) if not missing else (np.nan, np.nan),
+        np.full(3, np.nan) if missing else np.array([float(v) for v in position]),
+        np.full(6, np.nan) if missing else np.array([float(v) for v in orientation]),
+        (np.nan, np.nan) if missing else (float(spacing[0]), float(spacing[1])),
         size,
         float(slope) if slope not in (None, "") else 1.0,
         float(intercept) if intercept not in (None, "") else 0.0,
         localizer,
     )
+
+
+def frames_of(ds: Any, index: int) -> list[Frame2D]:
+    """The 2D images of one dataset with their geometry and rescale (enhanced: from the functional groups).
+
+    Args:
+        ds: a pydicom dataset (headers suffice).
+        index: its position in the series' list of datasets (kept on each image).
+    """
+    size = (int(ds.Rows), int(ds.Columns))
+    image_type = [str(t).upper() for t in ds.get("ImageType", [])]
+    if "PerFrameFunctionalGroupsSequence" not in ds:
+        values = {name: ds.get(attribute) for name, (_, attribute) in _FIELDS.items()}
+        return [_make(index, None, size, values, "LOCALIZER" in image_type)]
+    shared = ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds else None
+    frames = []
+    for i, per in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        groups = [per, shared]
+        values = {name: _from_groups(groups, *where) for name, where in _FIELDS.items()}
+        kind = [str(t).upper() for t in (_from_groups(groups, "MRImageFrameTypeSequence", "FrameType") or [])]
+        frames.append(_make(index, i, size, values, "LOCALIZER" in image_type + kind))
+    return frames
 
 
 def stack_problem(frames: list[Frame2D]) -> str | None:
