@@ -14,7 +14,7 @@ from tests.inference.dicom_corpus import phantom, rotation
 
 from gliomaseg.data.io import KAGGLE_3M_ORIENTATION
 from gliomaseg.errors import GliomasegError
-from gliomaseg.inference.orientation import from_model_frame, model_orientation, to_model_frame
+from gliomaseg.inference.orientation import from_model_frame, into_model_frame, model_orientation, to_model_frame
 from gliomaseg.inference.predict import predict_inputs
 from gliomaseg.inference.segmenter import Segmenter
 from gliomaseg.inference.volume import Volume
@@ -108,8 +108,12 @@ def test_tilted_scan_is_resliced_and_its_mask_comes_back_on_its_grid(seg: Segmen
     assert back.shape == truth.shape
     overlap = 2 * (back & truth).sum() / (back.sum() + truth.sum())
     assert overlap > 0.9  # nearest neighbour there and back: only the lesion's edge moves
-    mask = from_model_frame(seg.predict_volume(np.repeat(np.asarray(array, np.uint8), 3, axis=-1)), frame)
+    model_input = np.repeat(np.asarray(array, np.uint8), 3, axis=-1)
+    mask = from_model_frame(seg.predict_volume(model_input), frame)
     assert mask.shape == truth.shape and mask.dtype == bool
+    # Probabilities go back linearly (then thresholded by the caller), staying probabilities.
+    proba = from_model_frame(seg.predict_proba(model_input), frame, order=1)
+    assert proba.shape == truth.shape and proba.dtype == np.float32 and 0 <= proba.min() <= proba.max() <= 1
 
 
 def test_small_tilt_is_permuted_not_resliced():
@@ -141,3 +145,20 @@ def test_model_orientation(meta, expected):
 def test_bad_model_orientation_is_refused():
     with pytest.raises(GliomasegError, match="three axis codes"):
         model_orientation({"orientation": ["L", "R", "S"]})
+
+
+@pytest.mark.parametrize(
+    "ornt", ORIENTATIONS[::7], ids=lambda o: "".join(f"{int(a)}{'+' if f > 0 else '-'}" for a, f in o)
+)
+@pytest.mark.parametrize("field_of_view", [False, True])
+def test_a_mask_on_the_volume_grid_enters_the_model_frame_where_the_volume_went(base, ornt, field_of_view: bool):
+    """into_model_frame (reference masks, e.g. the web page's ground truth) is the inverse of from_model_frame."""
+    data, affine = base
+    stored = no.apply_orientation(data, ornt)
+    volume = Volume(stored, affine @ no.inv_ornt_aff(ornt, data.shape), Path("x"), "nifti")
+    array, frame = to_model_frame(volume, field_of_view=field_of_view)
+    lesion = stored > np.percentile(stored, 90)  # a mask on the stored grid, made from the voxels' values
+    inside = into_model_frame(lesion, frame)
+    assert inside.shape == array.shape[:3]
+    np.testing.assert_array_equal(inside, array[..., 0] > np.percentile(stored, 90))  # where the voxels went
+    np.testing.assert_array_equal(from_model_frame(inside, frame), lesion)  # the window holds the whole head

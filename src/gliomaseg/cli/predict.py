@@ -104,9 +104,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--field-of-view",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=False,
         help="NIfTI/DICOM: crop or pad the slices to a square window around the head, framed as in the "
-        "training data (default on: it keeps the accuracy on scans with a wider or off-centre view)",
+        "training data (keeps the accuracy on scans with a wider or off-centre view; default off)",
     )
     p.add_argument("--batch-size", type=int, default=None, help="slices per forward pass")
     add_postprocess_flags(p)

@@ -34,6 +34,7 @@ __all__ = [
     "MAX_TILT_DEGREES",
     "Frame",
     "from_model_frame",
+    "into_model_frame",
     "model_orientation",
     "resample",
     "to_model_frame",
@@ -286,3 +287,29 @@ def from_model_frame(mask: np.ndarray, frame: Frame, *, order: int = 0) -> np.nd
     values = data.astype(np.float32) if order else data.astype(np.uint8)  # scipy resamples no bool arrays
     moved = resample(values, frame.affine, frame.source_shape, frame.source_affine, order)
     return moved.astype(data.dtype) if order == 0 else moved
+
+
+def into_model_frame(mask: np.ndarray, frame: Frame) -> np.ndarray:
+    """Bring a mask on the volume's own grid (``X x Y x Z``, e.g. a reference segmentation) to the model's frame.
+
+    The way :func:`to_model_frame` took the volume (nearest neighbour when it was resliced), so the mask
+    lines up with the slices the model saw.
+
+    Args:
+        mask: ``X x Y x Z`` bool or integer labels on the volume's grid.
+        frame: from :func:`to_model_frame`.
+
+    Returns:
+        ``S x H x W`` of the mask's dtype.
+    """
+    import nibabel.orientations as no
+
+    data = np.asarray(mask)
+    if frame.source_ornt is not None and frame.target_ornt is not None:
+        out = no.apply_orientation(data, no.ornt_transform(frame.source_ornt, frame.target_ornt))
+    else:
+        moved = resample(data.astype(np.uint8), frame.source_affine, frame.shape, frame.affine, order=0)
+        out = moved.astype(data.dtype)
+    if frame.box is not None:
+        out = _crop(out, frame.box)
+    return np.ascontiguousarray(np.moveaxis(out, 2, 0))

@@ -36,7 +36,7 @@ from scipy import ndimage
 from gliomaseg.data.io import KAGGLE_3M_ORIENTATION, read_mask, write_image, write_mask
 from gliomaseg.errors import GliomasegError, OutputExistsError
 from gliomaseg.evaluation.postprocess import PostprocessConfig
-from gliomaseg.inference.inputs import Case, discover_inputs, read_case
+from gliomaseg.inference.inputs import FIELD_OF_VIEW, Case, discover_inputs, read_case
 from gliomaseg.inference.nifti import nifti_spacing, nifti_stem
 from gliomaseg.inference.orientation import from_model_frame, model_orientation
 from gliomaseg.inference.segmenter import Segmenter, load_segmenter
@@ -262,7 +262,7 @@ def predict_inputs(
     graph_fusion: bool | None = None,
     resume: bool = False,
     series: str | None = None,
-    field_of_view: bool = True,
+    field_of_view: bool = FIELD_OF_VIEW,
 ) -> pd.DataFrame:
     """Segment slices, folders and NIfTI volumes and write masks, overlays and ``areas.csv``.
 
@@ -287,7 +287,8 @@ def predict_inputs(
         field_of_view: crop or pad NIfTI and DICOM slices to a square window around the head sized as
             in kaggle_3m (see :func:`~gliomaseg.inference.orientation.to_model_frame`); measured on
             shifted real volumes (``benchmarks/field_of_view.py``): mean Dice 0.47 -> 0.89 with the
-            head in a corner of 512 x 512, within 0.005 on kaggle_3m's own framing (on by default).
+            head in a corner of 512 x 512, within 0.005 on kaggle_3m's own framing (default:
+            :data:`~gliomaseg.inference.inputs.FIELD_OF_VIEW`).
 
     Returns:
         The ``areas.csv`` table (columns :data:`AREAS_COLUMNS`), one row per case.

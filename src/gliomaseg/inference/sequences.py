@@ -3,7 +3,7 @@
 The model's channels are (pre-contrast T1, FLAIR, post-contrast T1), as in kaggle_3m. A case may come
 as separate files named ``<case>_<sequence>.nii[.gz]`` (case-insensitive, ``_`` or ``-``):
 
-- ``_flair``, ``_t2flair``: FLAIR (required: without it the files stay separate cases);
+- ``_flair``, ``_t2flair``: FLAIR (required: without it, or alone, the files stay separate cases);
 - ``_t1``: pre-contrast T1;
 - ``_t1ce``, ``_t1c``, ``_t1gd``, ``_t1post``: post-contrast T1;
 - ``_t2``: not used (the model has no T2 channel; skipped with a note);
@@ -56,7 +56,7 @@ def sequence_role(path: Path) -> tuple[str, str] | None:
 
 
 def group_sequences(paths: list[Path]) -> dict[str, dict[str, Path]]:
-    """Group NIfTI files of one folder into cases with a FLAIR: ``{case: {role: file}}`` (others left out).
+    """Group NIfTI files of one folder into cases of FLAIR and another sequence: ``{case: {role: file}}``.
 
     Raises:
         GliomasegError: two files of one case with the same role (e.g. ``_flair`` and ``_0000``).
@@ -72,7 +72,8 @@ def group_sequences(paths: list[Path]) -> dict[str, dict[str, Path]]:
                 f"{path} and {groups[case][role]} are both the {role} sequence of case {case!r}; keep one"
             )
         groups[case][role] = path
-    return {case: roles for case, roles in groups.items() if "flair" in roles}
+    # A lone ``x_flair`` file stays the plain NIfTI case ``x_flair``, as it always was.
+    return {case: roles for case, roles in groups.items() if "flair" in roles and len(roles) > 1}
 
 
 def read_sequences(files: dict[str, Path]) -> Volume:
