@@ -94,6 +94,17 @@ def test_jpeg_lossless_series_is_decoded_by_gdcm(tmp_path: Path, slope: float, i
     np.testing.assert_allclose(volume.array[..., 0], flair, atol=slope / 2 + 1e-3)
 
 
+def test_mixed_image_sizes_are_refused(tmp_path: Path):
+    flair, _, affine = phantom(0)
+    uids = {"study": "1.2.3.4", "frame": "1.2.3.5", "series": "1.2.3.6"}
+    write_series(tmp_path, flair[:, :, :6], affine, uids=uids, seed=1)
+    upper = affine.copy()
+    upper[:3, 3] = (affine @ [0, 0, 6, 1])[:3]
+    write_series(tmp_path, flair[::2, ::2, 6:], upper @ np.diag([2, 2, 1, 1]), uids=uids, suffix=".ima", seed=2)
+    with pytest.raises(GliomasegError, match=r"mixed image sizes \(32 x 32, 64 x 64\)"):
+        read_dicom(tmp_path)
+
+
 def test_too_few_slices_is_refused(tmp_path: Path):
     flair, _, affine = phantom(0)
     write_series(tmp_path, flair[:, :, :3], affine, description="AX FLAIR")
