@@ -7,6 +7,9 @@ tensors, saved with :func:`torch.save` and read with ``torch.load(weights_only=T
 - ``model``: ``{"name": ..., "kwargs": {...}}`` for :func:`gliomaseg.training.models.create_model`
 - ``preprocess``: :class:`gliomaseg.data.normalise.PreprocessConfig` as a dict (size, normalisation)
 - ``postprocess``: threshold and post-processing settings
+- ``orientation``: nibabel axis codes of the training slices' (row, column, slice) indices, e.g.
+  ``["P", "L", "S"]`` (kaggle_3m's); files without it are kaggle_3m models (see
+  :func:`gliomaseg.inference.orientation.model_orientation`)
 - ``split_id``: hash of ``splits.json`` and the fold the model was selected on
 - ``epoch``, ``metrics``: the validation metrics when it was saved
 - ``config``: the resolved training configuration

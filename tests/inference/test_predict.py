@@ -145,6 +145,8 @@ def test_nifti_keeps_geometry(tmp_path: Path, models: dict[str, Path], shape: tu
     assert row["tumour_pixels"] == 40 * 48 * slices
     assert row["tumour_mm3"] == pytest.approx(40 * 48 * slices * voxel, rel=1e-5)
     overlays = sorted((out / "brain_overlay").glob("*.png"))
+    # Overlays show the slices as the model saw them, turned to its frame: rows along -X (posterior), columns
+    # along Y (left).
     assert len(overlays) == slices and np.asarray(Image.open(overlays[0])).shape == (40, 48, 3)
 
 

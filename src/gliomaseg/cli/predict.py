@@ -100,7 +100,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         raise GliomasegError("--jobs and --slurm set up SLURM array tasks: use them with --launcher submitit")
     t0 = time.perf_counter()
     shard = parse_shard(args.shard) if args.shard else None
-    table = predict_inputs(**options, shard=shard)
+    table = predict_inputs(**options, shard=shard, series=args.series, field_of_view=args.field_of_view)
     n_slices = int(table["slices"].sum())
     print(table.drop(columns=["input", "mask"]).to_string(index=False))
     where = f"shard {args.shard}: " if shard else ""
@@ -153,13 +153,28 @@ def register(sub: argparse._SubParsersAction) -> None:
         "inputs",
         nargs="+",
         metavar="INPUT",
-        help="slice images (.tif/.png/.jpg, grey = FLAIR), folders of <name>_<n> slices, kaggle_3m patient "
-        "folders, NIfTI volumes (.nii/.nii.gz)",
+        help="slice images (.tif/.png/.jpg, grey = FLAIR), folders of <name>_<n> slices, kaggle_3m patient folders, "
+        "NIfTI volumes (.nii/.nii.gz, any orientation; <case>_flair/_t1/_t1ce files = one case), DICOM series or "
+        "study folders",
     )
     add_model_flag(p)
     add_out_flag(p, "the output folder (names mirror the inputs)", required=True)
     add_overwrite_flag(p, "existing outputs")
     add_resume_flag(p, "a stopped predict into the same --out: skip the cases whose outputs are all written")
+    p.add_argument(
+        "--series",
+        metavar="NUMBER|UID|DESCRIPTION",
+        default=None,
+        help="DICOM inputs: the series to segment, by its number in the listing predict logs, its SeriesInstanceUID "
+        "or its description (default: the FLAIR series, picked by its description or protocol)",
+    )
+    p.add_argument(
+        "--field-of-view",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="NIfTI/DICOM: crop or pad the slices to a square window around the head, framed as in the "
+        "training data (keeps the accuracy on scans with a wider or off-centre view; default off)",
+    )
     p.add_argument("--batch-size", type=int, default=None, help="slices per batch (forward pass)")
     add_postprocess_flags(p)
     add_device_flags(p, what="model files only")

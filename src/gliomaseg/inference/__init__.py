@@ -1,4 +1,5 @@
-"""Inference stage: ``Segmenter`` and its backends, reading the user's inputs, ``predict``, ONNX export.
+"""Inference stage: ``Segmenter`` and its backends, reading the user's inputs (NIfTI, DICOM, slices) with their
+geometry, ``predict``, ONNX export.
 
 Importing this package pulls in neither Lightning, scikit-learn nor Albumentations.
 
@@ -29,6 +30,18 @@ _EXPORTS = {
     "nifti_to_uint8": "gliomaseg.inference.nifti",
     "read_nifti": "gliomaseg.inference.nifti",
     "read_case": "gliomaseg.inference.inputs",
+    "read_image": "gliomaseg.inference.inputs",
+    "read_nifti_volume": "gliomaseg.inference.nifti",
+    "Volume": "gliomaseg.inference.volume",
+    "Frame": "gliomaseg.inference.orientation",
+    "model_orientation": "gliomaseg.inference.orientation",
+    "to_model_frame": "gliomaseg.inference.orientation",
+    "from_model_frame": "gliomaseg.inference.orientation",
+    "SeriesInfo": "gliomaseg.inference.dicom",
+    "format_series_table": "gliomaseg.inference.dicom",
+    "list_series": "gliomaseg.inference.dicom",
+    "read_dicom": "gliomaseg.inference.dicom",
+    "read_sequences": "gliomaseg.inference.sequences",
     "read_volume": "gliomaseg.inference.inputs",
     "AREAS_COLUMNS": "gliomaseg.inference.predict",
     "areas_row": "gliomaseg.inference.predict",
@@ -51,11 +64,22 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from gliomaseg.inference.backends import LoadedModel, load_onnx, load_torch
+    from gliomaseg.inference.dicom import SeriesInfo, format_series_table, list_series, read_dicom
     from gliomaseg.inference.export import AveragedProbabilities, ExportResult, export_onnx
     from gliomaseg.inference.fusion import LogitsFn, fold_batchnorm, graph_fused
-    from gliomaseg.inference.inputs import SUPPORTED_INPUTS, Case, discover_inputs, read_case, read_volume
-    from gliomaseg.inference.nifti import NIFTI_SUFFIXES, nifti_spacing, nifti_stem, nifti_to_uint8, read_nifti
+    from gliomaseg.inference.inputs import SUPPORTED_INPUTS, Case, discover_inputs, read_case, read_image, read_volume
+    from gliomaseg.inference.nifti import (
+        NIFTI_SUFFIXES,
+        nifti_spacing,
+        nifti_stem,
+        nifti_to_uint8,
+        read_nifti,
+        read_nifti_volume,
+    )
     from gliomaseg.inference.onnx_check import ONNX_FORMAT, check_onnx_model
+    from gliomaseg.inference.orientation import Frame, from_model_frame, model_orientation, to_model_frame
     from gliomaseg.inference.predict import AREAS_COLUMNS, areas_row, overlay, predict_inputs, write_case
     from gliomaseg.inference.pretrained import BUNDLED, BundledModel, bundled_path, model_card, resolve_model
     from gliomaseg.inference.segmenter import Segmenter, load_segmenter
+    from gliomaseg.inference.sequences import read_sequences
+    from gliomaseg.inference.volume import Volume

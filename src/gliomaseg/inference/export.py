@@ -42,6 +42,7 @@ _META_KEYS = (
     "model",
     "preprocess",
     "postprocess",
+    "orientation",
     "split_id",
     "package_version",
     "epoch",

@@ -18,8 +18,9 @@ import numpy as np
 
 from gliomaseg.data.normalise import MIN_SIZE
 from gliomaseg.errors import GliomasegError
+from gliomaseg.inference.volume import Volume
 
-__all__ = ["NIFTI_SUFFIXES", "nifti_spacing", "nifti_stem", "nifti_to_uint8", "read_nifti"]
+__all__ = ["NIFTI_SUFFIXES", "nifti_spacing", "nifti_stem", "nifti_to_uint8", "read_nifti", "read_nifti_volume"]
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +80,8 @@ def nifti_to_uint8(data: np.ndarray) -> np.ndarray:
     return out
 
 
-def _check_data(path: Path, data: np.ndarray) -> None:
-    """Refuse non-finite voxels and slices too small to segment; warn about axes that look transposed.
-
-    Args:
-        path: the file, for messages.
-        data: ``X x Y x Z x C``, slices along Z.
-    """
+def _check_finite(path: Path, data: np.ndarray) -> None:
+    """Refuse NaN or infinite voxels (gliomaseg does not guess what they should be)."""
     if np.issubdtype(data.dtype, np.floating):
         finite = np.isfinite(data)
         if not finite.all():
@@ -95,6 +91,16 @@ def _check_data(path: Path, data: np.ndarray) -> None:
                 "does not guess what they should be: replace them (e.g. with the background value, "
                 "numpy.nan_to_num) and save the file again"
             )
+
+
+def _check_data(path: Path, data: np.ndarray) -> None:
+    """Refuse non-finite voxels and slices too small to segment; warn about axes that look transposed.
+
+    Args:
+        path: the file, for messages.
+        data: ``X x Y x Z x C``, slices along Z.
+    """
+    _check_finite(path, data)
     x, y, z = data.shape[:3]
     if min(x, y) < MIN_SIZE:
         raise GliomasegError(
@@ -136,6 +142,13 @@ def read_nifti(path: str | os.PathLike[str]) -> tuple[np.ndarray, Any]:
         >>> read_nifti(path)[0].shape
         (5, 48, 40, 1)
     """
+    img, data = _load(path)
+    _check_data(path, data)
+    return np.moveaxis(nifti_to_uint8(data), 2, 0), img  # Z x X x Y x C: slices first, as stored
+
+
+def _load(path: str | os.PathLike[str]) -> tuple[Any, np.ndarray]:
+    """Load a NIfTI file as ``(image, X x Y x Z x C data)``, refusing unreadable files and unsupported shapes."""
     import nibabel as nib
 
     try:
@@ -159,5 +172,41 @@ def read_nifti(path: str | os.PathLike[str]) -> tuple[np.ndarray, Any]:
             f"{path}: NIfTI shape {shape} is not supported; expected X x Y x Z (FLAIR) or X x Y x Z x C "
             "with C = 1 (FLAIR) or 3 (pre-contrast, FLAIR, post-contrast)"
         )
-    _check_data(path, data)
-    return np.moveaxis(nifti_to_uint8(data), 2, 0), img  # Z x X x Y x C: slices first, as stored
+    return img, data
+
+
+def read_nifti_volume(path: str | os.PathLike[str]) -> Volume:
+    """Read a NIfTI file into a :class:`Volume` with its geometry (for the model's frame, see
+    :mod:`gliomaseg.inference.orientation`).
+
+    The checks of :func:`read_nifti` but the slice size, which is checked in the model's frame. A file
+    whose header gives no orientation (qform and sform codes 0) is read as stored, as gliomaseg always
+    did: first axis rows, second columns, last slices (``extra["as_stored"]``, with a warning).
+
+    Args:
+        path: a ``.nii``/``.nii.gz`` file (shapes as :func:`read_nifti`).
+
+    Returns:
+        ``X x Y x Z x C`` as stored (uint8 kept, else float32), the header's affine, kind ``nifti``;
+        ``extra["image"]`` is the nibabel image (its header for writers).
+
+    Raises:
+        GliomasegError: as :func:`read_nifti`, but for the slice size.
+    """
+    img, data = _load(path)
+    _check_finite(Path(path), data)
+    if data.dtype != np.uint8:
+        data = data.astype(np.float32, copy=False)
+    zooms = img.header.get_zooms()[:3]
+    known = all(float(z) > 0 for z in zooms)  # 2 or 3 zooms: one slice or a volume
+    as_stored = int(img.header["qform_code"]) == 0 and int(img.header["sform_code"]) == 0
+    affine = np.asarray(img.affine, float) if known else np.eye(4)
+    if as_stored or not known:
+        _check_data(Path(path), data)  # read as stored: the stored axes' checks and warnings, as always
+        log.warning(
+            "%s: the header gives no orientation%s; read as stored (first axis rows, second columns, last "
+            "axis slices): set its qform/sform (e.g. nibabel's set_qform) for gliomaseg to turn it",
+            path,
+            "" if known else " nor voxel sizes",
+        )
+    return Volume(data, affine, Path(path), "nifti", known, {"image": img, "as_stored": as_stored or not known})

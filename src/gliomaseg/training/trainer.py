@@ -29,6 +29,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from gliomaseg.checkpoint import BEST_ON_VALIDATION, LAST_EPOCH, LAST_EPOCH_NO_VALIDATION, save_checkpoint
 from gliomaseg.data.augment import augment_config
 from gliomaseg.data.datamodule import GliomaDataModule
+from gliomaseg.data.io import KAGGLE_3M_ORIENTATION
 from gliomaseg.data.splits import part_patients, split_id
 from gliomaseg.data.workspace import prepare
 from gliomaseg.devices import cpu_has_native_bf16
@@ -261,6 +262,8 @@ def train(
         "model": {"name": cfg.arch, "kwargs": module.hparams.model_kwargs},
         "preprocess": cfg.preprocess_config().to_dict(),
         "postprocess": cfg.postprocess_config().to_dict(),
+        # Where the training slices' rows, columns and slices point: predict turns scans to it.
+        "orientation": list(KAGGLE_3M_ORIENTATION),
         "split_id": split_id(ws.splits, cfg.fold),
         # who the model has seen, so that evaluate can tell unseen patients from seen ones on any data
         "train_patients": part_patients(ws.splits, "train", cfg.fold),

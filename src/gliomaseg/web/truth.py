@@ -18,6 +18,7 @@ import numpy as np
 from gliomaseg.data.io import IMAGE_SUFFIXES, read_mask
 from gliomaseg.errors import GliomasegError
 from gliomaseg.inference.nifti import nifti_stem
+from gliomaseg.inference.orientation import into_model_frame
 from gliomaseg.web.uploads import Scan, check_sizes, unzip_upload
 
 __all__ = ["read_truth"]
@@ -32,8 +33,8 @@ def _nifti_truth(path: Path, scan: Scan) -> np.ndarray:
         data = np.asanyarray(nib.load(str(path)).dataobj)
     except Exception as err:  # noqa: BLE001 - nibabel raises many types for bad files
         raise GliomasegError(f"{path.name}: unreadable NIfTI mask ({type(err).__name__}: {err})") from err
-    depth, height, width = scan.volume.shape[:3]
-    expected = (height, width, depth)  # X x Y x Z, as stored in the scan's file
+    image, frame = scan.case.image, scan.case.frame
+    expected = image.shape if image is not None else np.moveaxis(scan.volume[..., 0], 0, 2).shape  # X x Y x Z
     if np.squeeze(data).shape != tuple(s for s in expected if s != 1):
         raise GliomasegError(
             f"{path.name}: ground truth shape {data.shape} does not match the scan's {expected}; "
@@ -43,7 +44,9 @@ def _nifti_truth(path: Path, scan: Scan) -> np.ndarray:
     if not (set(values.tolist()) <= {0, 1} or set(values.tolist()) <= {0, 255}):
         shown = ", ".join(f"{v:g}" for v in values[:8].tolist())
         raise GliomasegError(f"{path.name}: ground truth values {{{shown}}} are not binary (0/1 or 0/255)")
-    return np.moveaxis(data.reshape(expected) > 0, 2, 0)  # Z x X x Y, like the scan
+    truth = data.reshape(expected) > 0
+    # In the frame the scan was shown in (turned, resliced, windowed like the scan).
+    return into_model_frame(truth, frame) if frame is not None else np.moveaxis(truth, 2, 0)
 
 
 def _slice_order(paths: list[Path]) -> list[Path]:
