@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import warnings
+from typing import Any
 
 __all__ = [
     "POSTPROCESS_FLAGS",
+    "add_limit_flags",
     "add_postprocess_flags",
+    "limits_from",
     "parse_bool",
     "postprocess_changes",
     "quiet_library_warnings",
@@ -48,6 +51,29 @@ def add_postprocess_flags(p: argparse.ArgumentParser) -> None:
 def postprocess_changes(args: argparse.Namespace) -> dict[str, object]:
     """The post-processing settings given on the command line (unset flags left out)."""
     return {k: getattr(args, k) for k in POSTPROCESS_FLAGS if getattr(args, k) is not None}
+
+
+def add_limit_flags(p: argparse.ArgumentParser) -> None:
+    """The memory budget of one scan (``predict``, ``serve``): see :mod:`gliomaseg.inference.limits`."""
+    from gliomaseg.inference.limits import DEFAULT_LIMITS, LIMIT_FLAGS
+
+    helps = {
+        "max_slice_pixels": "refuse slices of more pixels (H x W) than this",
+        "max_voxels": "refuse scans of more voxels (slices x H x W) than this, or whose data decode to more than "
+        "12 bytes a voxel of it",
+        "max_slices": "refuse scans of more slices than this",
+    }
+    for name, flag in LIMIT_FLAGS.items():
+        default = getattr(DEFAULT_LIMITS, name)
+        p.add_argument(flag, type=int, default=None, metavar="N", help=f"{helps[name]} (default {default:,})")
+
+
+def limits_from(args: argparse.Namespace, command: str) -> Any:
+    """The :class:`~gliomaseg.inference.limits.Limits` the flags of :func:`add_limit_flags` ask for."""
+    from gliomaseg.inference.limits import DEFAULT_LIMITS, LIMIT_FLAGS, Limits
+
+    given = {name: getattr(args, name) for name in LIMIT_FLAGS if getattr(args, name, None) is not None}
+    return Limits(**{**{n: getattr(DEFAULT_LIMITS, n) for n in LIMIT_FLAGS}, **given, "command": command})
 
 
 def quiet_library_warnings() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from gliomaseg.cli._common import add_postprocess_flags, postprocess_changes
+from gliomaseg.cli._common import add_limit_flags, add_postprocess_flags, limits_from, postprocess_changes
 from gliomaseg.errors import GliomasegError
 
 __all__ = ["register"]
@@ -40,6 +40,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         overlays=not args.no_overlays,
         graph_fusion=args.graph_fusion,
         resume=args.resume,
+        limits=limits_from(args, "predict"),
     )
     n_slices = int(table["slices"].sum())
     print(table.drop(columns=["input", "mask"]).to_string(index=False))
@@ -109,6 +110,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--no-graph-fusion skips its ~0.45 s set-up, faster below ~800 slices)",
     )
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
+    add_limit_flags(p)
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("export", help="export a model file to ONNX (checked against PyTorch)")

@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import argparse
 
+from gliomaseg.cli._common import add_limit_flags
+
 __all__ = ["register"]
 
 
 def _cmd_serve(args: argparse.Namespace) -> None:
+    from gliomaseg.cli._common import limits_from
     from gliomaseg.errors import GliomasegError
     from gliomaseg.web.server import serve
 
     if (args.model is None) == (args.model_option is None):
         raise GliomasegError("give the model once: MODEL (a file) or --model NAME|FILE (e.g. --model lgg-unet)")
     model = args.model or args.model_option
-    serve(model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, device=args.device)
+    serve(
+        model,
+        host=args.host,
+        port=args.port,
+        max_upload_mb=args.max_upload_mb,
+        device=args.device,
+        limits=limits_from(args, "serve"),
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,4 +43,5 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--max-upload-mb", type=float, default=200.0, help="refuse uploads larger than this many MB (default 200)"
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (.pt models only)")
+    add_limit_flags(p)
     p.set_defaults(func=_cmd_serve)

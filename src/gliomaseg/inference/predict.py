@@ -37,7 +37,8 @@ from gliomaseg.data.io import read_mask, write_image, write_mask
 from gliomaseg.errors import GliomasegError, OutputExistsError
 from gliomaseg.evaluation.postprocess import PostprocessConfig
 from gliomaseg.inference.inputs import Case, discover_inputs, read_case
-from gliomaseg.inference.nifti import nifti_spacing, nifti_stem
+from gliomaseg.inference.limits import DEFAULT_LIMITS, Limits, check_case
+from gliomaseg.inference.nifti import nifti_spacing, nifti_spacing_known, nifti_stem
 from gliomaseg.inference.segmenter import Segmenter, load_segmenter
 from gliomaseg.utils import atomic_write, atomic_write_text
 
@@ -103,7 +104,8 @@ def areas_row(case: Case, mask: np.ndarray) -> dict[str, Any]:
 
     Returns:
         ``input, case, kind, slices, slices_with_tumour, tumour_pixels, voxel_mm3, tumour_mm3``;
-        the mm^3 values are NaN unless the case is NIfTI (slice images carry no spacing).
+        the mm^3 values are NaN unless the case is NIfTI (slice images carry no spacing) with a real
+        voxel size (not a pixdim of 0).
     """
     tumour = int(mask.sum())
     row: dict[str, Any] = {
@@ -116,7 +118,7 @@ def areas_row(case: Case, mask: np.ndarray) -> dict[str, Any]:
         "voxel_mm3": np.nan,
         "tumour_mm3": np.nan,
     }
-    if case.kind == "nifti":
+    if case.kind == "nifti" and nifti_spacing_known(case.nifti):  # else counted in voxels only
         voxel = float(np.prod(nifti_spacing(case.nifti)))
         row["voxel_mm3"], row["tumour_mm3"] = voxel, tumour * voxel
     return row
@@ -235,6 +237,7 @@ def predict_inputs(
     overlays: bool = True,
     graph_fusion: bool | None = None,
     resume: bool = False,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> pd.DataFrame:
     """Segment slices, folders and NIfTI volumes and write masks, overlays and ``areas.csv``.
 
@@ -255,6 +258,8 @@ def predict_inputs(
         resume: continue a stopped run into the same ``out``: cases whose outputs are all written
             are skipped (their ``areas.csv`` rows are read back from their masks); the others are
             predicted, replacing what the stopped run wrote of them.
+        limits: the memory budget of one case (pixels per slice, voxels, slices), checked from the
+            file headers before any pixel is decoded.
 
     Returns:
         The ``areas.csv`` table (columns :data:`AREAS_COLUMNS`), one row per case.
@@ -274,6 +279,8 @@ def predict_inputs(
     if done:
         log.info("skipping %d of %d case(s) whose outputs are all written already", len(done), len(cases))
     todo = [case for case in cases if id(case) not in done]
+    for case in todo:  # every header first: a case over the budget is refused before anything is decoded
+        check_case(case, limits)
     for case in todo:
         read_case(case)
         if case.kind == "nifti" and overlays:
