@@ -19,6 +19,8 @@ docs/reliability.md), so :data:`DEFAULT_LIMITS` keep one scan under about 0.8 GB
 from __future__ import annotations
 
 import math
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -79,16 +81,27 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-def image_size(path: Path) -> tuple[int, int] | None:
-    """``(width, height)`` of an image from its header (Pillow's lazy open decodes no pixel), or None
-    when the file cannot be opened (the full read then reports why)."""
+def _header_size(path: Path) -> tuple[int, int] | int | None:
+    """``(width, height)`` from the header, the pixel count Pillow's own bomb check refused, or None."""
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
-            return int(im.size[0]), int(im.size[1])
-    except Exception:  # noqa: BLE001 - any failure is reported by the reader with the reason
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # this check is ours to make
+            with Image.open(path) as im:
+                return int(im.size[0]), int(im.size[1])
+    except Image.DecompressionBombError as err:  # over twice Pillow's MAX_IMAGE_PIXELS: refused at open
+        found = re.search(r"\((\d+) pixels\)", str(err))
+        return int(found.group(1)) if found else 2 * int(Image.MAX_IMAGE_PIXELS or 0) + 1
+    except Exception:  # noqa: BLE001 - any other failure is reported by the reader with the reason
         return None
+
+
+def image_size(path: Path) -> tuple[int, int] | None:
+    """``(width, height)`` of an image from its header (Pillow's lazy open decodes no pixel), or None
+    when the file cannot be opened (the full read then reports why)."""
+    size = _header_size(path)
+    return size if isinstance(size, tuple) else None
 
 
 def _check_nifti(case: Case, limits: Limits) -> None:
@@ -126,12 +139,13 @@ def _check_images(case: Case, limits: Limits) -> None:
         raise limits.refuse("max_slices", f"{where}: {len(case.files):,} slices of {case.name!r}")
     total = 0
     for path in case.files:
-        size = image_size(path)
+        size = _header_size(path)
         if size is None:
             continue
-        pixels = size[0] * size[1]
+        pixels = size[0] * size[1] if isinstance(size, tuple) else size
         if pixels > limits.max_slice_pixels:
-            raise limits.refuse("max_slice_pixels", f"{path.name}: {size[0]} x {size[1]} = {pixels:,} pixels")
+            shown = f"{size[0]} x {size[1]} = " if isinstance(size, tuple) else ""
+            raise limits.refuse("max_slice_pixels", f"{path.name}: {shown}{pixels:,} pixels")
         total += pixels
         if total > limits.max_voxels:
             raise limits.refuse("max_voxels", f"{where}: the slices of {case.name!r} hold over {total:,} voxels")
@@ -154,10 +168,11 @@ def check_case(case: Case, limits: Limits = DEFAULT_LIMITS) -> None:
         >>> from gliomaseg.inference.inputs import discover_inputs
         >>> tmp = pathlib.Path(tempfile.mkdtemp())
         >>> Image.new("1", (12000, 12000)).save(tmp / "bomb.png")  # about 17 KB on disk
-        >>> check_case(discover_inputs([tmp / "bomb.png"], tmp / "out")[0])
-        Traceback (most recent call last):
-        ...
-        gliomaseg.errors.GliomasegError: bomb.png: 12000 x 12000 = 144,000,000 pixels, over the limit of 4,194,304 (--max-slice-pixels); crop or downsample it, or raise the limit with gliomaseg predict --max-slice-pixels N
+        >>> try:
+        ...     check_case(discover_inputs([tmp / "bomb.png"], tmp / "out")[0])
+        ... except GliomasegError as err:
+        ...     print(str(err)[:73])
+        bomb.png: 12000 x 12000 = 144,000,000 pixels, over the limit of 4,194,304
     """
     if case.kind == "nifti":
         _check_nifti(case, limits)

@@ -18,6 +18,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
 import numpy as np
 
 from gliomaseg.data.io import IMAGE_SUFFIXES, read_mask
