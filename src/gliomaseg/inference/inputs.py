@@ -37,6 +37,7 @@ import numpy as np
 from gliomaseg.data.io import IMAGE_SUFFIXES, mask_suffix, read_image_any
 from gliomaseg.errors import GliomasegError
 from gliomaseg.inference.nifti import nifti_stem, read_nifti
+from gliomaseg.utils import non_regular_kind
 
 __all__ = ["SUPPORTED_INPUTS", "Case", "discover_inputs", "read_case", "read_volume"]
 
@@ -216,6 +217,8 @@ def discover_inputs(inputs: Sequence[str | os.PathLike[str]], out: str | os.Path
                 cases.append(_slice_case(path, out))
             else:
                 raise _unsupported(path, f"unsupported file type {''.join(path.suffixes) or '(none)'!r}")
+        elif non_regular_kind(path):
+            raise _unsupported(path, f"it is {non_regular_kind(path)}, not a file or folder")
         else:
             raise GliomasegError(f"input {path} does not exist; pass {SUPPORTED_INPUTS}")
     seen: dict[Path, Path] = {}

@@ -23,6 +23,14 @@ import yaml
 from gliomaseg.data.normalise import PreprocessConfig
 from gliomaseg.errors import GliomasegError
 from gliomaseg.evaluation.postprocess import PostprocessConfig
+from gliomaseg.training.config_bounds import (
+    MAX_CONFIG_BYTES,
+    check_ranges,
+    estimate_training_bytes,
+    load_yaml_bounded,
+    machine_memory_bytes,
+    short_repr,
+)
 
 __all__ = [
     "OPTIMIZERS",
@@ -154,7 +162,7 @@ class TrainConfig:
             accepted = (int, float) if kind is float else kind  # an int is a valid float (PEP 484)
             ok = isinstance(value, accepted) and not (kind in (int, float) and isinstance(value, bool))
             if not ok:
-                raise GliomasegError(f"{f.name}={value!r}: expected {getattr(kind, '__name__', kind)}")
+                raise GliomasegError(f"{f.name}={short_repr(value)}: expected {getattr(kind, '__name__', kind)}")
             object.__setattr__(self, f.name, value)
 
     def validate(self) -> None:
@@ -199,6 +207,20 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise GliomasegError(message)
+        check_ranges({f.name: getattr(self, f.name) for f in fields(self)})
+        self._check_memory()
+
+    def _check_memory(self) -> None:
+        """Refuse a model that would not fit in this machine's memory, before anything is allocated."""
+        needed, parameters, _ = estimate_training_bytes(self.model, self.features, self.size, self.batch_size)
+        available = machine_memory_bytes(self.accelerator)
+        if available is not None and needed > available:
+            raise GliomasegError(
+                f"model={self.model!r} with features={self.features}, size={self.size}, batch_size={self.batch_size}: "
+                f"training would need about {needed / 2**30:,.1f} GB ({parameters:,} parameters, and the "
+                f"activations of {self.batch_size} slice(s) of {self.size} x {self.size}), more than the "
+                f"{available / 2**30:,.1f} GB of this machine; lower --features, --size or --batch-size"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Every setting as a plain dict (``config.yaml``, the model file)."""
@@ -311,10 +333,15 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise GliomasegError(f"config file {path} does not exist")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise GliomasegError(
+            f"config file {path}: {path.stat().st_size:,} bytes, over {MAX_CONFIG_BYTES:,}; a settings file is a "
+            "few hundred bytes: is it the right file?"
+        )
     text = path.read_text()
     if path.suffix in (".yaml", ".yml"):
         try:
-            data = yaml.safe_load(text) or {}
+            data = load_yaml_bounded(text) or {}
         except yaml.YAMLError as err:
             raise GliomasegError(f"config file {path}: not valid YAML ({' '.join(str(err).split())})") from None
     elif path.suffix == ".toml":
