@@ -6,7 +6,8 @@ Usage (from the repository root)::
 
 Each bomb is small on disk and made on the fly (the tests use the same builders, at the same or
 smaller sizes): a 1-bit PNG of PIXEL_SIDE x PIXEL_SIDE pixels, a zip of 5000 small slices, a
-``.nii.gz`` declaring 97 M voxels of uint8 that nibabel returns as float64 (``scl_slope`` set).
+``.nii.gz`` declaring 97 M voxels of uint8 that nibabel returns as float64 (``scl_slope`` set);
+then, for the bound, the largest volume the default limits accept (256 x 256 x 256).
 For each, a fresh server (the default limits, 200 MB uploads) gets the one upload through
 Gradio's client; the report gives the server's resident memory after start, its peak (``VmHWM``)
 and the answer. Then one server gets five sessions in turn, each uploading a 256 x 256 x 64 NIfTI
@@ -149,7 +150,7 @@ def _sessions(model: Path, volume: Path, n: int = 5, settle_s: float = 30.0) -> 
 
 def run_bombs(pixel_side: int = 12000, sessions: int = 5) -> dict[str, Any]:
     """Build the bombs, run each against a fresh server, then the sessions test; returns the report."""
-    from benchmarks.load_web import _default_model
+    from benchmarks.load_web import _default_model, _large_volume
 
     with tempfile.TemporaryDirectory(prefix="gliomaseg-bombs-") as tmp:
         folder = Path(tmp)
@@ -158,6 +159,8 @@ def run_bombs(pixel_side: int = 12000, sessions: int = 5) -> dict[str, Any]:
             f"pixel-bomb-png-{pixel_side}": [pixel_bomb_png(folder / "bomb.png", pixel_side)],
             "zip-of-5000-slices": [many_slices_zip(folder / "slices.zip")],
             "scaled-nifti-460^3-uint8": [scaled_nifti_bomb(folder / "scaled.nii.gz")],
+            # not a bomb: the largest scan the default limits accept (2**24 voxels), for the bound on memory
+            "largest-accepted-256^3-uint8": [_large_volume(folder / "large" / "large.nii.gz", (256, 256, 256))],
         }
         report: dict[str, Any] = {"machine": machine_info(), "bombs": {}}
         for name, files in bombs.items():

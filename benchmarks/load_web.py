@@ -274,15 +274,18 @@ def _rss_mb(server: Server) -> float:
 
 
 def _settle(server: Server, target_mb: float, settle_s: float) -> tuple[float, float]:
-    """Wait until the server's resident memory is at most ``target_mb`` (or ``settle_s`` passed).
+    """Wait until the server has released every session's scan (no scan folder left: the clients are
+    gone) and its resident memory is at most ``target_mb``, or ``settle_s`` passed.
 
     Returns:
         ``(rss_mb, seconds waited)``.
     """
     t0 = time.monotonic()
+    work = server.tmp_root / "work" if server.tmp_root is not None else None
     while True:
         rss = _rss_mb(server)
-        if rss <= target_mb or time.monotonic() - t0 > settle_s:
+        released = work is None or not work.is_dir() or not any(work.iterdir())
+        if (released and rss <= target_mb) or time.monotonic() - t0 > settle_s:
             return rss, round(time.monotonic() - t0, 1)
         time.sleep(0.5)
 

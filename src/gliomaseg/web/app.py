@@ -15,6 +15,7 @@ from typing import Any
 from gliomaseg.inference.segmenter import Segmenter
 from gliomaseg.web.examples import Example
 from gliomaseg.web.handlers import Viewer, discard
+from gliomaseg.web.sessions import return_memory_to_os
 
 __all__ = ["CSS", "build_app"]
 
@@ -38,6 +39,7 @@ def _in_session(viewer: Viewer, handler: Callable[..., tuple[Any, ...]]) -> Call
     def run(request: Any, *args: Any) -> tuple[Any, ...]:
         view = handler(*args)
         viewer.sessions.keep(request.session_hash, view[0])
+        return_memory_to_os()  # the request's temporaries are freed: give their pages back
         return view
 
     # Gradio passes the request to a parameter annotated gr.Request; set as an object, because this
