@@ -7,7 +7,8 @@ Usage (from the repository root)::
 Each bomb is small on disk and made on the fly (the tests use the same builders, at the same or
 smaller sizes): a 1-bit PNG of PIXEL_SIDE x PIXEL_SIDE pixels, a zip of 5000 small slices, a
 ``.nii.gz`` declaring 97 M voxels of uint8 that nibabel returns as float64 (``scl_slope`` set);
-then, for the bound, the largest volume the default limits accept (256 x 256 x 256).
+then, for the bound, the largest scans the default limits accept (256 x 256 x 256 uint8, the same
+with three float32 channels, four slices of 2048 x 2048).
 For each, a fresh server (the default limits, 200 MB uploads) gets the one upload through
 Gradio's client; the report gives the server's resident memory after start, its peak (``VmHWM``)
 and the answer. Then one server gets five sessions in turn, each uploading a 256 x 256 x 64 NIfTI
@@ -79,6 +80,31 @@ def scaled_nifti_bomb(path: Path, shape: tuple[int, ...] = (460, 460, 460), slop
             f.write(chunk[: min(len(chunk), remaining)])
             remaining -= len(chunk)
     return path
+
+
+def _float_volume(path: Path, shape: tuple[int, ...]) -> Path:
+    """A float32 NIfTI of blocks (compresses to little), for the largest decoded size the limits accept."""
+    import nibabel as nib
+
+    x, y, z = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    block = ((x // 16 + y // 16 + z // 4) % 8 * 32).astype(np.float32)
+    data = np.broadcast_to(block[..., None], shape).copy() if len(shape) == 4 else block
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
+    return path
+
+
+def _big_slices(folder: Path, n: int, side: int) -> list[Path]:
+    """``n`` slices ``P_<k>.png`` of ``side`` x ``side`` (the largest slices the limits accept)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    x, y = np.ogrid[:side, :side]
+    image = Image.fromarray(((x // 32 + y // 32) % 8 * 32).astype(np.uint8))
+    paths = [folder / f"P_{k}.png" for k in range(1, n + 1)]
+    for path in paths:
+        image.save(path)
+    return paths
 
 
 def _session_volume(path: Path) -> Path:
@@ -161,6 +187,8 @@ def run_bombs(pixel_side: int = 12000, sessions: int = 5) -> dict[str, Any]:
             "scaled-nifti-460^3-uint8": [scaled_nifti_bomb(folder / "scaled.nii.gz")],
             # not a bomb: the largest scan the default limits accept (2**24 voxels), for the bound on memory
             "largest-accepted-256^3-uint8": [_large_volume(folder / "large" / "large.nii.gz", (256, 256, 256))],
+            "largest-accepted-256^3x3-float32": [_float_volume(folder / "float" / "large.nii.gz", (256, 256, 256, 3))],
+            "largest-accepted-4-slices-2048^2": _big_slices(folder / "slices", 4, 2048),
         }
         report: dict[str, Any] = {"machine": machine_info(), "bombs": {}}
         for name, files in bombs.items():

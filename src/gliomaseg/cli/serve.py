@@ -37,7 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="NAME|FILE",
         help="a bundled model (`gliomaseg models`; e.g. lgg-unet) or a model file, instead of MODEL",
     )
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1: this machine only; the page has no login, so another address "
+        "lets anyone on the network use it)",
+    )
     p.add_argument("--port", type=int, default=7860, help="TCP port (default 7860)")
     p.add_argument(
         "--max-upload-mb", type=float, default=200.0, help="refuse uploads larger than this many MB (default 200)"
