@@ -8,12 +8,13 @@ pixel is decoded; the NIfTI header gives the shape, one voxel gives the dtype ac
 and refused before decoding when it is over :class:`Limits`. Each message names the limit and
 the flag that raises it (``gliomaseg predict --max-voxels N``, ``gliomaseg serve --max-voxels N``).
 
-Why these defaults: the whole pipeline (the uint8 volume, the per-volume normalisation in
-float32 at the input's resolution, the probabilities, the mask, post-processing labels) costs
-about 50 bytes per voxel at its peak (measured with the bombs of ``tests/reliability``, see
-docs/reliability.md), so :data:`DEFAULT_LIMITS` keep one scan under about 0.8 GB besides the model:
-16.8 M voxels (a 256 x 256 x 256 volume; BraTS volumes are 8.9 M), 2048 x 2048 pixels per slice
-(MRI slices are at most 1024 x 1024) and 1024 slices.
+Why these defaults: a request of the web page costs at most about 40 bytes per voxel at its
+peak (the decoded data, the uint8 volume, the normalisation in float32 at the input's resolution,
+the probabilities, the mask, the pictures of one slice), measured by ``benchmarks/bombs_web.py``
+(docs/reliability.md): with :data:`DEFAULT_LIMITS` the largest accepted scan took 0.66 GB besides
+the model. 16.8 M voxels is a 256 x 256 x 256 volume (BraTS volumes have 8.9 M), 2048 x 2048
+pixels per slice is twice the side of the largest MRI slices, and 1024 slices is more than any
+MRI series.
 """
 
 from __future__ import annotations
