@@ -23,14 +23,7 @@ import yaml
 from gliomaseg.data.normalise import PreprocessConfig
 from gliomaseg.errors import GliomasegError
 from gliomaseg.evaluation.postprocess import PostprocessConfig
-from gliomaseg.training.config_bounds import (
-    MAX_CONFIG_BYTES,
-    check_ranges,
-    estimate_training_bytes,
-    load_yaml_bounded,
-    machine_memory_bytes,
-    short_repr,
-)
+from gliomaseg.training.config_bounds import MAX_CONFIG_BYTES, check_memory, check_ranges, load_yaml_bounded, short_repr
 
 __all__ = [
     "OPTIMIZERS",
@@ -208,19 +201,7 @@ class TrainConfig:
             if not ok:
                 raise GliomasegError(message)
         check_ranges({f.name: getattr(self, f.name) for f in fields(self)})
-        self._check_memory()
-
-    def _check_memory(self) -> None:
-        """Refuse a model that would not fit in this machine's memory, before anything is allocated."""
-        needed, parameters, _ = estimate_training_bytes(self.model, self.features, self.size, self.batch_size)
-        available = machine_memory_bytes(self.accelerator)
-        if available is not None and needed > available:
-            raise GliomasegError(
-                f"model={self.model!r} with features={self.features}, size={self.size}, batch_size={self.batch_size}: "
-                f"training would need about {needed / 2**30:,.1f} GB ({parameters:,} parameters, and the "
-                f"activations of {self.batch_size} slice(s) of {self.size} x {self.size}), more than the "
-                f"{available / 2**30:,.1f} GB of this machine; lower --features, --size or --batch-size"
-            )
+        check_memory(self.model, self.features, self.size, self.batch_size, self.accelerator)
 
     def to_dict(self) -> dict[str, Any]:
         """Every setting as a plain dict (``config.yaml``, the model file)."""

@@ -23,6 +23,7 @@ __all__ = [
     "MAX_CONFIG_BYTES",
     "MAX_YAML_ALIASES",
     "RANGES",
+    "check_memory",
     "check_ranges",
     "estimate_training_bytes",
     "load_yaml_bounded",
@@ -159,3 +160,20 @@ def estimate_training_bytes(model: str, features: int, size: int, batch_size: in
             handle.remove()
     total = parameters * _BYTES_PER_PARAMETER + activations * batch_size * _BYTES_PER_ACTIVATION
     return total, parameters, activations
+
+
+def check_memory(model: str, features: int, size: int, batch_size: int, accelerator: str = "auto") -> None:
+    """Refuse a model that would not fit in the memory it would train in, before anything is allocated.
+
+    Raises:
+        GliomasegError: the estimate (:func:`estimate_training_bytes`) and the memory, with the fix.
+    """
+    needed, parameters, _ = estimate_training_bytes(model, features, size, batch_size)
+    available = machine_memory_bytes(accelerator)
+    if available is not None and needed > available:
+        raise GliomasegError(
+            f"model={model!r} with features={features}, size={size}, batch_size={batch_size}: training would need "
+            f"about {needed / 2**30:,.1f} GB ({parameters:,} parameters, and the activations of {batch_size} slice(s) "
+            f"of {size} x {size}), more than the {available / 2**30:,.1f} GB of this machine; lower --features, "
+            "--size or --batch-size"
+        )
