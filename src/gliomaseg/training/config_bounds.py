@@ -35,8 +35,11 @@ __all__ = [
 MAX_CONFIG_BYTES = 1024 * 1024
 #: YAML aliases (``*name``) allowed in a settings file: none is needed, a few are harmless.
 MAX_YAML_ALIASES = 16
-#: Inclusive ``(low, high)`` of every numeric setting (the low ends are the ones checked before;
-#: the high ends are far beyond any sensible run and keep a typo from reaching PyTorch).
+#: Inclusive ``(low, high)`` of the numeric settings (the low ends are the ones checked before; the
+#: high ends are far beyond any sensible run and keep a typo from reaching PyTorch). ``lr`` has no
+#: upper end: any finite rate > 0 costs no memory, and a diverging one is stopped by the training's
+#: divergence check (tests/training/test_resume.py trains at 1e30 on purpose); ``threshold`` and
+#: ``tumour_fraction`` are checked in (0, 1) by their own configs.
 RANGES: dict[str, tuple[float, float]] = {
     "fold": (0, 99),
     "size": (32, 2048),
@@ -50,7 +53,6 @@ RANGES: dict[str, tuple[float, float]] = {
     "num_workers": (0, 256),
     "seed": (0, 2**32 - 1),
     "weight_decay": (0.0, 10.0),
-    "lr": (0.0, 100.0),
     "limit_train_batches": (0.0, 10**9),
     "limit_val_batches": (0.0, 10**9),
 }
