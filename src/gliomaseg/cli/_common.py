@@ -17,6 +17,7 @@ import argparse
 import logging
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 __all__ = [
     "DEVICES",
@@ -28,6 +29,7 @@ __all__ = [
     "add_device_flags",
     "add_figures_flag",
     "add_launcher_flag",
+    "add_limit_flags",
     "add_n_boot_flag",
     "add_model_flag",
     "add_out_flag",
@@ -35,6 +37,7 @@ __all__ = [
     "add_postprocess_flags",
     "add_resume_flag",
     "add_shard_flag",
+    "limits_from",
     "postprocess_changes",
     "quiet_library_warnings",
     "quiet_training_libraries",
@@ -76,6 +79,9 @@ MEANINGS: dict[str, str] = {
     "--shard": "run only the K-th of N slices",
     "--launcher": "where the runs execute",
     "--n-boot": "bootstrap resamples",
+    "--max-slice-pixels": "refuse slices of more pixels (H x W) than this",
+    "--max-voxels": "refuse scans of more voxels (slices x H x W) than this",
+    "--max-slices": "refuse scans of more slices than this",
 }
 
 
@@ -222,6 +228,25 @@ def add_postprocess_flags(p: argparse.ArgumentParser) -> None:
 def postprocess_changes(args: argparse.Namespace) -> dict[str, object]:
     """The post-processing settings given on the command line (unset flags left out)."""
     return {k: getattr(args, k) for k in POSTPROCESS_FLAGS if getattr(args, k) is not None}
+
+
+def add_limit_flags(p: argparse.ArgumentParser) -> None:
+    """The memory budget of one scan (``predict``, ``serve``): see :mod:`gliomaseg.inference.limits`."""
+    from gliomaseg.inference.limits import DEFAULT_LIMITS, LIMIT_FLAGS
+
+    more = {"--max-voxels": ", or whose data decode to more than 12 bytes a voxel of it"}
+    for name, flag in LIMIT_FLAGS.items():
+        default = getattr(DEFAULT_LIMITS, name)
+        text = f"{MEANINGS[flag]}{more.get(flag, '')} (default {default:,})"
+        p.add_argument(flag, type=int, default=None, metavar="N", help=text)
+
+
+def limits_from(args: argparse.Namespace, command: str) -> Any:
+    """The :class:`~gliomaseg.inference.limits.Limits` the flags of :func:`add_limit_flags` ask for."""
+    from gliomaseg.inference.limits import DEFAULT_LIMITS, LIMIT_FLAGS, Limits
+
+    given = {name: getattr(args, name) for name in LIMIT_FLAGS if getattr(args, name, None) is not None}
+    return Limits(**{**{n: getattr(DEFAULT_LIMITS, n) for n in LIMIT_FLAGS}, **given, "command": command})
 
 
 def quiet_library_warnings() -> None:

@@ -11,12 +11,14 @@ from gliomaseg.cli._common import (
     add_command,
     add_device_flags,
     add_launcher_flag,
+    add_limit_flags,
     add_model_flag,
     add_out_flag,
     add_overwrite_flag,
     add_postprocess_flags,
     add_resume_flag,
     add_shard_flag,
+    limits_from,
     postprocess_changes,
 )
 from gliomaseg.errors import GliomasegError
@@ -92,6 +94,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         "overlays": args.overlays,
         "graph_fusion": args.graph_fusion,
         "resume": args.resume,
+        "limits": limits_from(args, "predict"),
     }
     if args.launcher == "submitit":
         _submit_shards(args, options)
@@ -206,6 +209,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="submitit: a SLURM setting as in a study file's slurm: section (partition=gpu, timeout_min=30, "
         "gpus_per_node=1...); repeatable",
     )
+    add_limit_flags(p)
     p.set_defaults(func=_cmd_predict)
 
     p = add_command(

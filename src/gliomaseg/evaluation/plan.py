@@ -345,8 +345,7 @@ def check_output_folder(out: Path, overwrite: bool) -> None:
         raise GliomasegError(f"output {out} exists and is not a folder; choose another --out")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise OutputExistsError(
-            f"output folder {out} is not empty: pass --overwrite to replace its "
-            "results, or choose another --out"
+            f"output folder {out} is not empty: pass --overwrite to replace its results, or choose another --out"
         )
 
 

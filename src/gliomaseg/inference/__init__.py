@@ -25,7 +25,15 @@ _EXPORTS = {
     "SUPPORTED_INPUTS": "gliomaseg.inference.inputs",
     "Case": "gliomaseg.inference.inputs",
     "discover_inputs": "gliomaseg.inference.inputs",
+    "nifti_decoded_size": "gliomaseg.inference.nifti",
     "nifti_spacing": "gliomaseg.inference.nifti",
+    "nifti_spacing_known": "gliomaseg.inference.nifti",
+    "DECODED_BYTES_PER_VOXEL": "gliomaseg.inference.limits",
+    "DEFAULT_LIMITS": "gliomaseg.inference.limits",
+    "LIMIT_FLAGS": "gliomaseg.inference.limits",
+    "Limits": "gliomaseg.inference.limits",
+    "check_case": "gliomaseg.inference.limits",
+    "image_size": "gliomaseg.inference.limits",
     "nifti_stem": "gliomaseg.inference.nifti",
     "nifti_to_uint8": "gliomaseg.inference.nifti",
     "read_nifti": "gliomaseg.inference.nifti",
@@ -68,9 +76,19 @@ if TYPE_CHECKING:
     from gliomaseg.inference.export import AveragedProbabilities, ExportResult, export_onnx
     from gliomaseg.inference.fusion import LogitsFn, fold_batchnorm, graph_fused
     from gliomaseg.inference.inputs import SUPPORTED_INPUTS, Case, discover_inputs, read_case, read_image, read_volume
+    from gliomaseg.inference.limits import (
+        DECODED_BYTES_PER_VOXEL,
+        DEFAULT_LIMITS,
+        LIMIT_FLAGS,
+        Limits,
+        check_case,
+        image_size,
+    )
     from gliomaseg.inference.nifti import (
         NIFTI_SUFFIXES,
+        nifti_decoded_size,
         nifti_spacing,
+        nifti_spacing_known,
         nifti_stem,
         nifti_to_uint8,
         read_nifti,

@@ -40,7 +40,7 @@ __all__ = [
     "Failures",
     "absolute",
     "finish_tables",
-        "shard_cases",
+    "shard_cases",
     "shard_table",
 ]
 

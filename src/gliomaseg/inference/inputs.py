@@ -49,6 +49,7 @@ from gliomaseg.inference.nifti import nifti_stem, nifti_to_uint8, read_nifti_vol
 from gliomaseg.inference.orientation import Frame, to_model_frame
 from gliomaseg.inference.sequences import group_sequences, read_sequences
 from gliomaseg.inference.volume import Volume
+from gliomaseg.utils import non_regular_kind
 
 __all__ = ["FIELD_OF_VIEW", "SUPPORTED_INPUTS", "Case", "discover_inputs", "read_case", "read_image", "read_volume"]
 
@@ -292,6 +293,8 @@ def discover_inputs(
                 cases.append(_slice_case(path, out))
             else:
                 raise _unsupported(path, f"unsupported file type {''.join(path.suffixes) or '(none)'!r}")
+        elif non_regular_kind(path):
+            raise _unsupported(path, f"it is {non_regular_kind(path)}, not a file or folder")
         else:
             raise GliomasegError(f"input {path} does not exist; pass {SUPPORTED_INPUTS}")
     cases = _merge_given_sequences(cases, out)

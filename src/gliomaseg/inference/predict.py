@@ -42,7 +42,8 @@ from gliomaseg.errors import GliomasegError, OutputExistsError
 from gliomaseg.evaluation.postprocess import PostprocessConfig
 from gliomaseg.inference.cohort import FAILED_NAME, Failures, finish_tables, shard_cases, shard_table
 from gliomaseg.inference.inputs import FIELD_OF_VIEW, Case, discover_inputs, read_case
-from gliomaseg.inference.nifti import nifti_spacing, nifti_stem
+from gliomaseg.inference.limits import DEFAULT_LIMITS, Limits, check_case
+from gliomaseg.inference.nifti import nifti_spacing, nifti_spacing_known, nifti_stem
 from gliomaseg.inference.orientation import from_model_frame, model_orientation
 from gliomaseg.inference.segmenter import Segmenter, load_segmenter
 from gliomaseg.inference.volume import Volume
@@ -113,7 +114,8 @@ def areas_row(case: Case, mask: np.ndarray) -> dict[str, Any]:
     Returns:
         ``input, case, kind, slices, slices_with_tumour, tumour_pixels, voxel_mm3, tumour_mm3``;
         NIfTI and DICOM cases are counted in the input's own voxel grid (slices along its last axis);
-        the mm^3 values are NaN unless the case is NIfTI or DICOM (slice images carry no spacing).
+        the mm^3 values are NaN unless the case is NIfTI or DICOM (slice images carry no spacing) with a
+        real voxel size (not a pixdim of 0).
     """
     voxel = None
     if case.frame is not None:
@@ -122,7 +124,8 @@ def areas_row(case: Case, mask: np.ndarray) -> dict[str, Any]:
         if case.frame.spacing_known:
             voxel = float(np.prod(np.linalg.norm(case.frame.source_affine[:3, :3], axis=0)))
     if case.kind in ("nifti", "dicom") and case.nifti is not None:
-        voxel = float(np.prod(nifti_spacing(case.nifti)))  # the header's (2 sides for a one-slice file)
+        # the header's (2 sides for a one-slice file); none for a pixdim of 0: counted in voxels only
+        voxel = float(np.prod(nifti_spacing(case.nifti))) if nifti_spacing_known(case.nifti) else None
     tumour = int(mask.sum())
     row: dict[str, Any] = {
         "input": str(case.source),
@@ -291,6 +294,7 @@ def predict_inputs(
     shard: tuple[int, int] | None = None,
     series: str | None = None,
     field_of_view: bool = FIELD_OF_VIEW,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> pd.DataFrame:
     """Segment slices, folders and NIfTI volumes and write masks, overlays and ``areas.csv``.
 
@@ -319,6 +323,8 @@ def predict_inputs(
             shifted real volumes (``benchmarks/field_of_view.py``): mean Dice 0.47 -> 0.89 with the
             head in a corner of 512 x 512, within 0.005 on kaggle_3m's own framing (default:
             :data:`~gliomaseg.inference.inputs.FIELD_OF_VIEW`).
+        limits: the memory budget of one case (pixels per slice, voxels, slices), checked from the
+            file headers before any pixel is decoded.
 
     Returns:
         The ``areas.csv`` table (columns :data:`AREAS_COLUMNS`), one row per case predicted (of the
@@ -343,6 +349,10 @@ def predict_inputs(
     if done:
         log.info("skipping %d of %d case(s) whose outputs are all written already", len(done), len(cases))
     todo = [case for case in cases if id(case) not in done]
+    for case in todo:  # every header first: a case over the budget is refused before anything is decoded
+        with failures.catch(case):
+            check_case(case, limits)
+    todo = [case for case in todo if not failures.failed(case)]
     for case in todo if overlays else []:
         if case.kind == "nifti":
             with failures.catch(case):

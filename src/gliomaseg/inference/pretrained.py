@@ -14,8 +14,21 @@ from importlib import resources
 from pathlib import Path
 
 from gliomaseg.errors import GliomasegError
+from gliomaseg.utils import non_regular_kind
 
-__all__ = ["BUNDLED", "BundledModel", "bundled_path", "bundled_training_patients", "model_card", "resolve_model"]
+__all__ = [
+    "BUNDLED",
+    "MODEL_SUFFIXES",
+    "BundledModel",
+    "bundled_path",
+    "bundled_training_patients",
+    "model_card",
+    "resolve_model",
+]
+
+
+#: Suffixes of model files (PyTorch model files, ONNX exports).
+MODEL_SUFFIXES = (".pt", ".onnx")
 
 
 @dataclass(frozen=True)
@@ -69,13 +82,25 @@ def resolve_model(name_or_path: str | Path) -> Path:
     """A model file path from a bundled model's name or a path (a path that exists wins).
 
     Raises:
-        GliomasegError: neither an existing file nor a bundled model's name.
+        GliomasegError: neither an existing file nor a bundled model's name; a folder (naming the
+            model files it holds, or saying it holds none); a FIFO, socket or device.
 
     Example:
         >>> resolve_model("lgg-unet").name  # doctest: +SKIP
         'lgg-unet.pt'
     """
     path = Path(name_or_path)
+    if path.is_dir():
+        found = sorted(p.name for p in path.iterdir() if p.suffix.lower() in MODEL_SUFFIXES and p.is_file())
+        if not found:
+            raise GliomasegError(
+                f"{path} is a folder and holds no model file (.pt or .onnx); pass a model file, e.g. the best.pt "
+                "of a run folder, or a bundled model's name"
+            )
+        raise GliomasegError(f"{path} is a folder; pass one of its model files: {', '.join(found)}")
+    kind = non_regular_kind(path)
+    if kind:
+        raise GliomasegError(f"{path} is {kind}, not a model file; pass a .pt or .onnx file")
     if path.exists():
         return path
     if str(name_or_path) in BUNDLED:

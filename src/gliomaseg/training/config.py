@@ -25,6 +25,7 @@ from gliomaseg.errors import GliomasegError
 if TYPE_CHECKING:
     from gliomaseg.data.normalise import PreprocessConfig
     from gliomaseg.evaluation.postprocess import PostprocessConfig
+from gliomaseg.training.config_bounds import MAX_CONFIG_BYTES, check_memory, check_ranges, load_yaml_bounded, short_repr
 
 __all__ = [
     "OPTIMIZERS",
@@ -156,7 +157,7 @@ class TrainConfig:
             accepted = (int, float) if kind is float else kind  # an int is a valid float (PEP 484)
             ok = isinstance(value, accepted) and not (kind in (int, float) and isinstance(value, bool))
             if not ok:
-                raise GliomasegError(f"{f.name}={value!r}: expected {getattr(kind, '__name__', kind)}")
+                raise GliomasegError(f"{f.name}={short_repr(value)}: expected {getattr(kind, '__name__', kind)}")
             object.__setattr__(self, f.name, value)
 
     def validate(self) -> None:
@@ -205,6 +206,8 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise GliomasegError(message)
+        check_ranges({f.name: getattr(self, f.name) for f in fields(self)})
+        check_memory(self.arch, self.features, self.size, self.batch_size, self.accelerator)
 
     def to_dict(self) -> dict[str, Any]:
         """Every setting as a plain dict (``config.yaml``, the model file)."""
@@ -335,10 +338,15 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise GliomasegError(f"config file {path} does not exist")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise GliomasegError(
+            f"config file {path}: {path.stat().st_size:,} bytes, over {MAX_CONFIG_BYTES:,}; a settings file is a "
+            "few hundred bytes: is it the right file?"
+        )
     text = path.read_text()
     if path.suffix in (".yaml", ".yml"):
         try:
-            data = yaml.safe_load(text) or {}
+            data = load_yaml_bounded(text) or {}
         except yaml.YAMLError as err:
             raise GliomasegError(f"config file {path}: not valid YAML ({' '.join(str(err).split())})") from None
     elif path.suffix == ".toml":

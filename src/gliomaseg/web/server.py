@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -22,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from gliomaseg.errors import GliomasegError
+from gliomaseg.inference.limits import DEFAULT_LIMITS, Limits
 from gliomaseg.inference.pretrained import resolve_model
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "ModelResolver", "serve"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "ModelResolver", "no_login_warning", "serve"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
@@ -50,12 +52,23 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def no_login_warning(host: str) -> str | None:
+    """The warning for an address other machines can reach (the page has no login), or None for loopback."""
+    if _is_loopback(host):
+        return None
+    return (
+        f"gliomaseg serve: warning: --host {host} lets anyone who can reach this machine on the network use the "
+        "page: it has no login, so they can upload scans and see the results; bind to 127.0.0.1 (the default) "
+        "unless the network is trusted"
+    )
+
+
 def _start_message(model: str, host: str, port: int, tmp_root: Path, max_upload_mb: float) -> str:
     shown = f"[{host}]" if ":" in host else host
     reach = (
         "loopback only, other machines cannot connect; --host 0.0.0.0 would allow that"
         if _is_loopback(host)
-        else f"bound to {host}: reachable from other machines on the network"
+        else f"bound to {host}: reachable from other machines on the network, with no login"
     )
     return (
         f"gliomaseg serve: {model} on http://{shown}:{port} ({reach}); uploads up to {max_upload_mb:g} MB "
@@ -86,6 +99,7 @@ def serve(
     max_upload_mb: float = 200.0,
     device: str = "auto",
     resolver: ModelResolver = resolve_model,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> None:
     """Run the web viewer until interrupted.
 
@@ -97,6 +111,7 @@ def serve(
         max_upload_mb: refuse uploads (all files of one upload together) larger than this.
         device: PyTorch device for ``.pt`` models (``auto``, ``cpu``, ``cuda``...; ``auto`` with an ``.onnx``).
         resolver: maps ``model`` to a model file.
+        limits: the decoded-size budget of one upload (pixels per slice, voxels, slices).
 
     Raises:
         GliomasegError: Gradio not installed, a missing or unusable model, or a bad limit or port.
@@ -129,10 +144,13 @@ def serve(
 
         examples = make_examples(tmp_root / "examples", size=segmenter.preprocess.size)
         max_bytes = int(max_upload_mb * 1024 * 1024)
-        viewer = Viewer(segmenter, tmp_root, max_bytes, examples)
+        viewer = Viewer(segmenter, tmp_root, max_bytes, examples, limits=limits)
         app = build_app(segmenter, viewer, model_name=name, examples=examples)
         logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up requests to itself
         print(_start_message(", ".join(map(str, paths)), host, port, tmp_root, max_upload_mb), flush=True)
+        warning = no_login_warning(host)
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
         app.queue(default_concurrency_limit=1)
         app.launch(
             server_name=host,
