@@ -14,8 +14,15 @@ anything else counts as an error. The run is bounded in requests and in time (``
 
 Writes (default ``benchmarks/results/load_web.json``) and prints: requests, errors, latency (with
 the wait in the server's one-request-at-a-time queue), throughput, the server's memory from
-``/proc/PID/status`` (peak ``VmHWM``; ``VmRSS`` over the run), the scan folders left, and whether
-the server removed its temp folder on SIGTERM.
+``/proc/PID/status`` (peak ``VmHWM``; ``VmRSS`` before, during and after the run), the scan folders
+left, and whether the server removed its temp folder on SIGTERM.
+
+Memory before, during and after: the *baseline* is the server's resident memory once it has
+served one warm-up client (one good upload; the client then leaves), so that what is loaded once
+(libraries, the first request's caches) is not counted as kept; *after* is its resident memory
+once every client has left (each closes its session, as a browser tab closing does) and the server
+has freed their scans, waited for up to ``settle_s``. A server that keeps sessions' scans ends far
+above its baseline.
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ __all__ = ["main", "run_load"]
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "load_web.json"
 _MB = 2**20
+#: After the clients leave, the server's resident memory must come back within this of its baseline.
+RETURN_MARGIN_MB = 200
 
 
 @dataclass
@@ -157,12 +166,13 @@ class Server:
     tmp_root: Path | None = None
     loopback_only: bool = False
     log: list[str] = field(default_factory=list)
+    drain: threading.Thread | None = None
 
 
 def _launch(model: Path, max_upload_mb: float) -> Server:
     """Start ``gliomaseg serve`` (it boots while the caller prepares; see :func:`_wait_ready`)."""
     port = _free_port()
-    cmd = [sys.executable, "-m", "gliomaseg.cli", "serve", str(model), "--port", str(port)]
+    cmd = [sys.executable, "-m", "gliomaseg.cli", "serve", "--model", str(model), "--port", str(port)]
     cmd += ["--max-upload-mb", str(max_upload_mb)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return Server(proc, f"http://127.0.0.1:{port}/")
@@ -177,7 +187,11 @@ def _wait_ready(server: Server, wait_s: float) -> None:
     server.tmp_root = Path(started.group(1))
     server.loopback_only = "loopback only" in first  # the default bind address
     # Drained all along: a full pipe would stall the server.
-    threading.Thread(target=lambda: server.log.extend(iter(server.proc.stdout.readline, "")), daemon=True).start()
+    server.drain = threading.Thread(
+        target=lambda: server.log.extend(iter(server.proc.stdout.readline, "")),  # type: ignore[union-attr]
+        daemon=True,
+    )
+    server.drain.start()
     deadline = time.monotonic() + wait_s
     while True:
         try:
@@ -207,9 +221,18 @@ def _check(upload: Upload, answer: tuple[Any, ...] | None, failure: str) -> str 
 
 
 def _client(url: str, schedule: list[Upload], deadline: float, folder: Path, records: list[dict[str, Any]]) -> None:
-    from gradio_client import Client, handle_file
+    from gradio_client import Client
 
     client = Client(url, verbose=False, download_files=str(folder))
+    try:
+        _send(client, schedule, deadline, records)
+    finally:
+        client.close()  # the session ends, as when a browser tab closes: the server frees its scan
+
+
+def _send(client: Any, schedule: list[Upload], deadline: float, records: list[dict[str, Any]]) -> None:
+    from gradio_client import handle_file
+
     for upload in schedule:
         if time.monotonic() > deadline:
             break
@@ -251,6 +274,54 @@ def _rss_by_progress(samples: list[tuple[int, int]], total: int) -> dict[str, fl
     return out
 
 
+def _rss_mb(server: Server) -> float:
+    return round(_memory_kb(server.proc.pid)["VmRSS"] / 1024, 1)
+
+
+def _settle(server: Server, target_mb: float, settle_s: float) -> tuple[float, float]:
+    """Wait until the server has released every session's scan (no scan folder left: the clients are
+    gone) and its resident memory is at most ``target_mb``, or ``settle_s`` passed.
+
+    Returns:
+        ``(rss_mb, seconds waited)``.
+    """
+    t0 = time.monotonic()
+    work = server.tmp_root / "work" if server.tmp_root is not None else None
+    while True:
+        rss = _rss_mb(server)
+        released = work is None or not work.is_dir() or not any(work.iterdir())
+        if (released and rss <= target_mb) or time.monotonic() - t0 > settle_s:
+            return rss, round(time.monotonic() - t0, 1)
+        time.sleep(0.5)
+
+
+def _large_volume(path: Path, shape: tuple[int, int, int]) -> Path:
+    """A uint8 NIfTI volume of blocks: tens of MB held per session, about 100 KB as .nii.gz."""
+    import nibabel as nib
+
+    x, y, z = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    data = ((x // 16 + y // 16 + z // 4) % 8 * 32).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(data, np.diag([0.9, 0.9, 3.0, 1.0])), path)
+    return path
+
+
+def _leaving_sessions(server: Server, volume: Path, n: int, folder: Path) -> list[dict[str, Any]]:
+    """``n`` sessions in turn, each uploading ``volume`` and leaving: what a server keeps per session adds up."""
+    records: list[dict[str, Any]] = []
+    upload = Upload("large", [volume])
+    for i in range(n):
+        _client(server.url, [upload], time.monotonic() + 300, folder / f"session{i}", records)
+    # Its masks are not compared with predict's (the main run does that): only a failed upload counts.
+    return [r for r in records if (r["problem"] or "").startswith("a good upload failed")]
+
+
+def _warm_up(server: Server, uploads: list[Upload], folder: Path, settle_s: float) -> None:
+    """One client, one good upload, then it leaves: what the first request loads stays out of the baseline."""
+    _client(server.url, [next(u for u in uploads if u.good)], time.monotonic() + 120, folder, [])
+    time.sleep(min(settle_s, 20.0))  # the server learns of the closed session from its heartbeat stream
+
+
 def _summary(records: list[dict[str, Any]], wall: float, clients: int, requests: int) -> dict[str, Any]:
     seconds = np.array([r["seconds"] for r in records]) if records else np.zeros(1)
     errors = [r for r in records if r["problem"]]
@@ -289,6 +360,9 @@ def _stop(server: Server, report: dict[str, Any]) -> None:
     except subprocess.TimeoutExpired:
         server.proc.kill()
         server.proc.wait()
+    if server.drain is not None:
+        server.drain.join(timeout=10)  # the server's last lines (what it said on stopping)
+    report["server"]["exit_code"] = server.proc.returncode
     report["server"]["temp_folder_removed"] = server.tmp_root is not None and not server.tmp_root.exists()
     report["server"]["loopback_only"] = server.loopback_only
     report["server"]["log_tail"] = [line.rstrip() for line in server.log[-20:]]
@@ -305,6 +379,9 @@ def run_load(
     max_upload_mb: float = 1.0,
     timeout_s: float = 600.0,
     seed: int = 0,
+    settle_s: float = 60.0,
+    leaving_sessions: int = 0,
+    leaving_shape: tuple[int, int, int] = (256, 256, 128),
 ) -> dict[str, Any]:
     """Run the load test (see the module docstring) and return its report.
 
@@ -318,6 +395,12 @@ def run_load(
         max_upload_mb: the server's upload limit.
         timeout_s: stop sending after this many seconds.
         seed: the order of the uploads.
+        settle_s: how long to wait, after the clients left, for the server's memory to come back
+            within :data:`RETURN_MARGIN_MB` of its baseline.
+        leaving_sessions: after the clients, this many sessions in turn each upload a large volume
+            (``leaving_shape``, uint8) and leave: a server that keeps a session's scan after it ends
+            grows by tens of MB with each.
+        leaving_shape: ``X x Y x Z`` of that volume.
 
     Returns:
         The report (see the module docstring).
@@ -335,7 +418,9 @@ def run_load(
             uploads = _uploads(folder / "uploads", size, max_upload_mb)
             _expected(model, uploads, folder / "predict")  # while the server boots
             _wait_ready(server, wait_s=120)
-            report["server"]["rss_after_start_mb"] = round(_memory_kb(server.proc.pid)["VmRSS"] / 1024, 1)
+            report["server"]["rss_after_start_mb"] = _rss_mb(server)
+            _warm_up(server, uploads, folder / "warm-up", settle_s)
+            baseline = report["server"]["rss_baseline_mb"] = _rss_mb(server)
             records: list[dict[str, Any]] = []
             deadline = time.monotonic() + timeout_s
             schedules = _schedules(uploads, clients, requests, bad_share, seed)
@@ -353,7 +438,18 @@ def run_load(
                 thread.join()
             sampler.join()
             report.update(_summary(records, time.perf_counter() - t0, clients, requests))
+            report["server"]["rss_during_max_mb"] = round(max(kb for _, kb in samples) / 1024, 1)
             report["server"]["rss_by_progress_mb"] = _rss_by_progress(samples, len(records))
+            if leaving_sessions:
+                volume = _large_volume(folder / "large" / "large.nii.gz", leaving_shape)
+                failed = _leaving_sessions(server, volume, leaving_sessions, folder / "leaving")
+                report["server"]["leaving_sessions"] = {"sessions": leaving_sessions, "shape": list(leaving_shape)}
+                report["errors"] += len(failed)
+                report["error_examples"] += [f"large: {r['problem']}" for r in failed[:2]]
+                report["server"]["rss_after_leaving_sessions_mb"] = _rss_mb(server)
+            after, waited = _settle(server, baseline + RETURN_MARGIN_MB, settle_s)
+            report["server"].update(rss_after_clients_left_mb=after, seconds_to_return=waited)
+            report["server"]["rss_returned"] = after <= baseline + RETURN_MARGIN_MB
             step = max(1, len(samples) // 40)
             report["server"]["rss_trace"] = [[done, round(kb / 1024)] for done, kb in samples[::step]]
         finally:
@@ -362,7 +458,7 @@ def run_load(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns 1 when any answer was wrong."""
+    """Command-line entry point; returns 1 when any answer was wrong or the memory did not come back."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=50, help="uploads per client")
@@ -371,6 +467,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-upload-mb", type=float, default=1.0)
     parser.add_argument("--timeout-s", type=float, default=600.0)
     parser.add_argument("--quick", action="store_true", help="2 clients x 5 requests on a tiny network")
+    parser.add_argument(
+        "--leaving-sessions", type=int, default=4, help="then this many sessions in turn upload a big volume and leave"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     tiny = {"clients": 2, "requests": 5, "features": 4, "size": 32} if args.quick else {}
@@ -381,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         bad_share=args.bad_share,
         max_upload_mb=args.max_upload_mb,
         timeout_s=args.timeout_s,
+        leaving_sessions=args.leaving_sessions,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
@@ -388,10 +488,12 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{report['requests']} requests ({report['good']} good, {report['bad']} bad) from {settings['clients']} "
         f"clients in {report['wall_s']} s: {report['errors']} errors; latency p50 {lat['p50']} s, p95 {lat['p95']} s, "
-        f"max {lat['max']} s; server peak RSS {srv['peak_rss_mb']} MB (after start {srv['rss_after_start_mb']} MB, "
-        f"end {srv['rss_end_mb']} MB); temp folder removed: {srv['temp_folder_removed']}; report {args.out}"
+        f"max {lat['max']} s; server RSS {srv['rss_after_start_mb']} MB after start, baseline "
+        f"{srv['rss_baseline_mb']} MB, during up to {srv['rss_during_max_mb']} MB, after the clients left "
+        f"{srv['rss_after_clients_left_mb']} MB (in {srv['seconds_to_return']} s), peak {srv['peak_rss_mb']} MB; "
+        f"temp folder removed: {srv['temp_folder_removed']}; report {args.out}"
     )
-    return 1 if report["errors"] else 0
+    return 1 if report["errors"] or not report["server"]["rss_returned"] else 0
 
 
 if __name__ == "__main__":

@@ -63,7 +63,8 @@ def _stages(seg: Segmenter, nifti: Path, out: Path, repeats: int) -> dict[str, f
     options = OutputOptions()
     return _round_robin(
         {
-            "read_and_scale": lambda: read_case(case),
+            # the file itself each time: read_case keeps the scan it read on case.image
+            "read_and_scale": lambda: (setattr(case, "image", None), read_case(case)),
             "network": lambda: seg.predict_proba(case.volume),  # type: ignore[arg-type]
             "postprocess": lambda: postprocess_volume(probs, seg.postprocess),
             "write_mask_overview_tables": lambda: write_case(case, mask, options=options, overwrite=True),

@@ -35,7 +35,7 @@ def _shape(preset: str | None, flags: dict[str, Any]) -> dict[str, Any]:
     from gliomaseg.training.config import resolve_config
 
     cfg = resolve_config(flags, preset=preset)
-    return {"model": cfg.model, "features": cfg.features, "size": cfg.size, "batch": cfg.batch_size, "loss": cfg.loss}
+    return {"model": cfg.arch, "features": cfg.features, "size": cfg.size, "batch": cfg.batch_size, "loss": cfg.loss}
 
 
 def _device_sync(device: torch.device) -> None:

@@ -40,7 +40,7 @@ def _lightning_like(path: Path) -> None:
     [
         (_hostile, r"m\.pt is not a gliomaseg model file .*: it holds a Python object \(posix\.system\)"),
         (_garbage, r"m\.pt is not a gliomaseg model file .*damaged or not a PyTorch file"),
-        (_lightning_like, r"m\.pt is not a gliomaseg model file \(expected format .*--resume only"),
+        (_lightning_like, r"m\.pt is not a gliomaseg model file \(expected format .*--resume-from only"),
     ],
     ids=["runs-code", "garbage", "lightning-ckpt"],
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import graphlib
 import importlib
 import importlib.metadata
 import json
@@ -14,7 +15,16 @@ import pytest
 
 import gliomaseg
 
-PACKAGES = ["gliomaseg", "gliomaseg.data", "gliomaseg.training", "gliomaseg.evaluation", "gliomaseg.inference"]
+PACKAGES = [
+    "gliomaseg",
+    "gliomaseg.data",
+    "gliomaseg.training",
+    "gliomaseg.evaluation",
+    "gliomaseg.inference",
+    "gliomaseg.exploration",
+    "gliomaseg.study",
+    "gliomaseg.radiogenomics",
+]
 SRC = Path(gliomaseg.__file__).resolve().parent
 
 # The training stack an ONNX-only deployment must not need.
@@ -96,8 +106,8 @@ def test_type_checking_block_mirrors_the_lazy_exports(package: str) -> None:
 
 # ------------------------------------------------------------------------------ downward-only imports
 #: The layers, lowest first: a module may import its own layer and those below, never above.
-#: data <- training <- evaluation (metrics, figures, html, plan) <- inference <- evaluate()
-#: <- study/web <- cli. A module takes the layer of its longest listed prefix.
+#: data <- training <- evaluation (metrics, figures, html, markdown, plan) <- inference <- evaluate()
+#: <- exploration/study/web <- radiogenomics <- cli. A module takes the layer of its longest listed prefix.
 LAYERS = {
     "gliomaseg": 0,  # the package itself only: __version__ and lazy re-exports
     "gliomaseg._lazy": 0,
@@ -113,10 +123,13 @@ LAYERS = {
     "gliomaseg.evaluation": 4,
     "gliomaseg.inference": 5,
     "gliomaseg.evaluation.evaluator": 6,
+    "gliomaseg.exploration": 7,
     "gliomaseg.study": 7,
     "gliomaseg.web": 7,
-    "gliomaseg.cli": 8,
-    "gliomaseg.__main__": 8,
+    # Radiogenomics measures the out-of-fold masks of a study (gliomaseg.study.masks), never the reverse.
+    "gliomaseg.radiogenomics": 8,
+    "gliomaseg.cli": 9,
+    "gliomaseg.__main__": 9,
 }
 
 #: Upward imports allowed inside a function only (importer, imported).
@@ -153,17 +166,23 @@ def _resolve(base: str, name: str) -> str:
 
 
 def _imports(module: str) -> list[tuple[str, bool]]:
-    """``(imported gliomaseg module, inside a function)`` for every import statement of ``module``.
+    """``(imported gliomaseg module, inside a function)`` for every import statement of ``module``."""
+    path = MODULES[module]
+    return _imports_in(module, path.read_text(), is_package=path.name == "__init__.py")
+
+
+def _imports_in(module: str, source: str, *, is_package: bool = False) -> list[tuple[str, bool]]:
+    """``(imported gliomaseg module, inside a function)`` for every import statement of ``source``.
 
     Package ``__init__`` files skip their ``if TYPE_CHECKING:`` block: it mirrors the lazy exports
-    (checked above) and runs only under a type checker.
+    (checked above) and runs only under a type checker. Other modules keep theirs: an annotation
+    import is still a dependency, and a circle through one is a circle in the design.
     """
-    path = MODULES[module]
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    package = module if is_package else module.rpartition(".")[0]
     found: list[tuple[str, bool]] = []
 
     def visit(node: ast.AST, in_function: bool) -> None:
-        if path.name == "__init__.py" and _is_type_checking_block(node):
+        if is_package and _is_type_checking_block(node):
             return
         if isinstance(node, ast.Import):
             found.extend((alias.name, in_function) for alias in node.names)
@@ -177,7 +196,7 @@ def _imports(module: str) -> list[tuple[str, bool]]:
         for child in ast.iter_child_nodes(node):
             visit(child, inner)
 
-    visit(ast.parse(path.read_text()), False)
+    visit(ast.parse(source), False)
     return [(name, lazy) for name, lazy in found if name == "gliomaseg" or name.startswith("gliomaseg.")]
 
 
@@ -194,3 +213,62 @@ def test_modules_import_downward_only() -> None:
             if _layer(imported) > _layer(module) and not (lazy and (module, imported) in LAZY_EXCEPTIONS):
                 upward.append(f"{module} (layer {_layer(module)}) imports {imported} (layer {_layer(imported)})")
     assert upward == []
+
+
+# ------------------------------------------------------------------------------------ no import circles
+def _import_graph(imports: dict[str, list[tuple[str, bool]]]) -> dict[str, set[str]]:
+    """Module -> the gliomaseg modules it imports, at the top or inside a function (both are edges)."""
+    return {module: {name for name, _ in found if name != module} for module, found in imports.items()}
+
+
+def _circle(graph: dict[str, set[str]]) -> list[str]:
+    """One import circle of ``graph`` (``[a, b, ..., a]``), or ``[]`` when it has none."""
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as error:
+        return list(error.args[1])
+    return []
+
+
+GRAPH = _import_graph({module: _imports(module) for module in MODULES})
+
+#: The import statements of the three exploration modules before issue 22, verbatim: the report a
+#: function-level import, the figures a top-level one, the result type an annotation-only one.
+_OLD_EXPLORE = {
+    "gliomaseg.study.explore": "def explore_dataset():\n"
+    "    from gliomaseg.study.explore_figures import draw_figures\n"
+    "    from gliomaseg.study.explore_report import data_csv_table, write_reports\n",
+    "gliomaseg.study.explore_figures": "from gliomaseg.study.explore import CHANNELS, head_mask, read_volume_rows\n"
+    "from gliomaseg.study.explore_report import data_csv_columns, is_categorical\n",
+    "gliomaseg.study.explore_report": "if TYPE_CHECKING:\n    from gliomaseg.study.explore import ExploreResult\n",
+}
+
+
+def test_no_module_imports_one_that_imports_it_back() -> None:
+    circle = _circle(GRAPH)
+    assert circle == [], "import circle: " + " -> ".join(circle) + " (move what both need into a module below them)"
+
+
+def test_the_circle_check_catches_the_old_exploration_circle() -> None:
+    old = _import_graph({module: _imports_in(module, source) for module, source in _OLD_EXPLORE.items()})
+    circle = _circle(old)
+    assert circle[0] == circle[-1] and {"gliomaseg.study.explore", "gliomaseg.study.explore_figures"} <= set(circle)
+    # Function-level and annotation-only imports are edges too: without the figures' top-level import of
+    # explore, or without explore's import of the figures, a circle remains.
+    assert _circle({**old, "gliomaseg.study.explore_figures": {"gliomaseg.study.explore_report"}})
+    assert _circle({**old, "gliomaseg.study.explore": {"gliomaseg.study.explore_report"}})
+
+
+def test_exploration_modules_share_only_the_scan_module() -> None:
+    """The split that removed the circle: figures and report build on ``scan``, only ``explore`` on them."""
+    package = {m: GRAPH[m] & set(MODULES) for m in MODULES if m.startswith("gliomaseg.exploration.")}
+    inside = {
+        m: {i.rpartition(".")[2] for i in found if i.startswith("gliomaseg.exploration.")}
+        for m, found in package.items()
+    }
+    assert inside == {
+        "gliomaseg.exploration.explore": {"figures", "report", "scan"},
+        "gliomaseg.exploration.figures": {"scan"},
+        "gliomaseg.exploration.report": {"scan"},
+        "gliomaseg.exploration.scan": set(),
+    }

@@ -7,6 +7,9 @@ tensors, saved with :func:`torch.save` and read with ``torch.load(weights_only=T
 - ``model``: ``{"name": ..., "kwargs": {...}}`` for :func:`gliomaseg.training.models.create_model`
 - ``preprocess``: :class:`gliomaseg.data.normalise.PreprocessConfig` as a dict (size, normalisation)
 - ``postprocess``: threshold and post-processing settings
+- ``orientation``: nibabel axis codes of the training slices' (row, column, slice) indices, e.g.
+  ``["P", "L", "S"]`` (kaggle_3m's); files without it are kaggle_3m models (see
+  :func:`gliomaseg.inference.orientation.model_orientation`)
 - ``split_id``: hash of ``splits.json`` and the fold the model was selected on
 - ``epoch``, ``metrics``: the validation metrics when it was saved
 - ``config``: the resolved training configuration
@@ -116,7 +119,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise GliomasegError(
             f"{path} is not a gliomaseg model file (expected format {FORMAT!r}); use best.pt or last.pt of a run "
-            "folder (Lightning .ckpt files are for train --resume only)"
+            "folder (Lightning .ckpt files are for train --resume-from only)"
         )
     missing = [k for k in _REQUIRED if k not in payload]
     if missing:
@@ -176,7 +179,7 @@ def save_half_precision(path: str | Path, out: str | Path, *, overwrite: bool = 
 
     out = Path(out)
     if out.exists() and not overwrite:
-        raise OutputExistsError(f"{out} exists; pass --overwrite (overwrite=True) to replace it")
+        raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
     payload = load_checkpoint(path)
     state = {k: v.half() if v.is_floating_point() else v.clone() for k, v in payload["state_dict"].items()}
     broken = _non_finite(state)

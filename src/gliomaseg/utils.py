@@ -27,6 +27,7 @@ __all__ = [
     "atomic_write",
     "atomic_write_text",
     "exit_with_parent",
+    "non_regular_kind",
     "owner_tag",
     "remove_abandoned",
 ]
@@ -40,6 +41,25 @@ _S = TypeVar("_S", bound="SettingsMixin")
 _HOST = format(zlib.crc32(socket.gethostname().encode()), "08x")
 _TAG = re.compile(r"p(\d+)h([0-9a-f]{8})")
 _CLEANED: set[Path] = set()
+
+
+def non_regular_kind(path: str | Path) -> str | None:
+    """What a path that exists but is neither a regular file nor a folder is (``a FIFO (named pipe)``,
+    ``a socket``, ``a character device``, ``a block device``), else None. Reading a FIFO would wait
+    forever for a writer, so such a path is named for what it is instead of being opened."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    kinds = [
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ]
+    return next((name for test, name in kinds if test(mode)), None)
 
 
 def owner_tag() -> str:

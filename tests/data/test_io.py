@@ -36,7 +36,7 @@ def test_jpeg_image_reads_as_three_channels(tmp_path: Path) -> None:
 
 def test_write_refuses_existing_file_unless_overwrite(tmp_path: Path) -> None:
     path = write_image(tmp_path / "a.png", _rgb())
-    with pytest.raises(FileExistsError, match="overwrite=True"):
+    with pytest.raises(FileExistsError, match="--overwrite"):
         write_image(path, _rgb())
     write_image(path, np.zeros((6, 5, 3), np.uint8), overwrite=True)
     assert read_image(path).max() == 0

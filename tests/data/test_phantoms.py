@@ -103,7 +103,7 @@ def test_refuses_non_empty_folder_and_overwrite_replaces(tmp_path: Path) -> None
     out = tmp_path / "ph"
     synthesise_dataset(out, 4, slices=(2, 2), size=32)
     (out / "my_notes.txt").write_text("keep me")
-    with pytest.raises(ValueError, match=r"ph is not empty.*overwrite=True"):
+    with pytest.raises(ValueError, match=r"ph is not empty.*--overwrite"):
         synthesise_dataset(out, 2, slices=(2, 2), size=32)
     synthesise_dataset(out, 2, slices=(2, 2), size=32, overwrite=True)
     assert len([p for p in out.iterdir() if p.is_dir()]) == 2

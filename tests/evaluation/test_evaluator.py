@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from gliomaseg.checkpoint import BEST_ON_VALIDATION, LAST_EPOCH
 from gliomaseg.data.index import index_dataset
 from gliomaseg.data.index_table import save_index
 from gliomaseg.data.io import read_image, read_mask
@@ -60,7 +62,7 @@ def run(workspace, make_model):
     (run_dir / "logs" / "csv").mkdir(parents=True)
     log.to_csv(run_dir / "logs" / "csv" / "metrics.csv", index=False)
     chosen = workspace["table"]["patient"].iloc[0]
-    out = evaluate(ckpt, split="all", patients=[chosen], progress=False, n_boot=200).out
+    out = evaluate(ckpt, split="all", out=run_dir / "eval_all", patients=[chosen], progress=False, n_boot=200).out
     return {"ckpt": ckpt, "out": out, "chosen": workspace["table"]["patient_id"].iloc[0]}
 
 
@@ -110,7 +112,8 @@ def test_outputs_exist_and_are_consistent(run, workspace):
     assert summary["postprocess"] == PostprocessConfig().to_dict()
     assert summary["split"]["name"] == "all"
     assert summary["split"]["matches_checkpoint"] is True
-    assert any("'all'" in w for w in summary["warnings"])
+    # the run's splits file is at hand: its train (and validation) patients are named as seen
+    assert any("evaluated patients were used to train the model" in w for w in summary["warnings"])
     assert summary["patients"][0]["patient_id"] == per_patient["patient_id"].iloc[0]
 
 
@@ -154,7 +157,7 @@ def test_metrics_match_segmenter_output(run, workspace):
 
 def test_metrics_at_native_resolution_when_the_model_size_differs(workspace, make_model, tmp_path):
     ckpt = make_model(tmp_path / "small.pt", size=32)
-    out = evaluate(ckpt, split="test", figures=False, progress=False, n_boot=50).out
+    out = evaluate(ckpt, split="test", out=tmp_path / "ev", figures=False, progress=False, n_boot=50).out
     per_slice = pd.read_csv(out / "per_slice.csv")
     per_patient = pd.read_csv(out / "per_patient.csv")
     summary = _strict_json(out / "summary.json")
@@ -240,13 +243,61 @@ def test_split_mismatch_and_training_patients_are_flagged(run, workspace, tmp_pa
     assert "split mismatch" in (out / "report.html").read_text()
 
 
+def test_default_out_is_in_the_current_folder_not_beside_the_model(run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = evaluate(run["ckpt"], split="test", figures=False, progress=False, n_boot=50).out
+    assert out == Path("eval_test") and (tmp_path / "eval_test" / "summary.json").is_file()
+    assert not (run["ckpt"].parent / "eval_test").exists()
+
+
+def _seen_model(model_file, tmp_path, workspace, **meta):
+    """A model file that records (or not) the patients it was trained and selected on, without a run folder."""
+    return model_file(tmp_path / "m.pt", size=SIZE, split_id="0123456789ab:fold0", **meta)
+
+
+@pytest.mark.parametrize(
+    ("meta", "expected"),
+    [
+        # trained on the first patient, epoch chosen on the second: both named
+        (
+            {"train_patients": [0], "val_patients": [1], "selection": BEST_ON_VALIDATION},
+            ["1 of the 6 evaluated patients were used to train", "1 of the 6 evaluated patients selected"],
+        ),
+        # the last epoch was kept: the validation patients selected nothing
+        (
+            {"train_patients": [0, 2], "val_patients": [1], "selection": LAST_EPOCH},
+            ["2 of the 6 evaluated patients were used to train"],
+        ),
+        # patients the model never saw: nothing to warn about (it used to claim they were trained on)
+        ({"train_patients": ["TCGA_ZZ_9999_20000101"], "val_patients": []}, []),
+        # an older file without the record and without its splits file: no claim either way
+        ({}, ["does not record its training patients"]),
+    ],
+    ids=["trained-and-selected", "trained-last-epoch", "unseen", "unknown"],
+)
+def test_only_patients_the_model_has_seen_are_flagged(model_file, workspace, tmp_path, meta, expected):
+    ids = sorted(workspace["table"]["patient_id"].unique())
+    named = {k: [ids[i] if isinstance(i, int) else i for i in v] for k, v in meta.items() if k.endswith("_patients")}
+    meta = {**meta, **named}
+    ckpt = _seen_model(model_file, tmp_path, workspace, **meta)
+    summary = evaluate(
+        ckpt, split="all", data=workspace["data"], out=tmp_path / "ev", figures=False, progress=False, n_boot=50
+    ).summary
+    assert len(summary["warnings"]) == len(expected), summary["warnings"]
+    for warning, text in zip(summary["warnings"], expected):
+        assert text in warning
+    assert not any("includes the patients the model was trained" in w for w in summary["warnings"])
+
+
 def test_index_from_data_when_the_run_has_none(workspace, make_model, tmp_path):
     ckpt = make_model(tmp_path / "m.pt", workdir=False)
     with pytest.raises(ValueError, match="--data"):
-        evaluate(ckpt, split="all", figures=False, progress=False)
+        evaluate(ckpt, split="all", out=tmp_path / "ev", figures=False, progress=False)
     with pytest.raises(ValueError, match="splits"):
-        evaluate(ckpt, split="test", data=workspace["data"], figures=False, progress=False)
-    out = evaluate(ckpt, split="all", data=workspace["data"], figures=False, progress=False, n_boot=50).out
+        evaluate(ckpt, split="test", data=workspace["data"], out=tmp_path / "ev", figures=False, progress=False)
+    out = evaluate(
+        ckpt, split="all", data=workspace["data"], out=tmp_path / "ev", figures=False, progress=False, n_boot=50
+    ).out
     summary = _strict_json(out / "summary.json")
     assert summary["n_patients"] == N_PATIENTS
     assert summary["split"]["split_id"] is None
@@ -278,7 +329,7 @@ def test_cli_evaluate_overrides_single_postprocess_settings(run, tmp_path, capsy
     from gliomaseg.cli import main
 
     out = tmp_path / "cli"
-    argv = ["evaluate", str(run["ckpt"]), "--split", "all", "--out", str(out), "--no-figures"]
+    argv = ["evaluate", "--model", str(run["ckpt"]), "--split", "all", "--out", str(out), "--no-figures"]
     assert main([*argv, "--threshold", "0.7", "--largest-component"]) == 0
     printed = capsys.readouterr().out
     assert "per-patient Dice: mean" in printed and "95% CI" in printed
@@ -310,3 +361,15 @@ def test_predict_on_a_patient_folder_gives_the_masks_evaluate_scored(run, worksp
     scored = binary_metrics(masks.astype(bool), truth.astype(bool))
     for key in ("tp", "fp", "fn", "tn"):
         assert per_patient.loc[pid, key] == scored[key], key
+
+
+def test_cli_evaluate_takes_an_onnx_model_and_changes_its_stored_postprocessing(run, workspace, tmp_path, capsys):
+    from gliomaseg.cli import main
+    from gliomaseg.inference.export import export_onnx
+
+    onnx = export_onnx(run["ckpt"], tmp_path / "m.onnx").path
+    argv = ["evaluate", "--model", str(onnx), "--data", str(workspace["data"]), "--split", "all"]
+    assert main([*argv, "--out", str(tmp_path / "ev"), "--no-figures", "--threshold", "0.7"]) == 0, capsys.readouterr()
+    summary = _strict_json(tmp_path / "ev" / "summary.json")
+    assert summary["checkpoint"]["backend"] != "pytorch" and summary["postprocess"]["threshold"] == 0.7
+    assert summary["postprocess"]["largest_component"] is False  # the rest as stored

@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from gliomaseg.inference.volume import Volume
+from gliomaseg.inference.writers import DICOM_DATASETS
 
 __all__ = ["dicom_volume", "mr_series", "read_back", "save_series"]
 
@@ -109,7 +110,7 @@ def dicom_volume(datasets: Sequence[Dataset], source: Path = Path("series")) -> 
     affine[:3, 3] = origin
     affine[:3] = _LPS_TO_RAS @ affine[:3]
     array = np.stack([ds.pixel_array.T for ds in datasets], axis=-1)[..., None]
-    return Volume(array, affine, source, "dicom", extra={"dicom_datasets": list(datasets)})
+    return Volume(array, affine, source, "dicom", extra={DICOM_DATASETS: list(datasets)})
 
 
 def read_back(paths: Sequence[Path]) -> list[Dataset]:

@@ -95,7 +95,7 @@ def test_cli_predict_and_evaluate_take_several_models(members, phantoms, tmp_pat
     argv = ["predict", *models, str(patient), "--out", str(tmp_path / "p"), "--no-overlays"]
     assert main(argv) == 0
     assert (tmp_path / "p" / "cases.csv").is_file()
-    argv = ["evaluate", *map(str, members), "--data", str(phantoms), "--split", "all", "--no-figures"]
+    argv = ["evaluate", *models, "--data", str(phantoms), "--split", "all", "--no-figures"]
     assert main([*argv, "--out", str(tmp_path / "ev")]) == 0
     assert "ensemble of 2" in capsys.readouterr().out
     assert len(json.loads((tmp_path / "ev" / "summary.json").read_text())["ensemble"]["members"]) == 2

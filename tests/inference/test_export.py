@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import nibabel as nib
@@ -32,8 +33,9 @@ META = {
 @pytest.fixture(scope="module")
 def exported(model_file, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, float]:
     # Non-trivial BatchNorm statistics, so eval-mode folding is really exercised.
-    ckpt = model_file(tmp_path_factory.mktemp("export") / "best.pt", randomise_bn=True, **META)
-    result = export_onnx(ckpt)
+    folder = tmp_path_factory.mktemp("export")
+    ckpt = model_file(folder / "best.pt", randomise_bn=True, **META)
+    result = export_onnx(ckpt, folder / "best.onnx")
     return ckpt, result.path, result.max_abs_diff
 
 
@@ -104,10 +106,23 @@ def test_predict_on_onnx_equals_checkpoint(exported: tuple[Path, Path, float], t
 def test_cli_export(exported: tuple[Path, Path, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     ckpt, _, _ = exported
     target = tmp_path / "m.onnx"
-    assert main(["export", str(ckpt), "--format", "onnx", "--out", str(target), "--opset", "17"]) == 0
+    assert main(["export", "--model", str(ckpt), "--format", "onnx", "--out", str(target), "--opset", "17"]) == 0
     assert "max abs diff" in capsys.readouterr().out and target.is_file()
-    assert main(["export", str(ckpt), "--out", str(target)]) == 2
-    assert main(["export", str(ckpt), "--out", str(target), "--overwrite"]) == 0
+    assert main(["export", "--model", str(ckpt), "--out", str(target)]) == 2
+    assert main(["export", "--model", str(ckpt), "--out", str(target), "--overwrite"]) == 0
+
+
+def test_cli_export_writes_here_by_default_and_prints_one_clean_line(
+    exported: tuple[Path, Path, float], tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture[str], caplog
+):
+    ckpt, _, _ = exported
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.INFO):
+        assert main(["export", "--model", str(ckpt)]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "best.onnx").is_file()  # the current folder, not beside the model file
+    assert out.count("\n") == 1 and out.startswith("wrote best.onnx (opset 17)") and "[" not in out, out
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO], "the line was logged too"
 
 
 def test_fp16_model_file_is_half_the_size_and_predicts_alike(model_file, tmp_path):
@@ -125,5 +140,5 @@ def test_fp16_model_file_is_half_the_size_and_predicts_alike(model_file, tmp_pat
     a = Segmenter.from_checkpoint(full, bf16=False).predict_proba(volume)
     b = Segmenter.from_checkpoint(half, bf16=False).predict_proba(volume)
     assert np.abs(a - b).max() < 1e-2
-    assert main(["export", str(full), "--format", "fp16", "--out", str(tmp_path / "cli.pt")]) == 0
-    assert main(["export", str(full), "--format", "fp16", "--out", str(tmp_path / "cli.pt")]) == 2  # exists
+    assert main(["export", "--model", str(full), "--format", "fp16", "--out", str(tmp_path / "cli.pt")]) == 0
+    assert main(["export", "--model", str(full), "--format", "fp16", "--out", str(tmp_path / "cli.pt")]) == 2  # exists

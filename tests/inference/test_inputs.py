@@ -69,16 +69,20 @@ def _slice_folder(tmp_path: Path, phantoms: Path) -> tuple[Path, np.ndarray]:
     return tmp_path, np.stack(slices)
 
 
+#: An affine whose axes point as kaggle_3m's rows, columns and slices do (posterior, left, superior).
+MODEL_FRAME = np.array([[0.0, -1, 0, 0], [-1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+
+
 def _nifti(tmp_path: Path, phantoms: Path) -> tuple[Path, np.ndarray]:
     data = np.random.default_rng(2).integers(0, 256, (40, 36, 3, 3), dtype=np.uint8)  # H x W x S x 3
-    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "v.nii.gz")
+    nib.save(nib.Nifti1Image(data, MODEL_FRAME), tmp_path / "v.nii.gz")
     return tmp_path / "v.nii.gz", data.transpose(2, 0, 1, 3)
 
 
 @pytest.mark.parametrize("make", [_patient_folder, _slice_folder, _nifti])
 def test_read_volume_of_each_kind(tmp_path: Path, phantoms: Path, make):
     path, expected = make(tmp_path, phantoms)
-    volume = read_volume(path)
+    volume = read_volume(path, field_of_view=False)  # the window applies to NIfTI and DICOM only
     assert volume.dtype == np.uint8
     np.testing.assert_array_equal(volume, expected)  # slices in natural order: 2 before 10
 
@@ -89,8 +93,8 @@ def test_read_volume_refuses_a_folder_of_several_volumes(phantoms: Path):
 
 
 # ------------------------------------------------------------------------------------ bad NIfTI
-def _nifti_file(path: Path, data: np.ndarray) -> Path:
-    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
+def _nifti_file(path: Path, data: np.ndarray, affine: np.ndarray | None = MODEL_FRAME) -> Path:
+    nib.save(nib.Nifti1Image(data, affine), path)  # affine None: a header without orientation
     return path
 
 
@@ -105,7 +109,10 @@ def _with_values(*values: float) -> np.ndarray:
     [
         (_with_values(np.nan, np.nan), r"v\.nii\.gz: 2 NaN and 0 infinite voxel\(s\).*replace them"),
         (_with_values(np.inf, -np.inf, np.nan), r"v\.nii\.gz: 1 NaN and 2 infinite voxel\(s\)"),
-        (np.zeros((40, 12, 40), np.float32), r"v\.nii\.gz: slices of 40 x 12 voxels are too small .*move them there"),
+        (
+            np.zeros((40, 12, 40), np.float32),
+            r"v\.nii\.gz: slices of 40 x 12 voxels in the model's orientation are too",
+        ),
     ],
     ids=["nan", "inf", "tiny-in-plane"],
 )
@@ -122,7 +129,8 @@ def test_bad_nifti_is_refused_naming_the_file(tmp_path: Path, data: np.ndarray, 
 def test_transposed_looking_nifti_is_warned_about(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, shape: tuple[int, int, int], warned: bool
 ):
-    volume = read_volume(_nifti_file(tmp_path / "v.nii.gz", np.ones(shape, np.uint8)))
+    # Only a header without orientation is read as stored (else the affine turns it: nothing to warn about).
+    volume = read_volume(_nifti_file(tmp_path / "v.nii.gz", np.ones(shape, np.uint8), affine=None), field_of_view=False)
     assert volume.shape == (shape[2], shape[0], shape[1], 3)
     assert ("axes look transposed" in caplog.text) is warned
     assert not warned or "v.nii.gz" in caplog.text and "numpy.moveaxis" in caplog.text

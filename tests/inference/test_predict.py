@@ -153,6 +153,8 @@ def test_nifti_keeps_geometry(tmp_path: Path, models: dict[str, Path], shape: tu
     assert overview.ndim == 3 and overview.shape[2] == 3 and row["overview"] == str(out / "brain_overview.png")
     predict_inputs(models["all"], [tmp_path / "brain.nii.gz"], out, overlays=True, overwrite=True)
     overlays = sorted((out / "brain_overlay").glob("*.png"))
+    # Overlays show the slices as the model saw them, turned to its frame: rows along -X (posterior), columns
+    # along Y (left).
     assert len(overlays) == slices and np.asarray(Image.open(overlays[0])).shape == (40, 48, 3)
 
 
@@ -186,10 +188,21 @@ def test_bad_inputs_name_the_file(tmp_path: Path, models: dict[str, Path], name,
     Image.fromarray(_rgb(32, 32)).save(tmp_path / "good.png")
     (tmp_path / name).write_bytes(content)
     out = tmp_path / "out"
+    # Alone, a bad input is an error and nothing is written.
     with pytest.raises(ValueError, match=match) as err:
-        predict_inputs(models["real"], [tmp_path / "good.png", tmp_path / name], out)
+        predict_inputs(models["real"], [tmp_path / name], out)
     assert name in str(err.value)
     assert not out.exists() or not any(out.iterdir())
+    if match != "unreadable":  # not a supported input at all: the command line is wrong, nothing runs
+        with pytest.raises(ValueError, match=match):
+            predict_inputs(models["real"], [tmp_path / "good.png", tmp_path / name], out)
+        return
+    # Among good inputs, an unreadable one is listed in failed.csv and the others are predicted.
+    table = predict_inputs(models["real"], [tmp_path / "good.png", tmp_path / name], out)
+    assert table["case"].tolist() == ["good"] and (out / "good_mask.png").is_file()
+    failed = pd.read_csv(out / "failed.csv")
+    assert failed["case"].tolist() == [name.split(".")[0]] and failed["error"].str.contains(match).all()
+    assert failed.equals(table.attrs["failed"])
 
 
 def test_mismatched_slice_sizes_in_a_volume(tmp_path: Path, models: dict[str, Path]):
@@ -211,7 +224,7 @@ def test_postprocess_overrides(tmp_path: Path, models: dict[str, Path]):
 # ------------------------------------------------------------------------------------------ CLI
 def test_cli_predict(tmp_path: Path, models: dict[str, Path], capsys: pytest.CaptureFixture[str]):
     Image.fromarray(_rgb(32, 32)).save(tmp_path / "s.tif")
-    args = ["predict", str(models["all"]), str(tmp_path / "s.tif"), "--out", str(tmp_path / "out")]
+    args = ["predict", "--model", str(models["all"]), str(tmp_path / "s.tif"), "--out", str(tmp_path / "out")]
     assert main([*args, "--threshold", "0.4", "--no-tta"]) == 0
     assert "1 case(s)" in capsys.readouterr().out
     assert _mask_values(tmp_path / "out" / "s_mask.tif").min() == 255
@@ -219,6 +232,21 @@ def test_cli_predict(tmp_path: Path, models: dict[str, Path], capsys: pytest.Cap
     assert "--overwrite" in capsys.readouterr().err
     assert main([*args, "--overwrite", "--no-overlays", "--no-graph-fusion"]) == 0
     assert _mask_values(tmp_path / "out" / "s_mask.tif").min() == 255
+    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "cases.csv and components.csv in" in printed and "overlay" not in printed, printed
+
+
+def test_existing_outputs_are_refused_before_any_input_is_read(tmp_path: Path, models: dict[str, Path], capsys):
+    # the input is unreadable: had it been read first (as it was), its error would come instead
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "s.tif").write_bytes(b"not a tiff")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "s_mask.tif").write_bytes(b"the user's earlier result")
+    argv = ["predict", "--model", str(models["all"]), str(tmp_path / "in" / "s.tif"), "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "exist already" in err and "--overwrite" in err and "overwrite=True" not in err, err
+    assert (tmp_path / "out" / "s_mask.tif").read_bytes() == b"the user's earlier result"
 
 
 # --------------------------------------------------------------------------- stopped runs, bad folders

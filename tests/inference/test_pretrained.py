@@ -8,6 +8,7 @@ here. If a change to inference is intended, re-derive ``MASKS_SHA256`` and say w
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +91,75 @@ def test_an_unknown_name_lists_the_bundled_models():
     with pytest.raises(GliomasegError, match="lgg-unet"):
         bundled_path("lgg-resunet")
     assert set(BUNDLED) == {"lgg-unet"}
+
+
+# ------------------------------------------------------------------ the bundled model in evaluate and export
+def _new_patients(root: Path, rename_to: str | None = None) -> Path:
+    """Two phantom patients (never seen by the bundled model); ``rename_to``: the second one takes that id."""
+    data = synthesise_dataset(root / "kaggle_3m", 2, slices=(6, 6), size=64)
+    if rename_to is not None:
+        old = sorted(p for p in data.iterdir() if p.is_dir())[1]
+        new = data / rename_to
+        new.mkdir()
+        for f in old.iterdir():
+            f.rename(new / f.name.replace(old.name, rename_to))
+        old.rmdir()
+        (data / "data.csv").unlink()  # its Patient column names the old id
+    return data
+
+
+def test_evaluate_the_bundled_model_on_new_patients_here_without_false_warnings(tmp_path, monkeypatch, capsys):
+    data = _new_patients(tmp_path)
+    work = tmp_path / "here"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    argv = ["evaluate", "--model", "lgg-unet", "--data", str(data), "--no-figures", "--no-bf16"]
+    # without --split all: the model's splits file is of the machine it was trained on; say what to do instead
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--split all" in err and "--splits FILE" in err and "/work/lgg" not in err, err
+    assert main([*argv, "--split", "all"]) == 0
+    summary = json.loads((work / "eval_all" / "summary.json").read_text())
+    assert summary["n_patients"] == 2 and summary["warnings"] == []  # nobody here was seen in training
+    weights = bundled_path("lgg-unet").parent
+    assert sorted(p.name for p in weights.iterdir() if p.name != "__pycache__") == [
+        "lgg-unet.md",
+        "lgg-unet.patients.json",
+        "lgg-unet.pt",
+    ]  # nothing written into the package
+
+
+def test_evaluate_the_bundled_model_names_its_training_patients(tmp_path):
+    from gliomaseg.evaluation import evaluate
+
+    trained = json.loads((bundled_path("lgg-unet").parent / "lgg-unet.patients.json").read_text())
+    assert len(trained) == 90 == len(set(trained))  # the 90 lgg-dev patients, as the model card says
+    data = _new_patients(tmp_path, rename_to=trained[0])
+    summary = evaluate(
+        resolve_model("lgg-unet"), data=data, split="all", out=tmp_path / "ev", figures=False, progress=False
+    ).summary
+    (warning,) = summary["warnings"]
+    assert f"1 of the 2 evaluated patients were used to train the model ({trained[0]})" in warning
+
+
+def test_export_the_bundled_model_writes_here(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "--model", "lgg-unet"]) == 0
+    assert (tmp_path / "lgg-unet.onnx").is_file()
+    assert not list(bundled_path("lgg-unet").parent.glob("*.onnx"))
+    assert capsys.readouterr().out.startswith("wrote lgg-unet.onnx")
+
+
+def test_models_info_into_a_closed_pipe_is_quiet():
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gliomaseg", "models", "--info", "lgg-unet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    proc.stdout.close()  # as `| head` does once it has its lines
+    err = proc.stderr.read()
+    assert proc.wait() == 141 and "Traceback" not in err and "BrokenPipe" not in err, err

@@ -212,7 +212,11 @@ INPUT_FAULTS = [
     Fault("two-channels", _two_channel_tiff, r"(TIFF has 2 channels|unreadable).*expected H x W"),
     Fault("nifti-nan", _nifti(_with([np.nan])), r"1 NaN and 0 infinite voxel\(s\).*replace them"),
     Fault("nifti-inf", _nifti(_with([np.inf, -np.inf])), r"0 NaN and 2 infinite voxel\(s\)"),
-    Fault("nifti-tiny", _nifti(np.zeros((40, 8, 40), np.float32)), r"slices of 40 x 8 voxels are too small"),
+    Fault(
+        "nifti-tiny",
+        _nifti(np.zeros((40, 8, 40), np.float32)),
+        r"slices of 8 x 40 voxels in the model's orientation are too small",  # RAS stored: rows are -Y
+    ),
     Fault("nifti-truncated", _truncated_nifti, r"unreadable or truncated NIfTI file"),
     Fault(
         "nifti-two-channels",

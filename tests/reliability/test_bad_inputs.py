@@ -99,7 +99,8 @@ def test_cache_names_a_file_damaged_after_indexing(tmp_path, capsys):
 def test_predict_refuses_each_bad_input_naming_it(fault: Fault, model_file, tmp_path, capsys):
     (tmp_path / "in").mkdir()
     path = fault.make(tmp_path / "in")
-    status, _, err = _run(["predict", model_file(), path, "--out", tmp_path / "out", "--no-overlays"], capsys)
+    argv = ["predict", "--model", model_file(), path, "--out", tmp_path / "out", "--no-overlays"]
+    status, _, err = _run(argv, capsys)
     assert status == 2
     line = _error_line(err, "predict")
     assert str(path) in line and re.search(fault.reason, line), line
@@ -125,7 +126,7 @@ def test_the_web_page_shows_each_bad_input_as_a_message(fault: Fault, model_file
 def test_awkward_but_valid_inputs_are_predicted_once_each(corpus_data, model_file, tmp_path, capsys, caplog):
     root, _, _ = corpus_data
     patients = [root / "Patiënt 7 ü", root / "ONE SLICE", looping_folder(tmp_path)]
-    status, out, err = _run(["predict", model_file(), *patients, "--out", tmp_path / "out"], capsys)
+    status, out, err = _run(["predict", "--model", model_file(), *patients, "--out", tmp_path / "out"], capsys)
     assert status == 0, err
     assert "3 case(s), 6 slice(s)" in out
     assert len(list((tmp_path / "out" / "Patiënt 7 ü").glob("*_mask.tif"))) == 3
@@ -136,12 +137,12 @@ def test_awkward_but_valid_inputs_are_predicted_once_each(corpus_data, model_fil
 # ------------------------------------------------------------------------------------------ models
 def _model_argv(command: str, model: Path, phantoms: Path, out: Path) -> list[object]:
     if command == "evaluate":
-        return ["evaluate", model, "--data", phantoms, "--split", "all", "--out", out, "--no-figures"]
+        return ["evaluate", "--model", model, "--data", phantoms, "--split", "all", "--out", out, "--no-figures"]
     if command == "predict":
-        return ["predict", model, next(p for p in phantoms.iterdir() if p.is_dir()), "--out", out]
+        return ["predict", "--model", model, next(p for p in phantoms.iterdir() if p.is_dir()), "--out", out]
     if command == "serve":  # refused while loading, before anything is bound
-        return ["serve", model, "--port", "1"]
-    return ["export", model, "--out", out / "m.onnx"]
+        return ["serve", "--model", model, "--port", "1"]
+    return ["export", "--model", model, "--out", out / "m.onnx"]
 
 
 MODEL_CASES = [
@@ -167,7 +168,7 @@ def test_evaluate_refuses_an_index_of_a_sibling_folder(model_file, tmp_path, cap
     other = synthesise_dataset(tmp_path / "lgg-2", 2, slices=(2, 2), size=32)
     (tmp_path / "lgg").mkdir()
     assert _run(["index", other, "--workdir", tmp_path], capsys)[0] == 0
-    argv = ["evaluate", model_file(), "--data", tmp_path / "lgg", "--index", tmp_path / "index.csv"]
+    argv = ["evaluate", "--model", model_file(), "--data", tmp_path / "lgg", "--index", tmp_path / "index.csv"]
     status, _, err = _run([*argv, "--split", "all", "--out", tmp_path / "ev"], capsys)
     assert status == 2 and "was built from another folder than" in _error_line(err, "evaluate")
 
@@ -178,9 +179,10 @@ def _writes(command: str, target: Path, phantoms: Path, workdir: Path, model: Pa
         "index": ["index", phantoms, "--workdir", target],
         "cache": ["cache", "--data", phantoms, "--workdir", target, "--size", "32"],
         "train": ["train", "--data", phantoms, "--workdir", workdir, "--runs-dir", target, "--size", "32"],
-        "evaluate": ["evaluate", model, "--data", phantoms, "--split", "all", "--out", target / "ev", "--no-figures"],
-        "predict": ["predict", model, phantoms, "--out", target / "pred"],
-        "export": ["export", model, "--out", target / "m.onnx"],
+        "evaluate": ["evaluate", "--model", model, "--data", phantoms, "--split", "all", "--out", target / "ev"]
+        + ["--no-figures"],
+        "predict": ["predict", "--model", model, phantoms, "--out", target / "pred"],
+        "export": ["export", "--model", model, "--out", target / "m.onnx"],
     }[command]
 
 

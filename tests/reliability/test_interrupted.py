@@ -97,15 +97,15 @@ def test_train_killed_then_terminated_resumes_to_the_full_epoch_count(phantoms, 
     config = (run / "config.yaml").read_bytes()
     # 2. resume from the folder alone (plus a hardware flag); SIGTERM once it saved an epoch
     with _sigterm_when(lambda: _saved_epoch(run) > killed_at) as late:
-        status = main(["train", "--resume", str(run), "--num-workers", "0"])
+        status = main(["train", "--resume-from", str(run), "--num-workers", "0"])
     err = capsys.readouterr().err
     assert status == 130 and not late, err
     # the signal lands at the end of the first resumed epoch (before Lightning saved it) or in the next
     stopped = re.search(r"interrupted: training stopped during epoch (\d) \(epochs up to (\d) are saved\)", err)
     assert stopped and int(stopped[1]) - killed_at in (1, 2) and int(stopped[2]) == int(stopped[1]) - 1, err
-    assert f"continue with `gliomaseg train --resume {run}`" in err
+    assert f"continue with `gliomaseg train --resume-from {run}`" in err
     # 3. resume to the end
-    assert main(["train", "--resume", str(run)]) == 0
+    assert main(["train", "--resume-from", str(run)]) == 0
     assert (run / "config.yaml").read_bytes() == config
     assert load_checkpoint(run / "last.pt")["epoch"] == epochs - 1
     log = read_training_log(run).dropna(subset=["val/dice_patient"])

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _write(tmp_path: Path, **content) -> Path:
     path = tmp_path / "s.yaml"
-    path.write_text(yaml.safe_dump({"axes": {"model": ["unet"]}, **content}, sort_keys=False))
+    path.write_text(yaml.safe_dump({"axes": {"arch": ["unet"]}, **content}, sort_keys=False))
     return path
 
 
@@ -25,7 +25,7 @@ def test_names_follow_the_axes(tmp_path):
     path = _write(
         tmp_path,
         folds=2,
-        axes={"model": ["unet", "resunet"], "loss": ["bce_dice"], "augment": ["full", "none"], "tta": [True]},
+        axes={"arch": ["unet", "resunet"], "loss": ["bce_dice"], "augment": ["full", "none"], "tta": [True]},
     )
     cfg = load_study_config(path)
     assert cfg.name == "s"
@@ -37,7 +37,7 @@ def test_names_follow_the_axes(tmp_path):
     ]
     runs = cfg.runs()
     assert len(runs) == 8 and runs[1].name == "unet__bce_dice__augfull__ttaon__fold1"
-    assert runs[0].settings == {"model": "unet", "loss": "bce_dice", "augment": "full", "tta": True}
+    assert runs[0].settings == {"arch": "unet", "loss": "bce_dice", "augment": "full", "tta": True}
 
 
 def test_labelled_axis_may_set_several_settings(tmp_path):
@@ -57,9 +57,9 @@ def test_labelled_axis_may_set_several_settings(tmp_path):
         ({"base": {"early_stopping": 3}}, "early_stopping=3"),
         ({"base": {"scheduler": "plateau"}}, "scheduler=plateau"),
         ({"base": {"colour": "red"}}, "unknown settings"),
-        ({"axes": {"model": ["unet", "nope"]}}, "configuration nope"),
+        ({"axes": {"arch": ["unet", "nope"]}}, "configuration nope"),
         ({"axes": {}}, "axes is empty"),
-        ({"axes": {"model": {"a__b": "unet"}}}, "label 'a__b'"),
+        ({"axes": {"arch": {"a__b": "unet"}}}, "label 'a__b'"),
         ({"axes": {"features": [8, 8]}}, "both named"),
         ({"statistics": {"metric": "accuracy"}}, "statistics.metric"),
         ({"split": {"test_from": "x.json", "test_fraction": 0.1}}, "not both"),
@@ -88,7 +88,7 @@ def test_parse_shard_refuses(text):
 
 
 def test_shards_cover_every_run_once():
-    cfg = StudyConfig(name="x", folds=3, axes={"model": {"unet": {"model": "unet"}, "resunet": {"model": "resunet"}}})
+    cfg = StudyConfig(name="x", folds=3, axes={"arch": {"unet": {"arch": "unet"}, "resunet": {"arch": "resunet"}}})
     runs = cfg.runs()
     slices = [shard_runs(runs, k, 4) for k in range(1, 5)]
     names = [spec.name for part in slices for spec in part]
@@ -129,7 +129,7 @@ def test_slurm_section_maps_to_submitit_and_unknown_keys_are_refused(tmp_path):
     from gliomaseg.study.launchers import _executor_parameters, submit_slurm
 
     slurm = {"partition": "gpu", "gpus_per_node": 1, "timeout_min": 30, "setup": ["module load cuda"]}
-    cfg = StudyConfig(name="x", folds=2, axes={"model": {"unet": {"model": "unet"}}}, slurm=slurm)
+    cfg = StudyConfig(name="x", folds=2, axes={"arch": {"unet": {"arch": "unet"}}}, slurm=slurm)
     study = Study(cfg, tmp_path, {"split_id": "0"})
     params = _executor_parameters(study, 2, 1)
     assert params["slurm_partition"] == "gpu" and params["slurm_setup"] == ["module load cuda"]
@@ -137,3 +137,55 @@ def test_slurm_section_maps_to_submitit_and_unknown_keys_are_refused(tmp_path):
     study.config.slurm = {"colour": "red"}
     with pytest.raises(GliomasegError, match="slurm settings"):
         submit_slurm(study, cfg.runs())
+
+
+def _no_slurm_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PATH with the Python running the tests but no SLURM command (as on a plain machine)."""
+    import shutil
+    import sys
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(sys.executable)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    assert shutil.which("sbatch") is None and shutil.which("srun") is None
+
+
+def test_submitit_without_slurm_is_one_clear_error(tmp_path, monkeypatch):
+    from gliomaseg.study.folder import Study
+    from gliomaseg.study.launchers import submit_slurm
+
+    pytest.importorskip("submitit", reason="the study extra: pip install -e '.[study]'")
+    _no_slurm_path(tmp_path, monkeypatch)
+    cfg = StudyConfig(name="x", folds=2, axes={"arch": {"unet": {"arch": "unet"}}}, slurm={"partition": "gpu"})
+    with pytest.raises(GliomasegError, match=r"--launcher submitit needs SLURM, but sbatch and srun are not on PATH"):
+        submit_slurm(Study(cfg, tmp_path / "study", {"split_id": "0"}), cfg.runs())
+
+
+def test_cli_study_with_submitit_without_slurm_fails_at_once(tmp_path, monkeypatch, capsys):
+    from gliomaseg.cli import main
+
+    path = _write(tmp_path, data=str(tmp_path / "kaggle_3m"), folds=2)
+    _no_slurm_path(tmp_path, monkeypatch)
+    assert main(["study", str(path), "--launcher", "submitit", "--out", str(tmp_path / "study")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gliomaseg study: error: --launcher submitit needs SLURM") and "\n" not in err, err
+    assert not (tmp_path / "study").exists()  # refused before anything was prepared
+
+
+def test_cpu_small_duration_is_the_same_in_the_file_the_readme_and_docs():
+    import re
+
+    def minutes(text: str) -> set[str]:
+        return set(re.findall(r"(\d+) minutes", text))
+
+    lines = (REPO / "studies" / "cpu-small.yaml").read_text().splitlines(True)
+    header = "".join(line for line in lines if line.startswith("#"))
+    stated = minutes(header)
+    assert stated == {"22"}, header  # docs/study.md: "Measured: 22 minutes"
+    assert "**Measured: 22 minutes**" in (REPO / "docs" / "study.md").read_text()
+    readme = (REPO / "README.md").read_text().splitlines()
+    readme = [line for line in readme if "cpu-small" in line or "2 losses" in line]
+    readme = [line for line in readme if "minutes" in line or "hour" in line]
+    assert readme and all(minutes(line) <= stated for line in readme), readme
+    assert any(stated & minutes(line) for line in readme), readme

@@ -19,7 +19,7 @@ TINY = {
     "folds": 2,
     "split": {"test_fraction": 0.15, "seed": 0},
     "base": {"preset": "demo", "features": 4, "epochs": 1, "size": 64},
-    "axes": {"model": ["unet", "resunet"]},
+    "axes": {"arch": ["unet", "resunet"]},
 }
 
 

@@ -1,4 +1,4 @@
-"""``gliomaseg study --launcher submitit`` against a real one-node SLURM cluster on localhost.
+"""``gliomaseg study`` and ``predict`` with ``--launcher submitit`` against a real one-node SLURM cluster on localhost.
 
 The cluster comes from ``scripts/slurm-local.sh`` (Debian's slurm-wlm and munge, as root); where
 its daemons cannot start, the test skips with their own error message.
@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -32,6 +34,9 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def slurm_cluster(tmp_path_factory):
     """Start a private cluster (own state folder and ports) for this module; stop it afterwards."""
+    missing = [tool for tool in ("slurmctld", "slurmd", "sbatch", "srun", "munged") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"SLURM is not installed here ({', '.join(missing)} not on PATH): apt-get install slurm-wlm munge")
     state = tmp_path_factory.mktemp("slurm")
     env = {
         **os.environ,
@@ -98,3 +103,37 @@ def test_submitit_job_array_on_local_slurm(slurm_cluster, tmp_path, phantoms):
     # A second submission finds nothing to do.
     assert main(["study", str(config), "--launcher", "submitit", "--timeout", "1"]) == 0
     assert len(_task_folders(folder)) == 4
+
+
+def _queue() -> str:
+    """The jobs squeue lists (one line each), or an error."""
+    listed = subprocess.run(["squeue", "-h"], capture_output=True, text=True, timeout=30)
+    return listed.stdout if listed.returncode == 0 else f"squeue failed: {listed.stderr}"
+
+
+def test_predict_cohort_as_a_job_array_equals_one_run(slurm_cluster, tmp_path, phantoms, model_file):
+    """``predict --launcher submitit --jobs 2``: one array task per shard; the last merges cases.csv."""
+    model, out, whole = str(model_file()), tmp_path / "slurm_pred", tmp_path / "whole"
+    table = "cases.csv"  # predict's per-case table
+    argv = ["predict", "--model", model, str(phantoms), "--no-overlays"]
+    slurm = ["--slurm", "partition=debug", "--slurm", "cpus_per_task=1", "--slurm", "mem_gb=2"]
+    assert main([*argv, "--out", str(out), "--launcher", "submitit", "--jobs", "2", *slurm]) == 0
+    assert main([*argv, "--out", str(whole)]) == 0
+    deadline = time.monotonic() + 360
+    # The last task merges the table; both tasks must also have left the queue before the cluster is
+    # stopped, which would otherwise leave the step of a task still ending behind.
+    while not (out / table).exists() or _queue():
+        assert time.monotonic() < deadline, (
+            f"no merged cases.csv after 6 min; logs: {sorted((out / 'slurm').rglob('*'))}"
+        )
+        time.sleep(2)
+    assert len(_task_folders(out)) == 2
+    stem = table.removesuffix(".csv")
+    assert sorted(p.name for p in out.glob(f"{stem}.shard-*")) == [
+        f"{stem}.shard-1-of-2.csv",
+        f"{stem}.shard-2-of-2.csv",
+    ]
+    assert (out / table).read_text().replace(str(out), "OUT") == (whole / table).read_text().replace(str(whole), "OUT")
+    masks = sorted(p.relative_to(whole) for p in whole.rglob("*_mask.tif"))
+    assert masks and masks == sorted(p.relative_to(out) for p in out.rglob("*_mask.tif"))
+    assert all((whole / m).read_bytes() == (out / m).read_bytes() for m in masks)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gliomaseg.errors import GliomasegError
@@ -8,7 +10,7 @@ from gliomaseg.training.config import PRESETS, TrainConfig, load_config_file, re
 
 def test_defaults_are_the_seed_recipe():
     cfg = resolve_config({})
-    assert (cfg.model, cfg.loss, cfg.optimizer, cfg.lr, cfg.batch_size, cfg.size) == (
+    assert (cfg.arch, cfg.loss, cfg.optimizer, cfg.lr, cfg.batch_size, cfg.size) == (
         "unet",
         "dice",
         "adam",
@@ -71,8 +73,25 @@ def test_unknown_keys_and_presets(tmp_path):
 
 
 def test_run_dir_named_after_experiment(tmp_path):
-    cfg = TrainConfig(model="resunet", loss="focal", fold=2, runs_dir=str(tmp_path))
+    cfg = TrainConfig(arch="resunet", loss="focal", fold=2, runs_dir=str(tmp_path))
     assert cfg.run_dir == tmp_path / "resunet__focal__fold2"
+
+
+def test_the_working_folder_holds_the_runs_unless_runs_dir_is_given(tmp_path):
+    assert TrainConfig(workdir=str(tmp_path)).run_dir == tmp_path / "runs" / "unet__dice__fold0"
+    assert TrainConfig(workdir=str(tmp_path), runs_dir="elsewhere").run_dir == Path("elsewhere") / "unet__dice__fold0"
+
+
+def test_the_old_model_setting_is_named_with_its_new_name(tmp_path):
+    (tmp_path / "c.yaml").write_text("model: resunet\n")
+    with pytest.raises(GliomasegError, match=r"'model' is now 'arch'"):
+        resolve_config(config_file=tmp_path / "c.yaml")
+
+
+@pytest.mark.parametrize("value", [0, 0.0, -1])
+def test_a_run_that_would_train_nothing_is_refused(value):
+    with pytest.raises(GliomasegError, match="limit_train_batches.*trains nothing|limit_train_batches.*must be > 0"):
+        TrainConfig(limit_train_batches=value)
 
 
 @pytest.mark.parametrize(

@@ -53,7 +53,7 @@ def _main_status(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[i
 )
 def test_contradicting_flags_are_refused_naming_each(finished: Path, capsys, flags: list[str], expected: str) -> None:
     config = (finished / "config.yaml").read_bytes()
-    status, err = _main_status(["train", "--resume", str(finished), *flags], capsys)
+    status, err = _main_status(["train", "--resume-from", str(finished), *flags], capsys)
     assert status == 2 and err.startswith(f"gliomaseg train: error: cannot resume {finished}: ")
     assert len(err.splitlines()) == 1
     assert re.search(expected, err), err
@@ -91,7 +91,7 @@ def _not_a_run(tmp_path: Path, finished: Path) -> Path:
 def test_a_bad_resume_path_is_one_line(phantoms, phantom_workdir, tmp_path, finished, capsys, make, expected) -> None:
     path = make(tmp_path, finished)
     argv = ["train", "--data", str(phantoms), "--workdir", str(phantom_workdir), "--runs-dir", str(tmp_path / "runs")]
-    argv += ["--resume", str(path)]
+    argv += ["--resume-from", str(path)]
     status, err = _main_status([*argv, "--size", "32", "--features", "4"], capsys)
     assert status == 2 and len(err.splitlines()) == 1, err
     assert re.search(expected, err), err
@@ -138,3 +138,26 @@ def test_a_diverging_run_stops_and_writes_no_model_file(phantoms, phantom_workdi
     with pytest.raises(GliomasegError, match=r"training diverged: .* at epoch 0.*Lower --lr \(now 1e\+30\)"):
         train(cfg)
     assert not list(cfg.run_dir.glob("*.pt")) and not (cfg.run_dir / "checkpoints").exists()
+
+
+def test_resume_alone_continues_the_run_the_other_flags_name(finished: Path, capsys) -> None:
+    # --resume is a plain switch: the run folder is the one --runs-dir/--run-name name (refused here
+    # before any training, since --lr contradicts it: proof that it found that folder's config.yaml)
+    argv = ["train", "--runs-dir", str(finished.parent), "--run-name", finished.name, "--resume", "--lr", "0.01"]
+    status, err = _main_status(argv, capsys)
+    assert status == 2 and f"cannot resume {finished}: lr=0.01 (the run has 0.001)" in err, err
+
+
+@pytest.mark.parametrize("limit", ["0", "0.001"], ids=["zero", "fraction-of-no-batch"])
+def test_a_run_that_trains_nothing_fails_and_claims_no_model_file(
+    phantoms, phantom_workdir, tmp_path, capsys, limit: str
+) -> None:
+    argv = ["train", "--data", str(phantoms), "--workdir", str(phantom_workdir), "--runs-dir", str(tmp_path / "runs")]
+    argv += ["--size", "32", "--features", "4", "--epochs", "1", "--num-workers", "0", "--limit-train-batches", limit]
+    status = main(argv)
+    out, err = capsys.readouterr()
+    line = err.strip().splitlines()[-1]  # after the progress bars of indexing and caching
+    assert status == 2 and line.startswith("gliomaseg train: error: ") and "Traceback" not in err, err
+    assert re.search(r"limit_train_batches=0(\.0)?: must be > 0|cannot train: .*--limit-train-batches", line), err
+    assert "best.pt" not in out and "run folder:" not in out
+    assert not list((tmp_path / "runs").rglob("*.pt"))

@@ -309,5 +309,5 @@ def test_downloads_in_the_inputs_format(tmp_path: Path, examples, segmenter, key
 
 
 def test_cli_serve_refuses_a_missing_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
-    assert main(["serve", str(tmp_path / "none.pt"), "--port", "7999"]) == 2
+    assert main(["serve", "--model", str(tmp_path / "none.pt"), "--port", "7999"]) == 2
     assert "none.pt does not exist and is not a bundled model" in capsys.readouterr().err

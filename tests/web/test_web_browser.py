@@ -120,7 +120,7 @@ def _wait_until_serving(url: str, proc: subprocess.Popen, log: list[str]) -> Non
 @pytest.fixture(scope="module")
 def server(model: Path, browser: object) -> Iterator[Server]:
     port = _free_port()
-    command = [sys.executable, "-m", "gliomaseg", "serve", str(model), "--port", str(port)]
+    command = [sys.executable, "-m", "gliomaseg", "serve", "--model", str(model), "--port", str(port)]
     proc = subprocess.Popen(
         [*command, "--max-upload-mb", str(UPLOAD_LIMIT_MB)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )

@@ -9,8 +9,12 @@ Errors: a :class:`~gliomaseg.errors.GliomasegError` (bad input or settings, refu
 missing/unreadable path of the user's or a full or read-only disk prints one line
 ``gliomaseg CMD: error: ...`` and exits with status 2; anything else is a bug and shows its
 traceback (``-v`` shows it for all). Ctrl-C or SIGTERM stops a command cleanly (its temporary files
-removed) with one line ``gliomaseg CMD: interrupted...`` and status 130. Library warnings
-(deprecations, adverts) are hidden unless ``-v``.
+removed) with one line ``gliomaseg CMD: interrupted...`` and status 130. Output into a closed pipe
+(``gliomaseg models --info lgg-unet | head``) ends the command quietly with status 141, as a program
+killed by SIGPIPE would. Library warnings (deprecations, adverts) are hidden unless ``-v``.
+
+The grammar every sub-command follows (flags shared by several commands defined once) is in
+:mod:`gliomaseg.cli._common`; building the parser imports no heavy library, so ``--help`` is fast.
 """
 
 from __future__ import annotations
@@ -18,14 +22,15 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import os
 import signal
 import sys
 import threading
 import warnings
 from collections.abc import Sequence
 
-from gliomaseg.cli import data, evaluate, explore, models, predict, radiogenomics, serve, study, train
-from gliomaseg.cli._common import quiet_library_warnings
+from gliomaseg.cli import data, evaluate, explore, models, predict, radiogenomics, score, serve, study, train
+from gliomaseg.cli._common import ExampleFormatter, quiet_library_warnings
 from gliomaseg.errors import GliomasegError
 
 __all__ = ["build_parser", "main"]
@@ -33,7 +38,7 @@ __all__ = ["build_parser", "main"]
 log = logging.getLogger("gliomaseg")
 
 #: The modules whose ``register(subparsers)`` add sub-commands, in ``--help`` order.
-COMMAND_MODULES = (data, train, evaluate, predict, serve, explore, study, radiogenomics, models)
+COMMAND_MODULES = (data, train, evaluate, score, predict, serve, explore, study, radiogenomics, models)
 
 #: Errors that are the user's to fix: printed as one line, exit status 2.
 USER_ERRORS = (GliomasegError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
@@ -41,7 +46,13 @@ USER_ERRORS = (GliomasegError, FileNotFoundError, PermissionError, IsADirectoryE
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``gliomaseg`` argument parser with every sub-command."""
-    parser = argparse.ArgumentParser(prog="gliomaseg", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="gliomaseg",
+        description=__doc__.splitlines()[0],
+        epilog="example:\n  gliomaseg predict --model lgg-unet scan.nii.gz --out pred\n"
+        "  gliomaseg COMMAND --help   (each command's flags and an example)",
+        formatter_class=ExampleFormatter,
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:
@@ -59,6 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args.verbose:
                 quiet_library_warnings()
             args.func(args)
+            sys.stdout.flush()  # here, so that a closed pipe is met inside this handler, not at exit
+    except BrokenPipeError:
+        _silence_stdout()
+        return 141
     except (*USER_ERRORS, OSError) as err:
         if args.verbose or (isinstance(err, OSError) and not _is_users_os_error(err)):
             raise
@@ -77,6 +92,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: the reader of the pipe is gone, and Python's final flush must not
+    meet the closed pipe again (it would print "Exception ignored ... BrokenPipeError")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout replaced by a non-file object (e.g. under pytest)
+        pass
+    finally:
+        os.close(devnull)
 
 
 def _close_progress_bars() -> None:

@@ -6,6 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
+from gliomaseg.cli._common import LazyChoices, add_command, add_out_flag, add_overwrite_flag
 from gliomaseg.errors import GliomasegError, OutputExistsError
 
 __all__ = ["register"]
@@ -79,46 +80,87 @@ def _cmd_cache(args: argparse.Namespace) -> None:
     print(f"cache {path}: {len(table)} slices; index {t1 - t0:.1f} s, cache {t2 - t1:.1f} s, total {t2 - t0:.1f} s")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add the data sub-commands to ``sub``."""
+def _normalisations() -> tuple[str, ...]:
     from gliomaseg.data.normalise import NORMALISATIONS
 
-    p = sub.add_parser("synth", help="write synthetic phantoms in the kaggle_3m layout")
-    p.add_argument("out", help="output folder (created)")
-    p.add_argument("--patients", type=int, default=12, help="number of phantom patients (default 12)")
-    p.add_argument("--size", type=int, default=256, help="slice height and width in pixels (default 256)")
+    return NORMALISATIONS
+
+
+def _workdir_flag(p: argparse.ArgumentParser, holds: str) -> None:
+    p.add_argument("--workdir", default=".", help=f"working folder of {holds} (default: .)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the data sub-commands to ``sub``."""
+    p = add_command(
+        sub,
+        "synth",
+        help="write synthetic phantoms in the kaggle_3m layout",
+        example="gliomaseg synth phantoms --patients 12 --size 128",
+    )
+    p.add_argument("out", metavar="OUT", help="output folder (created)")
+    p.add_argument("--patients", type=int, default=12, help="number of patients: phantoms to write (default 12)")
+    p.add_argument("--size", type=int, default=256, help="slice size in pixels of the phantoms (default 256)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing phantom dataset in OUT")
+    add_overwrite_flag(p, "an existing phantom dataset in OUT")
     p.set_defaults(func=_cmd_synth)
 
-    p = sub.add_parser("download", help="fetch the Kaggle LGG dataset with kagglehub")
+    p = add_command(
+        sub,
+        "download",
+        help="fetch the Kaggle LGG dataset with kagglehub",
+        example="gliomaseg download data  # -> data/kaggle_3m",
+    )
     p.add_argument("dest", help="folder to download into (DEST/kaggle_3m)")
-    p.add_argument("--overwrite", action="store_true", help="download into a non-empty DEST")
+    add_overwrite_flag(p, "the contents of a non-empty DEST")
     p.set_defaults(func=_cmd_download)
 
-    p = sub.add_parser("index", help="scan a kaggle_3m folder (or own slices) into index.csv")
+    p = add_command(
+        sub,
+        "index",
+        help="scan a kaggle_3m folder (or own slices) into index.csv",
+        example="gliomaseg index kaggle_3m --workdir work",
+    )
     p.add_argument("data_dir", help="kaggle_3m folder, or a folder of patient folders / slices")
-    p.add_argument("--workdir", default=".", help="where index.csv goes (default: .)")
-    p.add_argument("--out", help="index file (default: WORKDIR/index.csv)")
-    p.add_argument("--skip-bad", action="store_true", help="skip and list bad slices instead of failing")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing index file")
+    _workdir_flag(p, "index.csv")
+    add_out_flag(p, "the index file (default: WORKDIR/index.csv)")
+    p.add_argument(
+        "--skip-bad", action="store_true", help="skip and list bad slices instead of failing (a plain switch)"
+    )
+    add_overwrite_flag(p, "an existing index file")
     p.set_defaults(func=_cmd_index)
 
-    p = sub.add_parser("split", help="patient-level stratified splits -> splits.json (written once)")
-    p.add_argument("--workdir", default=".", help="folder of index.csv and splits.json (default: .)")
-    p.add_argument("--index", help="default: WORKDIR/index.csv")
-    p.add_argument("--out", help="default: WORKDIR/splits.json")
+    p = add_command(
+        sub,
+        "split",
+        help="patient-level stratified splits -> splits.json (written once)",
+        example="gliomaseg split --workdir work --test-fraction 0.15 --val-fraction 0.15",
+    )
+    _workdir_flag(p, "index.csv and splits.json")
+    p.add_argument("--index", help="index file (default: WORKDIR/index.csv)")
+    add_out_flag(p, "the splits file (default: WORKDIR/splits.json)")
     p.add_argument("--test-fraction", type=float, default=0.15, help="share of patients held out for test")
     p.add_argument("--val-fraction", type=float, default=0.15, help="share of patients for validation (1 fold)")
     p.add_argument("--folds", type=int, default=1, help="k folds over the non-test patients (1 = holdout)")
     p.add_argument("--stratify", default="site,burden", help="comma list of site, burden (or empty)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing splits.json")
+    add_overwrite_flag(p, "an existing splits.json")
     p.set_defaults(func=_cmd_split)
 
-    p = sub.add_parser("cache", help="preprocess into the memory-mapped cache (timed)")
+    p = add_command(
+        sub,
+        "cache",
+        help="preprocess into the memory-mapped cache (timed)",
+        example="gliomaseg cache --data kaggle_3m --workdir work --size 128",
+    )
     p.add_argument("--data", help="kaggle_3m folder (indexed if WORKDIR/index.csv is missing)")
-    p.add_argument("--workdir", default=".", help="folder of index.csv and cache/ (default: .)")
-    p.add_argument("--size", type=int, default=256, help="cached slice size (default 256)")
-    p.add_argument("--normalisation", default="zscore", choices=NORMALISATIONS, help="per-volume normalisation")
+    _workdir_flag(p, "index.csv and cache/")
+    p.add_argument("--size", type=int, default=256, help="slice size in pixels of the cache (default 256)")
+    p.add_argument(
+        "--normalisation",
+        default="zscore",
+        choices=LazyChoices(_normalisations),
+        metavar="NORMALISATION",
+        help="per-volume intensity normalisation: %(choices)s (default: zscore)",
+    )
     p.set_defaults(func=_cmd_cache)

@@ -6,33 +6,38 @@ import argparse
 import json
 from pathlib import Path
 
-from gliomaseg.cli._common import add_postprocess_flags, postprocess_changes
+from gliomaseg.cli._common import (
+    add_command,
+    add_device_flags,
+    add_figures_flag,
+    add_model_flag,
+    add_out_flag,
+    add_overwrite_flag,
+    add_postprocess_flags,
+    postprocess_changes,
+)
 
 __all__ = ["print_eval_summary", "register"]
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from gliomaseg.checkpoint import load_checkpoint
     from gliomaseg.evaluation.evaluator import evaluate
-    from gliomaseg.evaluation.postprocess import PostprocessConfig
     from gliomaseg.inference.pretrained import resolve_model
 
-    models = [resolve_model(m) for m in args.checkpoint]
-    # Flags change single settings of the checkpoint's stored post-processing; the rest is kept.
-    stored = load_checkpoint(models[0]).get("postprocess") or {}
-    post = PostprocessConfig.from_dict({**stored, **postprocess_changes(args)})
-    patients = [p.strip() for p in (args.patients or "").split(",") if p.strip()]
+    models = [resolve_model(m) for m in args.model]
+    patients = [p.strip() for p in (args.overlay_patients or "").split(",") if p.strip()]
     result = evaluate(
         models if len(models) > 1 else models[0],
         data=args.data,
         split=args.split,
-        out=args.out,
+        out=args.out,  # default: ./eval_SPLIT (evaluate's own default, never beside the model)
         index=args.index,
         splits=args.splits,
         fold=args.fold,
-        postprocess=post,
+        # flags change single settings of the model's stored post-processing (.pt or .onnx); the rest is kept
+        postprocess=postprocess_changes(args),
         patients=patients or None,
-        figures=not args.no_figures,
+        figures=args.figures,
         overwrite=args.overwrite,
         device=args.device,
         bf16=args.bf16,
@@ -68,34 +73,42 @@ def print_eval_summary(out: Path) -> None:
     print(f"report: {out / 'report.html'}")
 
 
+#: ``gliomaseg.data.splits.PARTS``, spelt out: importing it pulls in scikit-learn, which ``--help`` must not
+#: wait for (tests/test_cli_grammar.py checks that the two agree).
+SPLIT_PARTS = ("test", "val", "train", "all")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``evaluate`` to ``sub``."""
-    from gliomaseg.data.splits import PARTS
-
-    p = sub.add_parser("evaluate", help="metrics at the data's resolution, figures, report.html for a split")
-    p.add_argument(
-        "checkpoint",
-        nargs="+",
-        metavar="MODEL",
-        help="model file (best.pt or last.pt); several (e.g. the fold models of a study) = an ensemble "
-        "averaging their probabilities, compared with each member in the report",
+    p = add_command(
+        sub,
+        "evaluate",
+        help="metrics at the data's resolution, figures, report.html for a split",
+        description="Evaluate a trained model (or an ensemble) on the patients of a split: metrics at the data's "
+        "own resolution, tables, figures and a self-contained report.html. A model file of a training run finds "
+        "its run's index and splits; the bundled model, or a model on new data, takes --data DIR --split all.",
+        example="gliomaseg evaluate --model lgg-unet --data kaggle_3m --split all --out eval_new\n"
+        "gliomaseg evaluate --model runs/unet__bce_dice__fold0/best.pt --split test",
     )
+    add_model_flag(p, extra=" (compared with each member in the report)")
     p.add_argument("--data", help="kaggle_3m folder (default: the data of the training run's index)")
-    p.add_argument("--split", choices=PARTS, default="test", help="which patients (default: test)")
-    p.add_argument("--out", help="output folder (default: CHECKPOINT_FOLDER/eval_SPLIT)")
-    p.add_argument("--index", help="index.csv (default: the training run's)")
-    p.add_argument("--splits", help="splits.json (default: the training run's)")
-    p.add_argument("--fold", type=int, help="fold for --split train/val (default: the checkpoint's)")
-    add_postprocess_flags(p)
-    p.add_argument("--patients", help="comma list of patient ids to draw overlays for")
-    p.add_argument("--no-figures", action="store_true", help="tables and report only (faster)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     p.add_argument(
-        "--bf16",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="bfloat16 network (default: on where the CPU computes bf16 natively, as predict does; "
-        "--no-bf16 for float32)",
+        "--split",
+        choices=SPLIT_PARTS,
+        default="test",
+        help="which patients: a part of the model's splits file, or all patients of --data/--index (default: test)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace the results in a non-empty --out")
+    add_out_flag(p, "the results folder (default: ./eval_SPLIT; an ensemble's: ./ensemble_eval_SPLIT)")
+    p.add_argument("--index", help="index file (default: the training run's)")
+    p.add_argument("--splits", help="splits file (default: the training run's)")
+    p.add_argument("--fold", type=int, help="fold of --split train/val (default: the model's)")
+    add_postprocess_flags(p)
+    p.add_argument(
+        "--overlay-patients",
+        metavar="ID,...",
+        help="comma list of patient ids to draw overlays for, besides the best, median and worst",
+    )
+    add_figures_flag(p, "overlays, plots and GIFs besides the tables and report")
+    add_device_flags(p)
+    add_overwrite_flag(p, "the results in a non-empty --out")
     p.set_defaults(func=_cmd_evaluate)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import time
 
+from gliomaseg.cli._common import add_command, add_out_flag, add_overwrite_flag
+
 __all__ = ["register"]
 
 
 def _cmd_explore(args: argparse.Namespace) -> None:
-    from gliomaseg.study.explore import explore_dataset
+    from gliomaseg.exploration.explore import explore_dataset
 
     t0 = time.perf_counter()
     result = explore_dataset(args.data_dir, args.out, overwrite=args.overwrite)
@@ -20,8 +22,13 @@ def _cmd_explore(args: argparse.Namespace) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``explore`` to ``sub``."""
-    p = sub.add_parser("explore", help="dataset exploration: figures, explore.md and a self-contained explore.html")
+    p = add_command(
+        sub,
+        "explore",
+        help="dataset exploration: figures, explore.md and a self-contained explore.html",
+        example="gliomaseg explore kaggle_3m --out explore",
+    )
     p.add_argument("data_dir", help="a kaggle_3m folder (or the folder that holds it)")
-    p.add_argument("--out", default="explore", help="output folder (default: explore)")
-    p.add_argument("--overwrite", action="store_true", help="replace the outputs in a non-empty --out")
+    add_out_flag(p, "the output folder (default: ./explore)", default="explore")
+    add_overwrite_flag(p, "the outputs in a non-empty --out")
     p.set_defaults(func=_cmd_explore)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from gliomaseg.cli._common import add_command
+
 __all__ = ["register"]
 
 
@@ -14,20 +16,25 @@ def _cmd_models(args: argparse.Namespace) -> None:
     if args.info:
         print(model_card(args.info))
         return
-    print("bundled pretrained models (use the name wherever a model file is taken):")
+    print("bundled pretrained models (use the name wherever --model takes a model file):")
     for name, model in BUNDLED.items():
         try:
             where = str(bundled_path(name))
         except ValueError as err:
             where = f"not available: {err}"
         print(f"  {name}: {model.summary}\n    {where}")
-    print("networks to train (gliomaseg train --model NAME):")
+    print("networks to train (gliomaseg train --arch NAME):")
     for name, description in MODELS.describe().items():
         print(f"  {name}: {description}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``models`` to ``sub``."""
-    p = sub.add_parser("models", help="list the networks and the bundled pretrained models")
+    p = add_command(
+        sub,
+        "models",
+        help="list the networks and the bundled pretrained models",
+        example="gliomaseg models --info lgg-unet",
+    )
     p.add_argument("--info", metavar="NAME", help="print the model card of a bundled model (e.g. lgg-unet)")
     p.set_defaults(func=_cmd_models)

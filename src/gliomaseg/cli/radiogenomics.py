@@ -4,6 +4,17 @@ from __future__ import annotations
 
 import argparse
 
+from gliomaseg.cli._common import (
+    add_command,
+    add_device_flags,
+    add_figures_flag,
+    add_model_flag,
+    add_n_boot_flag,
+    add_out_flag,
+    add_overwrite_flag,
+    add_resume_flag,
+)
+
 __all__ = ["register"]
 
 
@@ -18,7 +29,7 @@ def _spacing(text: str) -> tuple[float, float, float]:
 
 
 def _cmd_radiogenomics(args: argparse.Namespace) -> None:
-    from gliomaseg.study.radiogenomics import run_radiogenomics
+    from gliomaseg.radiogenomics.analysis import run_radiogenomics
 
     result = run_radiogenomics(
         args.data,
@@ -26,12 +37,12 @@ def _cmd_radiogenomics(args: argparse.Namespace) -> None:
         index=args.index,
         models=args.model or (),
         study=args.study,
-        config=args.config,
+        config=args.study_config,
         masks=args.masks,
         clusters=[c.strip() for c in args.clusters.split(",")] if args.clusters else None,
         spacing=args.spacing,
         n_boot=args.n_boot,
-        figures=not args.no_figures,
+        figures=args.figures,
         overwrite=args.overwrite,
         resume=args.resume,
         device=args.device,
@@ -54,16 +65,19 @@ def _cmd_radiogenomics(args: argparse.Namespace) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``radiogenomics`` to ``sub``."""
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "radiogenomics",
         help="tumour shape features (truth and/or predicted masks) vs the genomic clusters of data.csv",
+        example="gliomaseg radiogenomics kaggle_3m --model lgg-unet --out radiogenomics\n"
+        "gliomaseg radiogenomics kaggle_3m --study studies/cpu-small --study-config unet__dice --out rg_oof",
     )
     p.add_argument("data", nargs="?", help="kaggle_3m folder with data.csv (or give --index)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--index", help="index.csv to use instead of indexing DATA")
-    p.add_argument("--model", nargs="+", metavar="MODEL", help="model file(s) (.pt/.onnx); several = ensemble")
+    add_out_flag(p, "the results folder (default: ./radiogenomics)", default="radiogenomics")
+    p.add_argument("--index", help="index file to use instead of indexing DATA")
+    add_model_flag(p, required=False, extra=" (its masks are the predicted ones)")
     p.add_argument("--study", help="study folder (splits.json, runs/<config>__fold<k>/ models): out-of-fold masks")
-    p.add_argument("--config", help="configuration name of the study's runs")
+    p.add_argument("--study-config", metavar="NAME", help="configuration name of the study's runs (with --study)")
     p.add_argument(
         "--masks",
         choices=["auto", "truth", "predicted", "both"],
@@ -77,9 +91,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=(1.0, 1.0, 1.0),
         help="voxel size SLICE,ROW,COLUMN for volume/surface/sphericity (default 1,1,1: voxel units)",
     )
-    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples of the AUC CIs (default 2000)")
-    p.add_argument("--no-figures", action="store_true", help="skip the box plots")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (model files)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out (same settings)")
-    p.add_argument("--overwrite", action="store_true", help="replace the results in a non-empty --out")
+    add_n_boot_flag(p, "the AUC CIs")
+    add_figures_flag(p, "the box plots")
+    add_device_flags(p, bf16=False, what="model files")
+    add_resume_flag(p, "an interrupted run in --out (same settings)")
+    add_overwrite_flag(p, "the results in a non-empty --out")
     p.set_defaults(func=_cmd_radiogenomics)

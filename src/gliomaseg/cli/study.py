@@ -1,4 +1,4 @@
-"""Study sub-command: ``study CONFIG.yaml`` (a cross-validated grid of experiments with statistics)."""
+"""Study sub-command: ``study STUDY_FILE`` (a cross-validated grid of experiments with statistics)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gliomaseg.cli._common import quiet_training_libraries
+from gliomaseg.cli._common import (
+    add_command,
+    add_launcher_flag,
+    add_out_flag,
+    add_shard_flag,
+    quiet_training_libraries,
+)
 
 if TYPE_CHECKING:
     from gliomaseg.study.report import CollectResult
@@ -18,12 +24,21 @@ __all__ = ["register"]
 def _cmd_study(args: argparse.Namespace) -> None:
     from gliomaseg.study.folder import default_folder, open_study, prepare_study
     from gliomaseg.study.grid import load_study_config
-    from gliomaseg.study.launchers import parse_shard, run_local, shard_runs, submit_slurm, wait_for_runs
+    from gliomaseg.study.launchers import (
+        check_slurm,
+        parse_shard,
+        run_local,
+        shard_runs,
+        submit_slurm,
+        wait_for_runs,
+    )
     from gliomaseg.study.report import collect_study
     from gliomaseg.study.runner import run_status
 
     t0 = time.perf_counter()
-    config = load_study_config(args.config, data=args.data)
+    if args.launcher == "submitit" and not (args.list or args.collect or args.sweep_postprocess):
+        check_slurm()  # before any slow preparation
+    config = load_study_config(args.study_file, data=args.data)
     folder = Path(args.out) if args.out else default_folder(config)
     if args.sweep_postprocess:
         from gliomaseg.study.postprocess_sweep import sweep_postprocess
@@ -50,8 +65,8 @@ def _cmd_study(args: argparse.Namespace) -> None:
     if args.launcher == "submitit":
         jobs = submit_slurm(study, runs)
         print(f"submitted {len(jobs)} runs to SLURM (logs in {study.folder / 'slurm'})")
-        if args.no_wait:
-            print(f"collect when they are done: gliomaseg study {args.config} --collect")
+        if not args.wait:
+            print(f"collect when they are done: gliomaseg study {args.study_file} --collect")
             return
         wait_for_runs(study, runs, jobs, timeout_s=args.timeout * 60)
     else:
@@ -86,20 +101,28 @@ def _print_collected(collected: CollectResult, folder: Path) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``study`` to ``sub``."""
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "study",
         help="cross-validated grid of experiments (configurations x folds), statistics, report",
-        description="Train and evaluate every configuration of CONFIG.yaml on every fold of one patient-level "
+        description="Train and evaluate every configuration of STUDY_FILE on every fold of one patient-level "
         "k-fold split, then compare them (tables, Friedman and Wilcoxon-Holm tests, plots, report.html). "
         "Finished runs are skipped and interrupted ones resumed.",
+        example="gliomaseg study studies/cpu-small.yaml --data kaggle_3m\n"
+        "gliomaseg study studies/paper.yaml --data kaggle_3m --launcher submitit --no-wait",
     )
-    p.add_argument("config", help="the study file (YAML; see studies/cpu-small.yaml)")
+    p.add_argument("study_file", metavar="STUDY_FILE", help="the study file (YAML; see studies/cpu-small.yaml)")
     p.add_argument("--data", help="kaggle_3m folder (overrides the file's data:)")
-    p.add_argument("--out", help="study folder (default: <folder of CONFIG>/<name>)")
-    p.add_argument("--shard", metavar="K/N", help="run only the K-th of N slices of the runs (1 <= K <= N)")
+    add_out_flag(p, "the study folder (default: <folder of STUDY_FILE>/<name>)")
+    add_shard_flag(p)
     p.add_argument("--collect", action="store_true", help="only gather the finished runs into tables and report")
-    p.add_argument("--launcher", choices=("local", "submitit"), default="local", help="where runs execute")
-    p.add_argument("--no-wait", action="store_true", help="submitit: return after submitting")
+    add_launcher_flag(p)
+    p.add_argument(
+        "--wait",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="submitit: wait for the runs and collect them (default on; --no-wait returns after submitting)",
+    )
     p.add_argument("--timeout", type=float, default=24 * 60, help="submitit: minutes to wait for the runs")
     p.add_argument("--list", action="store_true", help="list the runs and their state, run nothing")
     p.add_argument(

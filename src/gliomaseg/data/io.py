@@ -20,6 +20,7 @@ from gliomaseg.utils import atomic_write
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "KAGGLE_3M_ORIENTATION",
     "LOSSLESS_SUFFIXES",
     "mask_suffix",
     "read_image",
@@ -34,6 +35,17 @@ IMAGE_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 """Every slice image type gliomaseg reads (lower case)."""
 LOSSLESS_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".png")
 """The types a dataset's slices and masks may have: a mask must stay exactly binary, so no JPEG."""
+
+KAGGLE_3M_ORIENTATION: tuple[str, str, str] = ("P", "L", "S")
+"""Where kaggle_3m's (row, column, slice) indices point, as nibabel axis codes (the direction of increase).
+
+Found from the data (issue 24): on every patient looked at (sites CS, DU, FG, HT) the nose, orbits and
+frontal sinus are in the top rows and the cerebellum in the bottom rows (rows run anterior ->
+posterior: ``P``), and slice 1 shows the skull base, orbits and cerebellum while the last slices show
+the vertex (slices run inferior -> superior: ``S``). Left and right cannot be told from anatomy; the
+radiological display convention (the patient's right on the image's left, so columns run right ->
+left: ``L``) is assumed. A model trained on kaggle_3m sees its slices in this frame.
+"""
 
 
 def mask_suffix(image_suffix: str) -> str:
@@ -222,7 +234,7 @@ def _atomic_save(path: Path, img: Image.Image, overwrite: bool) -> Path:
     if suffix not in _PIL_FORMATS:
         raise GliomasegError(f"{path}: cannot write {suffix!r}; use one of {', '.join(_PIL_FORMATS)}")
     if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} already exists; pass overwrite=True to replace it")
+        raise OutputExistsError(f"{path} already exists; pass --overwrite to replace it")
     return atomic_write(path, lambda tmp: img.save(tmp, format=_PIL_FORMATS[suffix]))
 
 

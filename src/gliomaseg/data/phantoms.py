@@ -266,8 +266,8 @@ def synthesise_dataset(
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise GliomasegError(
-                f"{out} is not empty; choose an empty or new folder, or pass overwrite=True "
-                "(--overwrite) to replace the phantom data in it"
+                f"{out} is not empty; choose an empty or new folder, or pass --overwrite "
+                "to replace the phantom data in it"
             )
         for old in out.iterdir():
             if old.is_dir() and _PHANTOM_DIR_RE.match(old.name):

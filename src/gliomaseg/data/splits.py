@@ -320,7 +320,7 @@ def save_splits(splits: dict[str, Any], path: str | os.PathLike[str], *, overwri
             return path
         raise OutputExistsError(
             f"{path} already holds different splits; splits are written once and reused so results "
-            "stay comparable (use --overwrite / overwrite=True to replace them)"
+            "stay comparable (pass --overwrite to replace them)"
         )
     atomic_write_text(path, json.dumps(splits, indent=2, sort_keys=True) + "\n")
     return path

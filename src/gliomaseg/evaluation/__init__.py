@@ -1,4 +1,4 @@
-"""Evaluation stage: metrics, post-processing, ``evaluate()``, figures and HTML reports.
+"""Evaluation stage: metrics, post-processing, ``evaluate()``, ``score_masks()``, figures and HTML reports.
 
 Public names load on first use (see :mod:`gliomaseg._lazy`).
 """
@@ -34,6 +34,15 @@ _EXPORTS = {
     "plan_evaluation": "gliomaseg.evaluation.plan",
     "prepare_output_folder": "gliomaseg.evaluation.plan",
     "split_matches": "gliomaseg.evaluation.plan",
+    "Mask": "gliomaseg.evaluation.mask_files",
+    "MaskFile": "gliomaseg.evaluation.mask_files",
+    "align_pair": "gliomaseg.evaluation.mask_files",
+    "case_name": "gliomaseg.evaluation.mask_files",
+    "find_masks": "gliomaseg.evaluation.mask_files",
+    "match_cases": "gliomaseg.evaluation.mask_files",
+    "read_mask_file": "gliomaseg.evaluation.mask_files",
+    "ScoreResult": "gliomaseg.evaluation.score",
+    "score_masks": "gliomaseg.evaluation.score",
     "ensemble_summary": "gliomaseg.evaluation.ensemble",
     "member_dice": "gliomaseg.evaluation.ensemble",
     "EVAL_FORMAT": "gliomaseg.evaluation.evaluator",
@@ -53,6 +62,7 @@ _EXPORTS = {
     "html_table": "gliomaseg.evaluation.html",
     "page": "gliomaseg.evaluation.html",
     "write_report": "gliomaseg.evaluation.html",
+    "md_table": "gliomaseg.evaluation.markdown",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
@@ -72,6 +82,16 @@ if TYPE_CHECKING:
         select_slices,
     )
     from gliomaseg.evaluation.html import data_uri, figure, fmt, html_table, page, write_report
+    from gliomaseg.evaluation.markdown import md_table
+    from gliomaseg.evaluation.mask_files import (
+        Mask,
+        MaskFile,
+        align_pair,
+        case_name,
+        find_masks,
+        match_cases,
+        read_mask_file,
+    )
     from gliomaseg.evaluation.metrics import (
         CASES,
         METRIC_KEYS,
@@ -100,3 +120,4 @@ if TYPE_CHECKING:
         postprocess_volume,
         remove_small_components,
     )
+    from gliomaseg.evaluation.score import ScoreResult, score_masks

@@ -6,7 +6,7 @@ probabilities back to that size), post-processed as configured (threshold, small
 largest 3D component; flip TTA at prediction time) and compared with the ground truth per slice
 and per patient volume with :mod:`gliomaseg.evaluation.metrics` and its empty-case convention.
 
-Outputs (in ``out``, by default ``<checkpoint folder>/eval_<split>/``):
+Outputs (in ``out``, by default ``eval_<split>/`` in the current folder):
 
 - ``summary.json``: settings (checkpoint, model, preprocessing, post-processing, split and its id
   checked against the checkpoint's), counts, time, aggregates per metric (mean, median, std and a
@@ -25,9 +25,8 @@ import datetime as dt
 import json
 import logging
 import math
-import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,9 +46,11 @@ from gliomaseg.evaluation.plan import (
     check_output_folder,
     plan_evaluation,
     prepare_output_folder,
+    recorded_patients,
     split_matches,
 )
 from gliomaseg.evaluation.postprocess import PostprocessConfig, postprocess_volume
+from gliomaseg.inference.pretrained import bundled_training_patients
 from gliomaseg.inference.segmenter import Segmenter, load_segmenter
 from gliomaseg.utils import atomic_write, atomic_write_text, json_safe
 
@@ -134,7 +135,7 @@ def evaluate(
     index: str | Path | None = None,
     splits: str | Path | None = None,
     fold: int | None = None,
-    postprocess: PostprocessConfig | None = None,
+    postprocess: PostprocessConfig | Mapping[str, Any] | None = None,
     patients: list[str] | None = None,
     figures: bool = True,
     progress: bool = True,
@@ -154,12 +155,13 @@ def evaluate(
             probabilities (the summary and report then compare it with each member).
         data: a kaggle_3m folder; indexed when neither ``index`` nor the run's index fits it.
         split: ``test``, ``val``, ``train`` (of ``fold``) or ``all`` (every patient of the index).
-        out: output folder (default ``<checkpoint folder>/eval_<split>``; an ensemble's:
-            ``<common folder of the members>/ensemble_eval_<split>``).
+        out: output folder (default ``eval_<split>`` in the current folder; an ensemble's:
+            ``ensemble_eval_<split>``); never beside the model file, which may be inside the package.
         index: an ``index.csv`` (default: the one of the checkpoint's training run).
         splits: a ``splits.json`` (default: the one of the checkpoint's training run).
         fold: fold for ``train``/``val`` (default: the checkpoint's).
-        postprocess: post-processing (default: the checkpoint's stored settings).
+        postprocess: post-processing (default: the checkpoint's stored settings), or a mapping of
+            the settings to change from those (e.g. ``{"threshold": 0.7}``; works for ``.onnx`` too).
         patients: patients (folder ids or ``TCGA_<site>_<n>`` names) to draw overlays for, in
             addition to the best, median and worst.
         figures: draw figures and GIFs (the tables and ``report.html`` are always written).
@@ -187,17 +189,26 @@ def evaluate(
     t_start = time.perf_counter()
     paths = [checkpoint] if isinstance(checkpoint, str | Path) else list(checkpoint)
     ckpt_paths = [Path(p).expanduser().resolve() for p in paths]
-    seg = load_segmenter(ckpt_paths, device=device, postprocess=postprocess, batch_size=batch_size, bf16=bf16)
+    changes = dict(postprocess) if isinstance(postprocess, Mapping) else None
+    full = postprocess if isinstance(postprocess, PostprocessConfig) else None
+    seg = load_segmenter(ckpt_paths, device=device, postprocess=full, batch_size=batch_size, bf16=bf16)
+    if changes:
+        # checked as a whole, so an unknown or invalid setting is named
+        seg = seg.with_postprocess(**PostprocessConfig.from_dict({**seg.postprocess.to_dict(), **changes}).to_dict())
     ckpt_path = ckpt_paths[0]
-    if out is not None:
-        out_dir = Path(out)
-    elif len(ckpt_paths) == 1:
-        out_dir = ckpt_path.parent / f"eval_{split}"
-    else:
-        out_dir = Path(os.path.commonpath([p.parent for p in ckpt_paths])) / f"ensemble_eval_{split}"
+    default_out = f"ensemble_eval_{split}" if len(ckpt_paths) > 1 else f"eval_{split}"
+    out_dir = Path(out) if out is not None else Path(default_out)
     check_output_folder(out_dir, overwrite)  # before any slow work
     plan = plan_evaluation(
-        seg.meta, split=split, data=data, index=index, splits=splits, fold=fold, patients=patients, progress=progress
+        seg.meta,
+        split=split,
+        data=data,
+        index=index,
+        splits=splits,
+        fold=fold,
+        patients=patients,
+        progress=progress,
+        recorded=_recorded(seg, ckpt_paths),
     )
     prepare_output_folder(out_dir, overwrite)
     scores = _score_patients(seg, plan, out_dir / "figures" / "gifs" if figures else None, progress)
@@ -214,6 +225,21 @@ def evaluate(
     summary = json_safe(summary)
     _write_outputs(out_dir, summary, scores, plan, figure_list)
     return EvaluationResult(out=out_dir, summary=summary)
+
+
+def _recorded(seg: Segmenter, paths: list[Path]) -> list[dict[str, list[str]] | None]:
+    """Per model, the patients its file records it was trained and selected on; for a bundled model
+    whose file predates that record, the list the package ships beside it."""
+    members = seg.meta.get("ensemble") or [seg.meta]
+    # an ONNX export of an ensemble is one file holding several members' records
+    files: list[Path | None] = list(paths) if len(paths) == len(members) else [None] * len(members)
+    out = []
+    for meta, path in zip(members, files):
+        record = recorded_patients(meta)
+        if record is None and path is not None and (bundled := bundled_training_patients(path)) is not None:
+            record = {"train": bundled, "val": []}
+        out.append(record)
+    return out
 
 
 def _score_patients(seg: Segmenter, plan: EvaluationPlan, gif_dir: Path | None, progress: bool) -> _Scores:

@@ -27,9 +27,11 @@ rows from the overlap aggregates and counts them separately instead. ``accuracy`
 and ``specificity`` are defined for every case (specificity would only be undefined if the truth
 filled the whole image, which does not happen in kaggle_3m; it is then NaN).
 
-``hd95`` is in pixels (unit spacing). For a volume it is computed in 3D with unit spacing on the
-``S x H x W`` grid: kaggle_3m ships TIFF slices without slice thickness or in-plane spacing, so
-millimetres are unavailable and the through-plane distance counts one slice as one pixel.
+``hd95`` is in pixels (unit spacing) unless :func:`binary_metrics` is given the voxel size
+(``spacing``, as ``gliomaseg score`` does for NIfTI and DICOM SEG masks). For a kaggle_3m volume
+it is computed in 3D with unit spacing on the ``S x H x W`` grid: kaggle_3m ships TIFF slices
+without slice thickness or in-plane spacing, so millimetres are unavailable and the through-plane
+distance counts one slice as one pixel.
 Following MONAI, HD95 is the larger of the two directed 95th percentiles of the distances between
 the mask edges (a mask pixel whose 4-/6-neighbourhood is not all foreground).
 """
@@ -179,8 +181,9 @@ def dice_from_counts(intersection: Any, pred_sum: Any, truth_sum: Any) -> float 
     return float(dice) if dice.ndim == 0 else dice
 
 
-def _hd95_batch(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """HD95 for ``N x spatial`` bool masks where both masks of each case are non-empty."""
+def _hd95_batch(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float] | None = None) -> np.ndarray:
+    """HD95 for ``N x spatial`` bool masks where both masks of each case are non-empty (``spacing``: per
+    spatial axis, None for unit spacing)."""
     n = pred.shape[0]
     hd = np.empty(n, dtype=np.float64)
     if n == 0:
@@ -207,12 +210,15 @@ def _hd95_batch(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
                 include_background=True,
                 percentile=95,
                 distance_metric="euclidean",
+                spacing=None if spacing is None else [float(s) for s in spacing],
             )
             hd[i] = float(d[0, 0])
     return hd
 
 
-def _metrics_batch(pred: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:
+def _metrics_batch(
+    pred: np.ndarray, target: np.ndarray, spacing: Sequence[float] | None = None
+) -> dict[str, np.ndarray]:
     """Metrics for ``N x spatial`` bool masks (one case per leading index), as arrays of length N."""
     n = pred.shape[0]
     flat_p = pred.reshape(n, -1)
@@ -241,32 +247,37 @@ def _metrics_batch(pred: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray
 
     hd = np.full(n, np.nan)
     both = np.flatnonzero(tumour & ~missed)
-    hd[both] = _hd95_batch(pred[both], target[both])
+    hd[both] = _hd95_batch(pred[both], target[both], spacing)
     out["hd95"] = hd
     out["case"] = case_from_counts(out["truth_pixels"], out["pred_pixels"])
     return out
 
 
-def binary_metrics(pred: Any, target: Any) -> dict[str, float | int | str]:
+def binary_metrics(pred: Any, target: Any, *, spacing: Sequence[float] | None = None) -> dict[str, float | int | str]:
     """Binary segmentation metrics for one case: a slice or a whole patient volume.
 
     Args:
         pred: predicted mask, ``H x W`` (slice) or ``S x H x W`` (volume); numpy array or torch
             tensor with bool or 0/1 values.
         target: ground-truth mask of the same shape and kind.
+        spacing: voxel size along each axis of the masks (e.g. mm from a NIfTI header), so that
+            ``hd95`` is in those units; None (the default) for unit spacing, ``hd95`` in pixels.
 
     Returns:
         A dict with ``case`` (str, see the module docstring), the float metrics ``dice``, ``iou``,
-        ``accuracy``, ``precision``, ``sensitivity``, ``specificity`` and ``hd95`` (pixels; 3D with
-        unit spacing for volumes), and the int counts ``tp``, ``fp``, ``fn``, ``tn``,
+        ``accuracy``, ``precision``, ``sensitivity``, ``specificity`` and ``hd95`` (pixels, or the
+        unit of ``spacing``; 3D for volumes), and the int counts ``tp``, ``fp``, ``fn``, ``tn``,
         ``truth_pixels``, ``pred_pixels``.
 
     Raises:
         TypeError: inputs that are not numpy arrays / torch tensors.
-        GliomasegError: non-binary values, mismatched shapes, or not 2D/3D.
+        GliomasegError: non-binary values, mismatched shapes, not 2D/3D, or a ``spacing`` that does
+            not give one positive size per axis.
     """
     p, t = _check_pair(pred, target, (2, 3))
-    batch = _metrics_batch(p[None], t[None])
+    if spacing is not None and (len(spacing) != p.ndim or not all(float(s) > 0 for s in spacing)):
+        raise GliomasegError(f"spacing {tuple(spacing)} must give one positive size per axis of the {p.ndim}D masks.")
+    batch = _metrics_batch(p[None], t[None], spacing)
     result: dict[str, float | int | str] = {}
     for key in METRIC_KEYS:
         value = batch[key][0]

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from gliomaseg.checkpoint import LAST_EPOCH, LAST_EPOCH_NO_VALIDATION
+from gliomaseg.checkpoint import BEST_ON_VALIDATION, LAST_EPOCH, LAST_EPOCH_NO_VALIDATION
 from gliomaseg.data.index import index_dataset
 from gliomaseg.data.index_table import index_built_from, load_index
 from gliomaseg.data.splits import PARTS, load_splits, part_patients, split_id
@@ -27,6 +27,7 @@ __all__ = [
     "check_output_folder",
     "plan_evaluation",
     "prepare_output_folder",
+    "recorded_patients",
     "split_matches",
 ]
 
@@ -82,8 +83,15 @@ def plan_evaluation(
     fold: int | None,
     patients: list[str] | None,
     progress: bool,
+    recorded: Sequence[dict[str, list[str]] | None] | None = None,
 ) -> EvaluationPlan:
     """Resolve index, splits, patients and warnings for a model file's metadata (see ``evaluate``).
+
+    Args:
+        recorded: per model (each member of an ensemble), the patients it was trained and selected on
+            (``{"train": [...], "val": [...]}``, see :func:`recorded_patients`), or None where its file
+            records none. Used for the warnings: only evaluated patients that a model has seen are
+            flagged.
 
     Raises:
         GliomasegError: unknown split, missing index/splits, patients of the split absent from the
@@ -98,8 +106,12 @@ def plan_evaluation(
     ids, splits_dict = _resolve_patients(split, table, splits_file, fold_k, splits is not None)
     eval_sid = split_id(splits_dict, fold_k) if splits_dict is not None else None
     checkpoint_sid = meta.get("split_id")
-    # a last.pt was not chosen on the validation patients (model files record how their epoch was chosen)
-    warnings = _warnings(split, checkpoint_sid, eval_sid, splits_dict is not None, meta.get("selection"))
+    seen = _seen(meta, recorded, splits_dict, eval_sid)
+    if seen is not None:
+        warnings = _seen_warnings(ids, *seen)
+    else:
+        # a last.pt was not chosen on the validation patients (model files record how their epoch was chosen)
+        warnings = _warnings(split, checkpoint_sid, eval_sid, splits_dict is not None, meta.get("selection"))
     for w in warnings:
         log.warning("%s", w)
     return EvaluationPlan(
@@ -142,9 +154,9 @@ def _resolve_index(
             return table, str(run_index.resolve())
         log.info("the run's index %s is of another folder than %s: indexing %s", run_index, data, data)
     if data is None:
+        # The run's path is of the machine the model was trained on: naming it would only confuse.
         raise GliomasegError(
-            f"no index found (the checkpoint's run used {run_index}, which does not exist here): "
-            "pass --data DIR (a kaggle_3m folder) or --index FILE"
+            "the model's training index is not on this machine: pass --data DIR (a kaggle_3m folder) or --index FILE"
         )
     table = index_dataset(data, progress=progress).table
     return table, f"built from {Path(data).resolve()}"
@@ -174,10 +186,13 @@ def _resolve_patients(
 ) -> tuple[list[str], dict[str, Any] | None]:
     """Patient ids of the split (sorted) and the splits dict (``None`` if there is none for ``all``)."""
     splits = load_splits(splits_file) if splits_file is not None and splits_file.is_file() else None
-    if splits is None and (explicit_splits or split != "all"):
+    if splits is None and explicit_splits:
+        raise GliomasegError(f"no splits file at {splits_file}: pass an existing --splits FILE")
+    if splits is None and split != "all":
+        # The run's path is of the machine the model was trained on (the bundled model's, say): not named.
         raise GliomasegError(
-            f"no splits file at {splits_file}: pass --splits FILE (the splits.json the model was trained "
-            "with) or use --split all to evaluate every patient of the index"
+            f"--split {split} needs the splits file the model was trained with, which is not on this machine: "
+            "pass --split all to evaluate every patient of --data (or --index), or --splits FILE"
         )
     known = set(table["patient_id"].astype(str))
     if split == "all" or splits is None:
@@ -246,6 +261,60 @@ def _split_mismatch(split: str, checkpoint_sid: str | list | None, eval_sid: str
     return None
 
 
+def recorded_patients(meta: dict[str, Any]) -> dict[str, list[str]] | None:
+    """The patients a model file records it was trained on (``train``) and selected its epoch on
+    (``val``, empty when the last epoch was kept), or None for files that predate the record."""
+    if meta.get("train_patients") is None:
+        return None
+    selected = (meta.get("val_patients") or []) if meta.get("selection") == BEST_ON_VALIDATION else []
+    return {"train": list(meta["train_patients"]), "val": list(selected)}
+
+
+def _seen(
+    meta: dict[str, Any],
+    recorded: Sequence[dict[str, list[str]] | None] | None,
+    splits: dict[str, Any] | None,
+    eval_sid: str | None,
+) -> tuple[set[str], set[str]] | None:
+    """The patients the model (every member) was trained on and selected on, or None when unknown.
+
+    A file that does not record them is matched with the evaluated splits file when that is the file it
+    was trained with (same split id); otherwise nothing is claimed.
+    """
+    members = meta.get("ensemble") or [meta]
+    records = list(recorded) if recorded is not None else [recorded_patients(m) for m in members]
+    trained: set[str] = set()
+    selected: set[str] = set()
+    for member, record in zip(members, records):
+        sid = str(member.get("split_id") or "")
+        if record is None and splits is not None and eval_sid and sid.split(":fold")[0] == eval_sid.split(":fold")[0]:
+            fold = int(sid.rsplit(":fold", 1)[1]) if ":fold" in sid else 0
+            best = member.get("selection") not in (LAST_EPOCH, LAST_EPOCH_NO_VALIDATION)
+            record = {
+                "train": part_patients(splits, "train", fold),
+                "val": part_patients(splits, "val", fold) if best else [],
+            }
+        if record is None:
+            return None
+        trained |= set(record["train"])
+        selected |= set(record["val"])
+    return trained, selected - trained
+
+
+def _seen_warnings(ids: list[str], trained: set[str], selected: set[str]) -> list[str]:
+    """What the report must say about evaluated patients the model has seen (nothing when none)."""
+    out = []
+    for seen, what, effect in (
+        (trained, "were used to train the model", "their metrics are optimistic, not a test result"),
+        (selected, "selected the model's epoch (validation)", "slightly optimistic; use unseen patients"),
+    ):
+        overlap = sorted(set(ids) & seen)
+        if overlap:
+            shown = ", ".join(overlap[:3]) + (", ..." if len(overlap) > 3 else "")
+            out.append(f"{len(overlap)} of the {len(ids)} evaluated patients {what} ({shown}): {effect}")
+    return out
+
+
 def _warnings(
     split: str, checkpoint_sid: str | list | None, eval_sid: str | None, have_splits: bool, selection: Any = None
 ) -> list[str]:
@@ -254,7 +323,7 @@ def _warnings(
     if mismatch:
         out.append(mismatch)
     if not checkpoint_sid or (isinstance(checkpoint_sid, list) and not all(checkpoint_sid)):
-        out.append("the checkpoint records no split id: cannot check that these patients were unseen in training")
+        out.append("the model file records no split id: cannot check that these patients were unseen in training")
     if split == "train":
         out.append("evaluated on the model's training patients: these metrics are optimistic, not a test result")
     elif split == "val" and selection not in (LAST_EPOCH, LAST_EPOCH_NO_VALIDATION):
@@ -262,8 +331,11 @@ def _warnings(
             "evaluated on the validation patients, which selected the checkpoint: slightly optimistic; "
             "use the test split for the final estimate"
         )
-    elif split == "all":
-        out.append("split 'all' includes the patients the model was trained and selected on")
+    elif split == "all" and checkpoint_sid:
+        out.append(
+            "the model file does not record its training patients (nor is the splits file it was trained with "
+            "given): cannot check whether these patients were seen in training"
+        )
     return out
 
 
@@ -273,8 +345,7 @@ def check_output_folder(out: Path, overwrite: bool) -> None:
         raise GliomasegError(f"output {out} exists and is not a folder; choose another --out")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise OutputExistsError(
-            f"output folder {out} is not empty: pass overwrite=True (--overwrite) to replace its "
-            "results, or choose another --out"
+            f"output folder {out} is not empty: pass --overwrite to replace its results, or choose another --out"
         )
 
 

@@ -1,4 +1,5 @@
-"""Inference stage: ``Segmenter`` and its backends, reading the user's inputs, ``predict``, ONNX export.
+"""Inference stage: ``Segmenter`` and its backends, reading the user's inputs (NIfTI, DICOM, slices) with their
+geometry, ``predict``, ONNX export.
 
 Importing this package pulls in neither Lightning, scikit-learn nor Albumentations.
 
@@ -24,11 +25,31 @@ _EXPORTS = {
     "SUPPORTED_INPUTS": "gliomaseg.inference.inputs",
     "Case": "gliomaseg.inference.inputs",
     "discover_inputs": "gliomaseg.inference.inputs",
+    "nifti_decoded_size": "gliomaseg.inference.nifti",
     "nifti_spacing": "gliomaseg.inference.nifti",
+    "nifti_spacing_known": "gliomaseg.inference.nifti",
+    "DECODED_BYTES_PER_VOXEL": "gliomaseg.inference.limits",
+    "DEFAULT_LIMITS": "gliomaseg.inference.limits",
+    "LIMIT_FLAGS": "gliomaseg.inference.limits",
+    "Limits": "gliomaseg.inference.limits",
+    "check_case": "gliomaseg.inference.limits",
+    "image_size": "gliomaseg.inference.limits",
     "nifti_stem": "gliomaseg.inference.nifti",
     "nifti_to_uint8": "gliomaseg.inference.nifti",
     "read_nifti": "gliomaseg.inference.nifti",
     "read_case": "gliomaseg.inference.inputs",
+    "read_image": "gliomaseg.inference.inputs",
+    "read_nifti_volume": "gliomaseg.inference.nifti",
+    "Volume": "gliomaseg.inference.volume",
+    "Frame": "gliomaseg.inference.orientation",
+    "model_orientation": "gliomaseg.inference.orientation",
+    "to_model_frame": "gliomaseg.inference.orientation",
+    "from_model_frame": "gliomaseg.inference.orientation",
+    "SeriesInfo": "gliomaseg.inference.dicom",
+    "format_series_table": "gliomaseg.inference.dicom",
+    "list_series": "gliomaseg.inference.dicom",
+    "read_dicom": "gliomaseg.inference.dicom",
+    "read_sequences": "gliomaseg.inference.sequences",
     "read_volume": "gliomaseg.inference.inputs",
     "model_algorithm": "gliomaseg.inference.predict",
     "predict_inputs": "gliomaseg.inference.predict",
@@ -51,9 +72,9 @@ _EXPORTS = {
     "overview_image": "gliomaseg.inference.overview",
     "overview_slices": "gliomaseg.inference.overview",
     "write_overview": "gliomaseg.inference.overview",
-    "Volume": "gliomaseg.inference.volume",
     "DICOM_DATASETS": "gliomaseg.inference.writers",
     "NIFTI_HEADER": "gliomaseg.inference.writers",
+    "NIFTI_IMAGE": "gliomaseg.inference.writers",
     "SEGMENT_LABEL": "gliomaseg.inference.writers",
     "source_frames": "gliomaseg.inference.writers",
     "write_dicom_seg": "gliomaseg.inference.writers",
@@ -75,12 +96,31 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from gliomaseg.inference.backends import LoadedModel, load_onnx, load_torch
+    from gliomaseg.inference.dicom import SeriesInfo, format_series_table, list_series, read_dicom
     from gliomaseg.inference.export import AveragedProbabilities, ExportResult, export_onnx
     from gliomaseg.inference.fusion import LogitsFn, fold_batchnorm, graph_fused
-    from gliomaseg.inference.inputs import SUPPORTED_INPUTS, Case, discover_inputs, read_case, read_volume
+    from gliomaseg.inference.inputs import SUPPORTED_INPUTS, Case, discover_inputs, read_case, read_image, read_volume
+    from gliomaseg.inference.limits import (
+        DECODED_BYTES_PER_VOXEL,
+        DEFAULT_LIMITS,
+        LIMIT_FLAGS,
+        Limits,
+        check_case,
+        image_size,
+    )
     from gliomaseg.inference.measures import COMPONENT_COLUMNS, MEASURE_COLUMNS, components, measure, summarise
-    from gliomaseg.inference.nifti import NIFTI_SUFFIXES, nifti_spacing, nifti_stem, nifti_to_uint8, read_nifti
+    from gliomaseg.inference.nifti import (
+        NIFTI_SUFFIXES,
+        nifti_decoded_size,
+        nifti_spacing,
+        nifti_spacing_known,
+        nifti_stem,
+        nifti_to_uint8,
+        read_nifti,
+        read_nifti_volume,
+    )
     from gliomaseg.inference.onnx_check import ONNX_FORMAT, check_onnx_model
+    from gliomaseg.inference.orientation import Frame, from_model_frame, model_orientation, to_model_frame
     from gliomaseg.inference.outputs import (
         CASE_COMPONENT_COLUMNS,
         CASES_COLUMNS,
@@ -97,10 +137,12 @@ if TYPE_CHECKING:
     from gliomaseg.inference.predict import model_algorithm, predict_inputs
     from gliomaseg.inference.pretrained import BUNDLED, BundledModel, bundled_path, model_card, resolve_model
     from gliomaseg.inference.segmenter import Segmenter, load_segmenter
+    from gliomaseg.inference.sequences import read_sequences
     from gliomaseg.inference.volume import Volume
     from gliomaseg.inference.writers import (
         DICOM_DATASETS,
         NIFTI_HEADER,
+        NIFTI_IMAGE,
         SEGMENT_LABEL,
         source_frames,
         write_dicom_seg,

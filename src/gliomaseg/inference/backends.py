@@ -21,7 +21,10 @@ from gliomaseg.errors import GliomasegError
 from gliomaseg.inference.fusion import LogitsFn, fold_batchnorm, graph_fused
 from gliomaseg.inference.onnx_check import check_onnx_model
 
-__all__ = ["LoadedModel", "load_onnx", "load_torch"]
+__all__ = ["LoadedModel", "check_output_shape", "load_onnx", "load_torch"]
+
+#: Slices in the trial run of a loaded model (two, so that a graph that mixes up the batch axis shows).
+_TRIAL_BATCH = 2
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,42 @@ class LoadedModel:
     preprocess: PreprocessConfig
     meta: dict[str, Any]
     backend: str
+
+
+def check_output_shape(logits_fn: LogitsFn, path: Path, size: int) -> None:
+    """Run a loaded model once on a small input and refuse it unless it gives ``B x 1 x size x size`` logits.
+
+    The shapes a file declares can lie (an ONNX graph with a 2 x 2 max-pool appended still declares
+    full-size logits) and a smaller output would be resized silently into another mask: only the
+    real output of a real run is trusted.
+
+    Args:
+        logits_fn: the loaded model's function (float32 ``B x 3 x size x size`` -> logits).
+        path: the model file, for the message.
+        size: the training size stored in the file.
+
+    Raises:
+        GliomasegError: naming the file, the shape it gave and the shape expected.
+    """
+    expected = (_TRIAL_BATCH, 1, size, size)
+    try:
+        out = logits_fn(torch.zeros(_TRIAL_BATCH, 3, size, size))
+        shape = tuple(int(n) for n in out.shape)
+        finite = bool(torch.isfinite(out).all())
+    except Exception as err:  # noqa: BLE001 - any failure of a trial run means the file is unusable
+        raise GliomasegError(
+            f"{path}: the model fails on a {' x '.join(map(str, (_TRIAL_BATCH, 3, size, size)))} input "
+            f"({type(err).__name__}: {' '.join(str(err).split())[:200]}); it is not a usable gliomaseg model"
+        ) from None
+    if shape != expected:
+        raise GliomasegError(
+            f"{path}: run on a {_TRIAL_BATCH} x 3 x {size} x {size} input, the model gives "
+            f"{' x '.join(map(str, shape))} instead of {' x '.join(map(str, expected))} (B x 1 x H x W at the input "
+            "size, as its stored size "
+            "says); its masks would be wrong, so it is refused: export or train it again"
+        )
+    if not finite:
+        raise GliomasegError(f"{path}: the model gives NaN or infinite logits on a blank input; it is refused")
 
 
 def load_torch(
@@ -72,7 +111,8 @@ def load_torch(
         The :class:`LoadedModel`.
 
     Raises:
-        GliomasegError: the file is not a gliomaseg model file.
+        GliomasegError: the file is not a gliomaseg model file, or a trial run does not give
+            ``B x 1 x size x size`` logits (:func:`check_output_shape`).
     """
     from gliomaseg.checkpoint import load_model
 
@@ -102,6 +142,7 @@ def load_torch(
             fused = graph_fused(bf16_model, eager_fn, batch_size, preprocess.size, dtype=torch.bfloat16)
         else:
             fused = graph_fused(model, eager_fn, batch_size, preprocess.size)
+    check_output_shape(eager_fn, Path(path), preprocess.size)
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
     backend = ("torchscript-onednn-bf16" if bf16 else "torchscript-onednn") if fused else "eager"
     return LoadedModel(fused or eager_fn, preprocess, meta, backend)
@@ -119,8 +160,9 @@ def load_onnx(path: str | Path, *, threads: int | None = None) -> LoadedModel:
         The :class:`LoadedModel`.
 
     Raises:
-        GliomasegError: the file is missing, not ONNX, or not a gliomaseg export (see
-            :func:`~gliomaseg.inference.onnx_check.check_onnx_model`).
+        GliomasegError: the file is missing, not ONNX, not a gliomaseg export (see
+            :func:`~gliomaseg.inference.onnx_check.check_onnx_model`), or its trial run does not give
+            ``B x 1 x size x size`` logits (:func:`check_output_shape`).
     """
     import onnxruntime as ort
 
@@ -137,7 +179,7 @@ def load_onnx(path: str | Path, *, threads: int | None = None) -> LoadedModel:
     except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
         raise GliomasegError(
             f"{path} is not an ONNX model onnxruntime can load ({type(err).__name__}: {err}); "
-            "export one with `gliomaseg export CHECKPOINT --format onnx`"
+            "export one with `gliomaseg export --model MODEL --format onnx`"
         ) from err
     input_name = session.get_inputs()[0].name
 
@@ -145,4 +187,6 @@ def load_onnx(path: str | Path, *, threads: int | None = None) -> LoadedModel:
         x = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
         return torch.from_numpy(session.run(None, {input_name: x})[0])
 
-    return LoadedModel(logits_fn, PreprocessConfig.from_dict(meta["preprocess"]), meta, "onnxruntime")
+    preprocess = PreprocessConfig.from_dict(meta["preprocess"])
+    check_output_shape(logits_fn, path, preprocess.size)
+    return LoadedModel(logits_fn, preprocess, meta, "onnxruntime")

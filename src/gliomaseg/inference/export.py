@@ -7,7 +7,8 @@ metadata travel inside the file as ONNX ``metadata_props`` (each value a JSON st
 post-processing as the PyTorch model file:
 
 - ``format``: ``"gliomaseg-onnx/1"``
-- ``model``, ``preprocess``, ``postprocess``, ``split_id``, ``package_version``, ``epoch``,
+- ``model``, ``preprocess``, ``postprocess``, ``split_id``, ``package_version``, ``epoch``, ``selection``,
+  ``train_patients``, ``val_patients``,
   ``metrics``: copied from the model file (absent keys are left out).
 
 Every export is checked: onnxruntime and PyTorch run the same random batch and the largest
@@ -33,11 +34,24 @@ from gliomaseg.errors import GliomasegError, OutputExistsError
 from gliomaseg.inference.onnx_check import ONNX_FORMAT
 from gliomaseg.utils import atomic_write
 
-__all__ = ["ONNX_FORMAT", "AveragedProbabilities", "ExportResult", "export_onnx"]
+__all__ = ["ONNX_FORMAT", "AveragedProbabilities", "ExportResult", "default_onnx_path", "export_onnx"]
 
 log = logging.getLogger(__name__)
 
-_META_KEYS = ("model", "preprocess", "postprocess", "split_id", "package_version", "epoch", "metrics", "ensemble")
+_META_KEYS = (
+    "model",
+    "preprocess",
+    "postprocess",
+    "orientation",
+    "split_id",
+    "package_version",
+    "epoch",
+    "metrics",
+    "ensemble",
+    "selection",
+    "train_patients",
+    "val_patients",
+)
 
 
 @dataclass(frozen=True)
@@ -105,6 +119,11 @@ def _load_for_export(checkpoints: Sequence[Path]) -> tuple[nn.Module, dict[str, 
     return model.float().eval(), payload, sizes.pop()
 
 
+def default_onnx_path(checkpoints: Sequence[str | Path]) -> Path:
+    """``<stem>.onnx`` of a single model file, ``ensemble.onnx`` for several, in the current folder."""
+    return Path("ensemble.onnx" if len(checkpoints) > 1 else f"{Path(checkpoints[0]).stem}.onnx")
+
+
 def export_onnx(
     checkpoint: str | Path | Sequence[str | Path],
     out: str | Path | None = None,
@@ -120,7 +139,8 @@ def export_onnx(
     Args:
         checkpoint: a gliomaseg model file (``best.pt``/``last.pt``), or several with the same
             preprocessing: one graph returning the logit of their averaged probabilities.
-        out: target ``.onnx`` file; default: the (first) checkpoint's path with suffix ``.onnx``.
+        out: target ``.onnx`` file; default: ``<model file stem>.onnx`` (an ensemble's: ``ensemble.onnx``)
+            in the current folder, never beside the model file (a bundled model's is inside the package).
         opset: ONNX opset version (>= 13).
         overwrite: replace an existing ``out``.
         atol: largest allowed absolute logit difference between onnxruntime and PyTorch.
@@ -139,14 +159,14 @@ def export_onnx(
 
     Example:
         >>> export_onnx("runs/unet__bce_dice__fold0/best.pt").path  # doctest: +SKIP
-        PosixPath('runs/unet__bce_dice__fold0/best.onnx')
+        PosixPath('best.onnx')
     """
     checkpoints = [Path(checkpoint)] if isinstance(checkpoint, str | Path) else [Path(c) for c in checkpoint]
-    target = Path(out) if out is not None else checkpoints[0].with_suffix(".onnx")
+    target = Path(out) if out is not None else default_onnx_path(checkpoints)
     if target.suffix.lower() != ".onnx":
         raise GliomasegError(f"export target {target} must end in .onnx")
     if target.exists() and not overwrite:
-        raise OutputExistsError(f"{target} exists; pass --overwrite (overwrite=True) to replace it")
+        raise OutputExistsError(f"{target} exists; pass --overwrite to replace it")
     if opset < 13:
         raise GliomasegError(f"opset={opset}: use 13 or newer (dynamic batch axes need it)")
     model, payload, size = _load_for_export(checkpoints)
@@ -158,7 +178,8 @@ def export_onnx(
             f"try another --opset (got {opset})"
         )
     atomic_write(target, lambda p: p.write_bytes(data))
-    log.info("exported %s -> %s (opset %d, max abs diff %.3g)", checkpoints, target, opset, diff)
+    # debug only: the caller reports the result (the command prints one line of it)
+    log.debug("exported %s -> %s (opset %d, max abs diff %.3g)", ", ".join(map(str, checkpoints)), target, opset, diff)
     return ExportResult(path=target, max_abs_diff=diff, opset=opset)
 
 

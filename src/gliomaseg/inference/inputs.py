@@ -1,6 +1,6 @@
-"""Finding and reading the user's inputs: slices, folders of slices, kaggle_3m patient folders, NIfTI.
+"""Finding and reading the user's inputs: slices, folders of slices, kaggle_3m patient folders, NIfTI, DICOM.
 
-Inputs (any mix; each becomes one or more *cases*, one row of ``areas.csv`` each):
+Inputs (any mix; each becomes one or more *cases*, one row of ``cases.csv`` each):
 
 - **A slice image** ``.tif``/``.tiff``/``.png``/``.jpg``/``.jpeg``, ``H x W`` (grey) or ``H x W x 3``
   uint8 (pre-contrast, FLAIR, post-contrast, as in kaggle_3m). A one-channel image is taken as
@@ -12,14 +12,22 @@ Inputs (any mix; each becomes one or more *cases*, one row of ``areas.csv`` each
   the folder, is kind ``patient``). Files named ``*_mask.*`` are ignored, other images (not
   ``<name>_<n>``) are separate one-slice cases, other file types are ignored, and sub-folders
   are searched too (so the whole ``kaggle_3m`` folder works). NIfTI files in a folder are cases too.
-- **A NIfTI volume** ``.nii``/``.nii.gz`` (read with nibabel): ``X x Y x Z`` (slices along the last
-  spatial axis, taken as FLAIR and copied into three channels) or ``X x Y x Z x C`` with ``C`` in
-  {1, 3} (channel order pre-contrast, FLAIR, post-contrast); ``X x Y`` is one slice. Slice ``z`` is
-  ``data[:, :, z]`` with rows along ``X`` and columns along ``Y``: array axes are used as stored,
-  with no reorientation (the model was trained on axial slices; store axial slices on the last
-  axis). Non-uint8 data are scaled to uint8 per volume and channel: the 0.5th-99.5th percentile
-  range maps linearly to 0-255 (clipped); uint8 data are kept. NaN or infinite voxels and slices
-  under 32 x 32 are refused (see :mod:`gliomaseg.inference.nifti`).
+- **A NIfTI volume** ``.nii``/``.nii.gz`` (read with nibabel), in any orientation: ``X x Y x Z`` (FLAIR,
+  copied into three channels) or ``X x Y x Z x C`` with ``C`` in {1, 3} (pre-contrast, FLAIR,
+  post-contrast); ``X x Y`` is one slice. It is turned by its affine to the model's orientation (and
+  resliced to axial when tilted; see :mod:`gliomaseg.inference.orientation`); a header without
+  orientation is read as stored (slices along the last axis, rows along ``X``). Non-uint8 data are
+  scaled to uint8 per volume and channel: the 0.5th-99.5th percentile range maps linearly to 0-255
+  (clipped); uint8 data are kept. NaN or infinite voxels and slices under 32 x 32 (in the model's
+  orientation) are refused (see :mod:`gliomaseg.inference.nifti`).
+- **Several sequences of one case**: NIfTI files ``<case>_flair``, ``_t1``, ``_t1ce`` (or nnU-Net's
+  ``<case>_0000`` ...) in one folder, or given together, are one case (see
+  :mod:`gliomaseg.inference.sequences`).
+- **DICOM**: a folder whose files (sub-folders included) are DICOM images of one study, or one DICOM
+  file: its FLAIR series (or ``series``) is read (see :mod:`gliomaseg.inference.dicom`). A folder of
+  several studies is searched for them sub-folder by sub-folder.
+
+NIfTI and DICOM cases go to the model's frame; their masks come back in the input's own voxel grid.
 """
 
 from __future__ import annotations
@@ -34,17 +42,29 @@ from typing import Any
 
 import numpy as np
 
-from gliomaseg.data.io import IMAGE_SUFFIXES, mask_suffix, read_image_any
+from gliomaseg.data.io import IMAGE_SUFFIXES, KAGGLE_3M_ORIENTATION, mask_suffix, read_image_any
 from gliomaseg.errors import GliomasegError
-from gliomaseg.inference.nifti import nifti_stem, read_nifti
+from gliomaseg.inference.dicom import is_dicom, one_study, read_dicom
+from gliomaseg.inference.nifti import nifti_stem, nifti_to_uint8, read_nifti_volume
+from gliomaseg.inference.orientation import Frame, to_model_frame
+from gliomaseg.inference.sequences import group_sequences, read_sequences
+from gliomaseg.inference.volume import Volume
+from gliomaseg.utils import non_regular_kind
 
-__all__ = ["SUPPORTED_INPUTS", "Case", "discover_inputs", "read_case", "read_volume"]
+__all__ = ["FIELD_OF_VIEW", "SUPPORTED_INPUTS", "Case", "discover_inputs", "read_case", "read_image", "read_volume"]
 
 SUPPORTED_INPUTS = (
     "a slice image (.tif, .tiff, .png, .jpg, .jpeg; grey or 3-channel uint8), a folder of slices "
-    "(<name>_<n>.<ext>), a kaggle_3m patient folder, or a NIfTI volume (.nii, .nii.gz)"
+    "(<name>_<n>.<ext>), a kaggle_3m patient folder, a NIfTI volume (.nii, .nii.gz; <case>_flair/_t1/_t1ce "
+    "files of one case), or a DICOM series or study folder"
 )
 log = logging.getLogger(__name__)
+
+#: Whether NIfTI and DICOM slices are windowed around the head by default. The window keeps the accuracy on
+#: scans framed unlike kaggle_3m's and costs 0.003 mean Dice on kaggle_3m's own framing (docs/geometry.md);
+#: off until the web page shows and downloads windowed volumes through their frame (predict and the page
+#: must see the same slices).
+FIELD_OF_VIEW = False
 
 _NUMBERED = re.compile(r"^(?P<name>.+)_(?P<n>\d+)$")
 
@@ -54,12 +74,17 @@ class Case:
     """One unit of prediction: a volume (or a single slice) and where its outputs go.
 
     Attributes:
-        name: the case's name (file stem, ``<name>`` of ``<name>_<n>`` slices, or NIfTI stem).
-        kind: ``slice``, ``volume``, ``patient`` or ``nifti``.
-        source: the input file, or the folder holding the slices.
-        files: slice files in order (one for ``slice``, the NIfTI file for ``nifti``).
-        masks: mask target per slice (one NIfTI file for ``nifti``).
+        name: the case's name (file stem, ``<name>`` of ``<name>_<n>`` slices, NIfTI stem, ``<case>`` of
+            sequence files, or the DICOM folder's name).
+        kind: ``slice``, ``volume``, ``patient``, ``nifti`` or ``dicom``.
+        source: the input file (FLAIR's for sequence files), or the folder holding the slices or DICOM files.
+        files: slice files in order (one for ``slice``, the NIfTI file(s) for ``nifti``, the folder for ``dicom``).
+        masks: mask target per slice (one NIfTI file for ``nifti`` and ``dicom``).
         overlays: overlay PNG target per slice.
+        series: the DICOM series to read (None: FLAIR by name; see :func:`~gliomaseg.inference.dicom.read_dicom`).
+        sequences: ``{role: file}`` of a case given as sequence files, else None.
+        image: the scan as read (``nifti``/``dicom``), with its geometry.
+        frame: how it was brought to the model's frame (for the mask's way back).
     """
 
     name: str
@@ -70,6 +95,10 @@ class Case:
     overlays: list[Path]
     volume: np.ndarray | None = field(default=None, repr=False)
     nifti: Any = field(default=None, repr=False)
+    series: str | None = None
+    sequences: dict[str, Path] | None = None
+    image: Volume | None = field(default=None, repr=False)
+    frame: Frame | None = field(default=None, repr=False)
 
     @property
     def targets(self) -> list[Path]:
@@ -105,25 +134,47 @@ def _nifti_case(path: Path, out_dir: Path) -> Case:
     )
 
 
+def _sequence_cases(paths: list[Path], out_dir: Path) -> tuple[list[Case], set[Path]]:
+    """Cases of NIfTI files named by sequence (``<case>_flair`` ...) and the files they take."""
+    cases, taken = [], set()
+    for name, roles in group_sequences(paths).items():
+        flair = roles["flair"]
+        suffix = flair.name[len(nifti_stem(flair) or "") :]
+        files = [roles[r] for r in ("pre", "flair", "post", "t2") if r in roles]
+        cases.append(Case(name, "nifti", flair, files, [out_dir / f"{name}_mask{suffix}"], [], sequences=roles))
+        taken.update(files)
+    return cases, taken
+
+
+def _dicom_case(source: Path, out_dir: Path, name: str, series: str | None) -> Case:
+    return Case(name, "dicom", source, [source], [out_dir / f"{name}_mask.nii.gz"], [], series=series)
+
+
 def _is_slice_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.stem.lower().endswith("_mask")
 
 
-def _folder_cases(folder: Path, out_dir: Path, skip: Path | None, visited: set[Path]) -> list[Case]:
+def _folder_cases(
+    folder: Path, out_dir: Path, skip: Path | None, visited: set[Path], series: str | None = None
+) -> list[Case]:
     real = folder.resolve()
     if real in visited:
         # A link back to a folder already searched (a loop, or the same folder twice): search it once.
         log.warning("skipping %s: it leads to %s, which is searched already", folder, real)
         return []
     visited.add(real)
+    if one_study(folder, skip):
+        return [_dicom_case(folder, out_dir.parent, _output_folder_name(folder), series)]
     entries = sorted(p for p in folder.iterdir() if not p.name.startswith((".", "__")))
     for p in entries:
         if p.is_symlink() and not p.exists():
             log.warning("ignoring %s: a broken link or a link loop", p)
     files = [p for p in entries if p.is_file()]
     groups: dict[str, list[tuple[int, Path]]] = {}
-    cases: list[Case] = []
+    cases, taken = _sequence_cases([p for p in files if nifti_stem(p) is not None], out_dir)
     for path in files:
+        if path in taken:
+            continue
         if nifti_stem(path) is not None:
             cases.append(_nifti_case(path, out_dir))
         elif _is_slice_image(path):
@@ -154,8 +205,29 @@ def _folder_cases(folder: Path, out_dir: Path, skip: Path | None, visited: set[P
         )
     for sub in entries:
         if sub.is_dir() and (skip is None or sub.resolve() != skip):
-            cases.extend(_folder_cases(sub, out_dir / sub.name, skip, visited))
+            cases.extend(_folder_cases(sub, out_dir / sub.name, skip, visited, series))
     return cases
+
+
+def _merge_given_sequences(cases: list[Case], out: Path) -> list[Case]:
+    """Sequence files given one by one (``a_flair.nii.gz a_t1.nii.gz``) become one case, like in a folder."""
+    loose = [c.source for c in cases if c.kind == "nifti" and c.sequences is None and c.masks[0].parent == out]
+    merged, taken = [], set()
+    for parent in dict.fromkeys(p.parent for p in loose):  # a case's files sit in one folder
+        found, used = _sequence_cases([p for p in loose if p.parent == parent], out)
+        merged += found
+        taken |= used
+    if not merged:
+        return cases
+    first = {case.source: case for case in merged}
+    result = []
+    for case in cases:
+        if case.kind == "nifti" and case.sequences is None and case.source in taken:
+            if case.source in first:
+                result.append(first[case.source])
+            continue
+        result.append(case)
+    return result
 
 
 def _output_folder_name(folder: Path) -> str:
@@ -176,12 +248,15 @@ def _check_inside(cases: list[Case], out: Path) -> None:
                 )
 
 
-def discover_inputs(inputs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]) -> list[Case]:
-    """Expand the inputs into cases with their output paths (nothing is read yet).
+def discover_inputs(
+    inputs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], *, series: str | None = None
+) -> list[Case]:
+    """Expand the inputs into cases with their output paths (nothing is read yet but one DICOM header per folder).
 
     Args:
-        inputs: slice files, folders and NIfTI files (see the module docstring).
+        inputs: slice files, folders, NIfTI files and DICOM folders or files (see the module docstring).
         out: the output folder; outputs mirror input names below it (and it is never scanned as input).
+        series: the DICOM series to read in every DICOM case (None: FLAIR, picked by name).
 
     Returns:
         The cases in input order (folders: NIfTI files and loose slices, then ``<name>_<n>``
@@ -205,19 +280,24 @@ def discover_inputs(inputs: Sequence[str | os.PathLike[str]], out: str | os.Path
             if path.resolve() in visited:
                 log.warning("skipping %s: it is searched already (given twice, or inside another input)", path)
                 continue
-            found = _folder_cases(path, out / _output_folder_name(path), skip, visited)
+            found = _folder_cases(path, out / _output_folder_name(path), skip, visited, series)
             if not found:
-                raise _unsupported(path, "folder holds no slice images or NIfTI files")
+                raise _unsupported(path, "folder holds no slice images, NIfTI or DICOM files")
             cases.extend(found)
         elif path.is_file():
             if nifti_stem(path) is not None:
                 cases.append(_nifti_case(path, out))
+            elif is_dicom(path):
+                cases.append(_dicom_case(path, out, path.stem, series))
             elif path.suffix.lower() in IMAGE_SUFFIXES:
                 cases.append(_slice_case(path, out))
             else:
                 raise _unsupported(path, f"unsupported file type {''.join(path.suffixes) or '(none)'!r}")
+        elif non_regular_kind(path):
+            raise _unsupported(path, f"it is {non_regular_kind(path)}, not a file or folder")
         else:
             raise GliomasegError(f"input {path} does not exist; pass {SUPPORTED_INPUTS}")
+    cases = _merge_given_sequences(cases, out)
     seen: dict[Path, Path] = {}
     for case in cases:
         for target in case.targets:
@@ -238,8 +318,30 @@ def _as_three_channels(image: np.ndarray) -> np.ndarray:
     return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
 
 
-def read_case(case: Case) -> np.ndarray:
-    """Read a case's volume (and keep it on ``case.volume``).
+def read_image(case: Case) -> Volume:
+    """The scan of a NIfTI or DICOM case with its geometry (read once, kept on ``case.image``)."""
+    if case.image is None:
+        if case.kind == "dicom":
+            case.image = read_dicom(case.source, case.series)
+        elif case.sequences is not None:
+            case.image = read_sequences(case.sequences)
+        else:
+            case.image = read_nifti_volume(case.source)
+        case.nifti = case.image.extra.get("image")
+    return case.image
+
+
+def read_case(
+    case: Case, orientation: Sequence[str] = KAGGLE_3M_ORIENTATION, *, field_of_view: bool = FIELD_OF_VIEW
+) -> np.ndarray:
+    """Read a case's volume, in the model's frame (and keep it on ``case.volume``).
+
+    Args:
+        case: from :func:`discover_inputs`.
+        orientation: the model's (row, column, slice) axis codes, for NIfTI and DICOM (the model
+            file's; see :func:`~gliomaseg.inference.orientation.model_orientation`).
+        field_of_view: crop or pad NIfTI/DICOM slices to a window around the head (see
+            :func:`~gliomaseg.inference.orientation.to_model_frame`).
 
     Returns:
         ``S x H x W x 3`` uint8 (pre-contrast, FLAIR, post-contrast).
@@ -248,9 +350,9 @@ def read_case(case: Case) -> np.ndarray:
         GliomasegError: an unreadable or truncated file, a wrong dtype or channel count, or slices of
             one volume with different sizes (the message names the file).
     """
-    if case.kind == "nifti":
-        volume, case.nifti = read_nifti(case.source)
-        case.volume = np.ascontiguousarray(_as_three_channels(volume))
+    if case.kind in ("nifti", "dicom"):
+        array, case.frame = to_model_frame(read_image(case), orientation, field_of_view=field_of_view)
+        case.volume = np.ascontiguousarray(_as_three_channels(nifti_to_uint8(array)))
         return case.volume
     slices = []
     for path in case.files:
@@ -265,14 +367,19 @@ def read_case(case: Case) -> np.ndarray:
     return case.volume
 
 
-def read_volume(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read one volume: a kaggle_3m patient folder, a folder of ``<name>_<n>`` slices, a NIfTI file or a slice.
+def read_volume(
+    path: str | os.PathLike[str], series: str | None = None, *, field_of_view: bool = FIELD_OF_VIEW
+) -> np.ndarray:
+    """Read one volume: a kaggle_3m patient folder, a folder of ``<name>_<n>`` slices, a NIfTI file, a DICOM
+    folder or a slice; NIfTI and DICOM in the kaggle_3m models' frame.
 
     The same reader ``predict``, ``evaluate`` and the web page use, so an array read here gives the
     same masks through :meth:`~gliomaseg.inference.segmenter.Segmenter.predict_volume`.
 
     Args:
         path: the folder or file (see the module docstring for the accepted kinds).
+        series: the DICOM series (None: FLAIR, picked by name).
+        field_of_view: window NIfTI/DICOM slices around the head (as :func:`read_case`).
 
     Returns:
         ``S x H x W x 3`` uint8 (pre-contrast, FLAIR, post-contrast), slices in order.
@@ -289,10 +396,10 @@ def read_volume(path: str | os.PathLike[str]) -> np.ndarray:
         >>> read_volume(patient).shape[1:]
         (64, 64, 3)
     """
-    cases = discover_inputs([path], Path(os.devnull))
+    cases = discover_inputs([path], Path(os.devnull), series=series)
     if len(cases) != 1:
         names = ", ".join(c.name for c in cases[:4]) + (", ..." if len(cases) > 4 else "")
         raise GliomasegError(
             f"{path} holds {len(cases)} volumes ({names}); pass one patient folder, slice folder or NIfTI file"
         )
-    return read_case(cases[0])
+    return read_case(cases[0], field_of_view=field_of_view)

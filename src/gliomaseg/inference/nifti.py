@@ -9,6 +9,7 @@ that differ more than four-fold) are warned about, with the fix.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -18,8 +19,18 @@ import numpy as np
 
 from gliomaseg.data.normalise import MIN_SIZE
 from gliomaseg.errors import GliomasegError
+from gliomaseg.inference.volume import Volume
 
-__all__ = ["NIFTI_SUFFIXES", "nifti_spacing", "nifti_stem", "nifti_to_uint8", "read_nifti"]
+__all__ = [
+    "NIFTI_SUFFIXES",
+    "nifti_decoded_size",
+    "nifti_spacing",
+    "nifti_spacing_known",
+    "nifti_stem",
+    "nifti_to_uint8",
+    "read_nifti",
+    "read_nifti_volume",
+]
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +126,61 @@ def _integer_channel_to_uint8(channel: np.ndarray) -> np.ndarray | None:
     return table[index]
 
 
+def nifti_spacing_known(image: Any) -> bool:
+    """Whether the file gives a real voxel size: stored pixdim > 0 and an invertible affine.
+
+    nibabel replaces a stored pixdim of 0 by 1 when it reads a header (and logs it at a level
+    nobody sees), so the stored values are read again without that fix: a file that says nothing
+    about its voxel size must not be reported in mm^3 as if its voxels were 1 mm cubes.
+
+    Args:
+        image: a nibabel NIfTI image loaded from a file (``Case.nifti``).
+
+    Returns:
+        False when a stored spatial pixdim is 0, negative or not finite, or when the affine's
+        ``3 x 3`` part is singular (e.g. all zeros); True otherwise.
+    """
+    n_spatial = 3 if len(image.shape) >= 3 else 2
+    pixdim = np.asarray(image.header["pixdim"][1 : 1 + n_spatial], dtype=float)
+    filename = image.get_filename()
+    if filename:
+        from nibabel.openers import ImageOpener
+
+        with contextlib.suppress(Exception), ImageOpener(filename) as f:
+            raw = type(image.header).from_fileobj(f, check=False)
+            pixdim = np.asarray(raw["pixdim"][1 : 1 + n_spatial], dtype=float)
+    linear = np.asarray(image.affine, dtype=float)[:3, :3]
+    invertible = bool(np.all(np.isfinite(linear))) and abs(float(np.linalg.det(linear))) > 1e-12
+    return bool(np.all(np.isfinite(pixdim)) and np.all(pixdim > 0)) and invertible
+
+
+def nifti_decoded_size(path: str | os.PathLike[str]) -> tuple[tuple[int, ...], np.dtype, np.dtype]:
+    """The shape and the dtype a NIfTI file's data will have in memory, without reading the data.
+
+    The dtype is the one nibabel actually returns, which is not always the stored one: with
+    ``scl_slope``/``scl_inter`` set, stored uint8 or int8 becomes float64 (8 bytes a voxel). It is
+    found by reading one voxel (for ``.nii.gz`` only the start of the stream is decompressed).
+
+    Args:
+        path: a ``.nii``/``.nii.gz`` file.
+
+    Returns:
+        ``(shape, stored_dtype, returned_dtype)``.
+
+    Raises:
+        GliomasegError: the header (or the first voxel) cannot be read.
+    """
+    import nibabel as nib
+
+    try:
+        img: Any = nib.load(str(path))
+        shape = tuple(int(n) for n in img.header.get_data_shape())
+        corner = np.asanyarray(img.dataobj[tuple(slice(0, 1) for _ in shape)])
+    except Exception as err:  # noqa: BLE001 - nibabel raises many types for bad files
+        raise GliomasegError(f"{path}: unreadable or truncated NIfTI file ({type(err).__name__}: {err})") from err
+    return shape, np.dtype(img.header.get_data_dtype()), corner.dtype
+
+
 def nifti_to_uint8(data: np.ndarray) -> np.ndarray:
     """Scale a NIfTI volume to uint8, per channel, robustly.
 
@@ -147,13 +213,8 @@ def nifti_to_uint8(data: np.ndarray) -> np.ndarray:
     return out
 
 
-def _check_data(path: Path, data: np.ndarray) -> None:
-    """Refuse non-finite voxels and slices too small to segment; warn about axes that look transposed.
-
-    Args:
-        path: the file, for messages.
-        data: ``X x Y x Z x C``, slices along Z.
-    """
+def _check_finite(path: Path, data: np.ndarray) -> None:
+    """Refuse NaN or infinite voxels (gliomaseg does not guess what they should be)."""
     if np.issubdtype(data.dtype, np.floating):
         finite = np.isfinite(data)
         if not finite.all():
@@ -163,6 +224,16 @@ def _check_data(path: Path, data: np.ndarray) -> None:
                 "does not guess what they should be: replace them (e.g. with the background value, "
                 "numpy.nan_to_num) and save the file again"
             )
+
+
+def _check_data(path: Path, data: np.ndarray) -> None:
+    """Refuse non-finite voxels and slices too small to segment; warn about axes that look transposed.
+
+    Args:
+        path: the file, for messages.
+        data: ``X x Y x Z x C``, slices along Z.
+    """
+    _check_finite(path, data)
     x, y, z = data.shape[:3]
     if min(x, y) < MIN_SIZE:
         raise GliomasegError(
@@ -204,6 +275,19 @@ def read_nifti(path: str | os.PathLike[str]) -> tuple[np.ndarray, Any]:
         >>> read_nifti(path)[0].shape
         (5, 48, 40, 1)
     """
+    img, data = _load(path)
+    _check_data(path, data)
+    if not nifti_spacing_known(img):
+        log.warning(
+            "%s: the header gives no voxel size (a pixdim of 0, or an affine without a scale): sizes are reported "
+            "in voxels, not mm^3; store the voxel size (e.g. nibabel's header.set_zooms) to get volumes",
+            path,
+        )
+    return np.moveaxis(nifti_to_uint8(data), 2, 0), img  # Z x X x Y x C: slices first, as stored
+
+
+def _load(path: str | os.PathLike[str]) -> tuple[Any, np.ndarray]:
+    """Load a NIfTI file as ``(image, X x Y x Z x C data)``, refusing unreadable files and unsupported shapes."""
     import nibabel as nib
 
     try:
@@ -227,5 +311,46 @@ def read_nifti(path: str | os.PathLike[str]) -> tuple[np.ndarray, Any]:
             f"{path}: NIfTI shape {shape} is not supported; expected X x Y x Z (FLAIR) or X x Y x Z x C "
             "with C = 1 (FLAIR) or 3 (pre-contrast, FLAIR, post-contrast)"
         )
-    _check_data(path, data)
-    return np.moveaxis(nifti_to_uint8(data), 2, 0), img  # Z x X x Y x C: slices first, as stored
+    return img, data
+
+
+def read_nifti_volume(path: str | os.PathLike[str]) -> Volume:
+    """Read a NIfTI file into a :class:`Volume` with its geometry (for the model's frame, see
+    :mod:`gliomaseg.inference.orientation`).
+
+    The checks of :func:`read_nifti` but the slice size, which is checked in the model's frame. A file
+    whose header gives no orientation (qform and sform codes 0) is read as stored, as gliomaseg always
+    did: first axis rows, second columns, last slices (``extra["as_stored"]``, with a warning).
+
+    Args:
+        path: a ``.nii``/``.nii.gz`` file (shapes as :func:`read_nifti`).
+
+    Returns:
+        ``X x Y x Z x C`` as stored (uint8 kept, else float32), the header's affine, kind ``nifti``;
+        ``extra["image"]`` is the nibabel image (its header for writers).
+
+    Raises:
+        GliomasegError: as :func:`read_nifti`, but for the slice size.
+    """
+    img, data = _load(path)
+    _check_finite(Path(path), data)
+    if data.dtype != np.uint8:
+        data = data.astype(np.float32, copy=False)
+    known = nifti_spacing_known(img)
+    as_stored = int(img.header["qform_code"]) == 0 and int(img.header["sform_code"]) == 0
+    affine = np.asarray(img.affine, float) if known else np.eye(4)
+    if not known:
+        log.warning(
+            "%s: the header gives no voxel size (a pixdim of 0, or an affine without a scale): sizes are reported "
+            "in voxels, not mm^3; store the voxel size (e.g. nibabel's header.set_zooms) to get volumes",
+            path,
+        )
+    if as_stored or not known:
+        _check_data(Path(path), data)  # read as stored: the stored axes' checks and warnings, as always
+        log.warning(
+            "%s: the header gives no orientation%s; read as stored (first axis rows, second columns, last "
+            "axis slices): set its qform/sform (e.g. nibabel's set_qform) for gliomaseg to turn it",
+            path,
+            "" if known else " nor voxel sizes",
+        )
+    return Volume(data, affine, Path(path), "nifti", known, {"image": img, "as_stored": as_stored or not known})

@@ -19,7 +19,7 @@ from gliomaseg.evaluation.postprocess import PostprocessConfig
 __all__ = ["ONNX_FORMAT", "check_onnx_model"]
 
 ONNX_FORMAT = "gliomaseg-onnx/1"
-_FIX = "export the model again with `gliomaseg export CHECKPOINT --format onnx`"
+_FIX = "export the model again with `gliomaseg export --model MODEL --format onnx`"
 
 
 def _dims(value_info: Any) -> list[int | str]:

@@ -29,9 +29,11 @@ from gliomaseg.data.io import read_mask, write_image, write_mask
 from gliomaseg.errors import GliomasegError
 from gliomaseg.inference.inputs import Case
 from gliomaseg.inference.measures import COMPONENT_COLUMNS, MEASURE_COLUMNS, components, summarise
+from gliomaseg.inference.nifti import nifti_spacing_known
+from gliomaseg.inference.orientation import from_model_frame
 from gliomaseg.inference.overview import write_overview
 from gliomaseg.inference.volume import Volume
-from gliomaseg.inference.writers import NIFTI_HEADER, write_dicom_seg, write_nifti_mask, write_probabilities
+from gliomaseg.inference.writers import write_dicom_seg, write_nifti_mask, write_probabilities
 
 __all__ = [
     "CASES_COLUMNS",
@@ -110,26 +112,30 @@ def overlay(flair: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return rgb
 
 
-# ------------------------------------------------------------------------------------ geometry bridge
-# Until the readers return a Volume (and the orientation step maps to and from the model's frame),
-# the model's frame is the input's stored order: slices along the input's third axis.
+# ------------------------------------------------------------------------------------ geometry
 def case_volume(case: Case) -> Volume:
-    """The case as a :class:`Volume` in the input's own geometry (``case.volume`` must be read).
+    """The case as a :class:`Volume` in the input's own geometry (the case must be read).
 
-    NIfTI: its affine and header, voxel size from pixdim; slice images: unit affine and no voxel size.
+    NIfTI and DICOM: the scan as its reader returned it (``case.image``: affine, voxel size, the
+    NIfTI header or the source DICOM datasets); slice images: unit affine and no voxel size.
     """
+    if case.kind in _ONE_FILE:
+        if case.image is None:
+            raise GliomasegError(f"{case.source}: the case has not been read; read it with read_case first")
+        return case.image
     assert case.volume is not None
     array = np.moveaxis(case.volume, 0, 2)  # S x H x W x 3 -> X x Y x Z x 3, a view
-    if case.kind == "nifti":
-        zooms = case.nifti.header.get_zooms()[:3]
-        known = all(float(z) > 0 for z in zooms)
-        extra = {NIFTI_HEADER: case.nifti.header}
-        return Volume(array, np.asarray(case.nifti.affine, float), case.source, "nifti", known, extra)
     return Volume(array, np.eye(4), case.source, case.kind, spacing_known=False)
 
 
-def to_source(case: Case, model_frame: np.ndarray) -> np.ndarray:
-    """An ``S x H x W`` result in the model's frame -> ``X x Y x Z`` in the input's geometry."""
+def to_source(case: Case, model_frame: np.ndarray, *, order: int = 0) -> np.ndarray:
+    """An ``S x H x W`` result in the model's frame -> ``X x Y x Z`` in the input's geometry.
+
+    NIfTI and DICOM go back through :func:`~gliomaseg.inference.orientation.from_model_frame` (``order``
+    0 for masks, 1 for probabilities of a resliced volume); slice images are stored as the model saw them.
+    """
+    if case.frame is not None:
+        return from_model_frame(model_frame, case.frame, order=order)
     return np.moveaxis(model_frame, 0, 2)
 
 
@@ -252,7 +258,7 @@ def write_case(
         write_dicom_seg(targets["seg"][0], source_mask, volume, algorithm=options.algorithm, overwrite=overwrite)
     if targets["probabilities"]:
         path = targets["probabilities"][0]
-        write_probabilities(path, to_source(case, probabilities), volume, overwrite=overwrite)
+        write_probabilities(path, to_source(case, probabilities, order=1), volume, overwrite=overwrite)
     if targets["overview"]:
         write_overview(targets["overview"][0], case.volume, mask, overwrite=overwrite)
     for z, path in enumerate(targets["overlays"]):
@@ -268,7 +274,7 @@ def _read_nifti_mask(path: Path) -> tuple[np.ndarray, float | None]:
     data = np.asarray(image.dataobj) > 0
     if data.ndim == 2:
         data = data[..., None]
-    known = all(float(z) > 0 for z in image.header.get_zooms()[:3])
+    known = nifti_spacing_known(image)  # nibabel reads a stored pixdim of 0 as 1
     affine = np.asarray(image.affine, float)
     return data, (float(np.prod(np.linalg.norm(affine[:3, :3], axis=0))) / 1000.0 if known else None)
 

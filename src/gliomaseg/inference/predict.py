@@ -11,9 +11,14 @@ tables go to ``out``:
   when the input has none), 26-connected components and the largest one's volume, and the files
   written;
 - ``components.csv``: one row per component of every case, largest first.
+- ``failed.csv`` when cases failed (``input, case, error``): a case that cannot be read or segmented
+  does not stop the others. Cohorts, shards and SLURM arrays: :mod:`gliomaseg.inference.cohort`
+  (both tables above are merged from the shards).
 
-Existing outputs are never replaced without ``overwrite``; every target is checked, every input
-read and the output folder's writability probed before the model runs. Every file is written
+Existing outputs are never replaced without ``overwrite``; every target is checked and the output
+folder's writability probed before the model runs. Inputs are read one case at a time as they are
+predicted, so a cohort of any size holds one volume in memory; a single bad input (or only bad
+ones) is an error, with nothing written. Every file is written
 atomically, so a stopped run leaves complete files only, and ``resume`` continues it by skipping
 the cases whose outputs are all there.
 """
@@ -29,9 +34,13 @@ from typing import Any
 
 import pandas as pd
 
+from gliomaseg.data.io import KAGGLE_3M_ORIENTATION
 from gliomaseg.errors import GliomasegError, OutputExistsError
 from gliomaseg.evaluation.postprocess import PostprocessConfig, postprocess_volume
-from gliomaseg.inference.inputs import discover_inputs, read_case
+from gliomaseg.inference.cohort import FAILED_NAME, Failures, finish_tables, shard_cases, shard_table
+from gliomaseg.inference.inputs import FIELD_OF_VIEW, Case, discover_inputs, read_case
+from gliomaseg.inference.limits import DEFAULT_LIMITS, Limits, check_case
+from gliomaseg.inference.orientation import model_orientation
 from gliomaseg.inference.outputs import (
     CASE_COMPONENT_COLUMNS,
     CASES_COLUMNS,
@@ -41,9 +50,8 @@ from gliomaseg.inference.outputs import (
     write_case,
 )
 from gliomaseg.inference.segmenter import Segmenter, load_segmenter
-from gliomaseg.utils import atomic_write_text
 
-__all__ = ["model_algorithm", "predict_inputs"]
+__all__ = ["model_algorithm", "predict_inputs", "run_shard"]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +91,28 @@ def _apply_postprocess(seg: Segmenter, postprocess: PostprocessConfig | Mapping[
     return seg.with_postprocess(**changes)
 
 
+def _refuse_existing(cases: Sequence[Case], options: OutputOptions, tables: Sequence[Path]) -> None:
+    """Raise OutputExistsError when any output of ``cases`` (or one of the ``tables``) exists.
+
+    Known from names and headers, before any volume is read: a volume's per-slice overlays are named
+    once its slices in the model's frame are known, so their folder stands for them here.
+    """
+    targets = list(tables)
+    for case in cases:
+        named = case_targets(case, options, n_slices=0)
+        targets += [p for paths in named.values() for p in paths]
+        if options.wants_overlays(case) and case.kind in ("nifti", "dicom"):
+            folder = case.masks[0].parent / f"{case.name}_overlay"
+            targets += [folder] if folder.is_dir() and any(folder.iterdir()) else []
+    existing = [t for t in targets if t.exists()]
+    if existing:
+        shown = ", ".join(str(p) for p in existing[:3]) + (", ..." if len(existing) > 3 else "")
+        raise OutputExistsError(
+            f"{len(existing)} output file(s) exist already ({shown}); pass --resume to continue a stopped "
+            "run, --overwrite to replace them, or choose another --out folder"
+        )
+
+
 def predict_inputs(
     model_path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Segmenter,
     inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
@@ -99,6 +129,10 @@ def predict_inputs(
     save_probabilities: bool = False,
     graph_fusion: bool | None = None,
     resume: bool = False,
+    shard: tuple[int, int] | None = None,
+    series: str | None = None,
+    field_of_view: bool = FIELD_OF_VIEW,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> pd.DataFrame:
     """Segment slices, folders and volumes and write masks, overviews, ``cases.csv`` and ``components.csv``.
 
@@ -119,14 +153,27 @@ def predict_inputs(
         save_probabilities: also write each case's probability map (float32 NIfTI, input geometry).
         graph_fusion: oneDNN Graph fusion for model files on the CPU (None: the default, on).
         resume: continue a stopped run into the same ``out``: cases whose outputs are all written
-            are skipped (their rows are read back from their masks); the others are predicted,
-            replacing what the stopped run wrote of them.
+            are skipped (their rows are read back from their masks); the others are
+            predicted, replacing what the stopped run wrote of them.
+        shard: ``(K, N)``: predict only the K-th of N slices of the cases (see
+            :mod:`gliomaseg.inference.cohort`; the last shard to finish merges the tables).
+        series: the DICOM series to read (its number in the listing, UID or description; None: FLAIR).
+        field_of_view: crop or pad NIfTI and DICOM slices to a square window around the head sized as
+            in kaggle_3m (see :func:`~gliomaseg.inference.orientation.to_model_frame`); measured on
+            shifted real volumes (``benchmarks/field_of_view.py``): mean Dice 0.47 -> 0.89 with the
+            head in a corner of 512 x 512, within 0.005 on kaggle_3m's own framing (default:
+            :data:`~gliomaseg.inference.inputs.FIELD_OF_VIEW`).
+        limits: the memory budget of one case (pixels per slice, voxels, slices), checked from the
+            file headers before any pixel is decoded.
 
     Returns:
-        The ``cases.csv`` table (columns :data:`~gliomaseg.inference.outputs.CASES_COLUMNS`), one row per case.
+        The ``cases.csv`` table (:data:`~gliomaseg.inference.outputs.CASES_COLUMNS`), one row per case predicted
+        (of the shard); ``table.attrs["failed"]`` lists the cases that failed (``failed.csv``: input, case,
+        error), which do not stop the others.
 
     Raises:
-        GliomasegError: unsupported, missing or corrupt inputs (naming the file), existing outputs
+        GliomasegError: unsupported or missing inputs, corrupt ones when no input could be predicted
+            (naming the file; among good inputs they are listed in ``failed.csv``), existing outputs
             without ``overwrite`` or ``resume``, an output folder that cannot be written (found
             before inference), or an unusable model.
 
@@ -135,25 +182,25 @@ def predict_inputs(
         >>> table = predict_inputs("best.pt", ["scan.nii.gz"], "pred", save_probabilities=True)  # doctest: +SKIP
     """
     out = Path(out)
+    cohort = discover_inputs(inputs if not isinstance(inputs, (str, os.PathLike)) else [inputs], out, series=series)
+    cases = shard_cases(cohort, shard)
+    failures = Failures()
     options = OutputOptions(overlays=overlays, overview=overview, probabilities=save_probabilities)
-    cases = discover_inputs(inputs if not isinstance(inputs, (str, os.PathLike)) else [inputs], out)
     done = {id(case): rows for case in cases if resume and (rows := finished_case(case, options)) is not None}
     if done:
         log.info("skipping %d of %d case(s) whose outputs are all written already", len(done), len(cases))
     todo = [case for case in cases if id(case) not in done]
-    for case in todo:
-        read_case(case)
+    for case in todo:  # every header first: a case over the budget is refused before anything is decoded
+        with failures.catch(case):
+            check_case(case, limits)
+    todo = [case for case in todo if not failures.failed(case)]
     tables = [out / "cases.csv", out / "components.csv"]
-    if not (overwrite or resume):
-        targets = [p for case in cases for paths in case_targets(case, options).values() for p in paths] + tables
-        existing = [t for t in targets if t.exists()]
-        if existing:
-            shown = ", ".join(str(p) for p in existing[:3]) + (", ..." if len(existing) > 3 else "")
-            raise OutputExistsError(
-                f"{len(existing)} output file(s) exist already ({shown}); pass --resume to continue a stopped "
-                "run, --overwrite (overwrite=True) to replace them, or choose another --out folder"
-            )
+    if not (overwrite or resume):  # before any volume is read: the targets are known from names and headers
+        refused = [*tables, out / FAILED_NAME]
+        refused += [shard_table(t, shard) for t in refused] if shard else []
+        _refuse_existing(todo, options, refused)
     _check_writable(out)
+    orientation = KAGGLE_3M_ORIENTATION  # replaced by the model file's own below
     if todo:
         seg = (
             model_path
@@ -163,33 +210,70 @@ def predict_inputs(
             )
         )
         seg = _apply_postprocess(seg, postprocess)
+        orientation = model_orientation(seg.meta)
         options = OutputOptions(overlays, overview, save_probabilities, model_algorithm(seg))
-    rows, parts = [], []
+    rows, parts, written, parted = [], [], [], []
     for case in cases:
         if id(case) in done:
             row, comps = done[id(case)]
+        elif failures.failed(case):
+            continue
         else:
-            probs = seg.predict_proba(case.volume)  # type: ignore[arg-type]
-            mask = postprocess_volume(probs, seg.postprocess)  # what Segmenter.predict_volume does
-            # With resume, a case's own outputs from the stopped run are replaced.
-            row, comps = write_case(
-                case,
-                mask,
-                options=options,
-                probabilities=probs if save_probabilities else None,
-                overwrite=overwrite or resume,
-            )
-            log.info("%s (%s): %d slice(s), tumour %s", case.name, case.kind, row["slices"], _volume_text(row))
-            case.volume = None  # free memory as we go
+            with failures.catch(case):
+                row, comps = _predict_case(seg, case, options, orientation, field_of_view, overwrite or resume)
+            case.volume = case.image = case.nifti = None  # one case in memory at a time
+            if failures.failed(case):
+                continue
         rows.append(row)
+        written.append(case)
         parts.extend(comps)
+        parted.extend([case] * len(comps))
+    if shard is None:
+        failures.raise_if_all(cases)  # one bad input alone (or only bad ones) is an error: no table is written
     table = pd.DataFrame(rows, columns=list(CASES_COLUMNS))
-    atomic_write_text(tables[0], table.to_csv(index=False))
-    atomic_write_text(tables[1], pd.DataFrame(parts, columns=list(CASE_COMPONENT_COLUMNS)).to_csv(index=False))
+    components = pd.DataFrame(parts, columns=list(CASE_COMPONENT_COLUMNS))
+    finish_tables({tables[0]: (table, written), tables[1]: (components, parted)}, failures, cohort, shard)
+    table.attrs["failed"] = failures.table()
     return table
+
+
+def _predict_case(
+    seg: Segmenter,
+    case: Case,
+    options: OutputOptions,
+    orientation: Sequence[str],
+    field_of_view: bool,
+    overwrite: bool,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Read one case into the model's frame, segment it and write its outputs in the input's geometry."""
+    volume = read_case(case, orientation, field_of_view=field_of_view)
+    probs = seg.predict_proba(volume)
+    mask = postprocess_volume(probs, seg.postprocess)  # what Segmenter.predict_volume does
+    # With resume, a case's own outputs from the stopped run are replaced.
+    row, comps = write_case(
+        case, mask, options=options, probabilities=probs if options.probabilities else None, overwrite=overwrite
+    )
+    log.info("%s (%s): %d slice(s), tumour %s", case.name, case.kind, row["slices"], _volume_text(row))
+    return row, comps
 
 
 def _volume_text(row: Mapping[str, Any]) -> str:
     """``12.3 mL in 2 component(s)``, or voxels when the input has no voxel size."""
     size = f"{row['tumour_ml']:.2f} mL" if row["volume_unit"] == "mL" else f"{row['tumour_voxels']} voxels"
     return f"{size} in {row['components']} component(s)"
+
+
+def run_shard(kwargs: dict[str, Any], k: int, n: int) -> dict[str, int]:
+    """One SLURM array task: :func:`predict_inputs` of shard ``k`` of ``n``.
+
+    Args:
+        kwargs: ``predict_inputs``'s arguments (``model_path``, ``inputs``, ``out`` as absolute paths...).
+        k: the shard, 1-based.
+        n: the number of shards.
+
+    Returns:
+        ``{"cases": ..., "failed": ...}`` of this shard (failed cases are listed in its failed table).
+    """
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    table = predict_inputs(**kwargs, shard=(k, n))
+    return {"cases": len(table), "failed": len(table.attrs.get("failed", ()))}

@@ -9,7 +9,10 @@ Volume itself, and writes atomically, never replacing a file without ``overwrite
   affine with code 1 (scanner).
 - :func:`write_dicom_seg`: a BINARY DICOM Segmentation (highdicom) with one segment, one frame per
   source frame in the source's order, referencing the source instances; it needs the source
-  datasets in ``volume.extra["dicom_datasets"]`` (:data:`DICOM_DATASETS`).
+  datasets in ``volume.extra["datasets"]`` (:data:`DICOM_DATASETS`, as
+  :func:`~gliomaseg.inference.dicom.read_dicom` leaves them). Each source frame is placed on the
+  volume's grid by its own position and orientation, so the frames' order in the datasets (slice
+  order, or an enhanced multi-frame file's stored order) does not matter.
 - :func:`write_probabilities`: float32 NIfTI, values 0..1, in the input's geometry. NIfTI for DICOM
   inputs too (with the DICOM-derived affine), not a FRACTIONAL SEG: a FRACTIONAL SEG quantises to
   8 bits, few viewers read it, and whoever asks for probabilities wants numbers for their own
@@ -32,6 +35,7 @@ from gliomaseg.utils import atomic_write
 __all__ = [
     "DICOM_DATASETS",
     "NIFTI_HEADER",
+    "NIFTI_IMAGE",
     "SEGMENT_LABEL",
     "source_frames",
     "write_dicom_seg",
@@ -39,9 +43,12 @@ __all__ = [
     "write_probabilities",
 ]
 
-#: ``Volume.extra`` key of the source DICOM datasets, in the Volume's slice order.
-DICOM_DATASETS = "dicom_datasets"
-#: ``Volume.extra`` key of a NIfTI source's header (copied into the outputs).
+#: ``Volume.extra`` key of the source DICOM datasets (:func:`~gliomaseg.inference.dicom.read_dicom`'s).
+DICOM_DATASETS = "datasets"
+#: ``Volume.extra`` key of the nibabel image a NIfTI source was read from
+#: (:func:`~gliomaseg.inference.nifti.read_nifti_volume`'s): its header and affine are copied into the outputs.
+NIFTI_IMAGE = "image"
+#: ``Volume.extra`` key of a NIfTI source's header alone (copied into the outputs).
 NIFTI_HEADER = "nifti_header"
 #: The one segment of a DICOM SEG.
 SEGMENT_LABEL = "Glioma FLAIR abnormality"
@@ -69,7 +76,10 @@ def _nifti_image(data: np.ndarray, volume: Volume, dtype: type, cal: tuple[float
     """A NIfTI image of ``data`` in ``volume``'s geometry, with the source's header when it has one."""
     import nibabel as nib
 
-    source_header = volume.extra.get(NIFTI_HEADER)
+    source_image = volume.extra.get(NIFTI_IMAGE)
+    source_header = volume.extra.get(NIFTI_HEADER, getattr(source_image, "header", None))
+    # The file's own affine: a reader may stand in a unit affine for a header without voxel sizes.
+    affine = np.asarray(source_image.affine, float) if source_image is not None else volume.affine
     if source_header is not None:
         header = source_header.copy()
         spatial = tuple(int(n) for n in header.get_data_shape()[:3])
@@ -79,7 +89,7 @@ def _nifti_image(data: np.ndarray, volume: Volume, dtype: type, cal: tuple[float
         header.set_intent("none")
         header["cal_min"], header["cal_max"] = cal
         image_class = nib.Nifti2Image if isinstance(header, nib.Nifti2Header) else nib.Nifti1Image
-        image = image_class(data, volume.affine, header)
+        image = image_class(data, affine, header)
     else:
         image = nib.Nifti1Image(data, volume.affine)
         image.header.set_data_dtype(dtype)

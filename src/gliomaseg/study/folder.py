@@ -242,7 +242,7 @@ def open_study(folder: str | Path) -> Study:
     folder = Path(folder).expanduser().resolve()
     path = folder / "study.json"
     if not path.is_file():
-        raise GliomasegError(f"{folder} is not a study folder (no study.json): run `gliomaseg study CONFIG.yaml` first")
+        raise GliomasegError(f"{folder} is not a study folder (no study.json): run `gliomaseg study STUDY_FILE` first")
     record = json.loads(path.read_text())
     if record.get("format") != STUDY_FORMAT:
         raise GliomasegError(f"{path}: format {record.get('format')!r} is not {STUDY_FORMAT!r}")

@@ -45,7 +45,7 @@ _SPLIT_KEYS = {"test_from", "test_fraction", "seed", "stratify"}
 _EVALUATE_KEYS = {"figures", "n_boot", "batch_size", "device"}
 _STATISTICS_KEYS = {"metric", "n_boot", "alpha"}
 #: Axes whose values are names on their own (``unet``); other axes prefix a short key (``augfull``).
-_BARE_AXES = ("model", "loss")
+_BARE_AXES = ("arch", "loss")
 _SHORT = {
     "augment": "aug",
     "features": "f",
@@ -69,7 +69,7 @@ class RunSpec:
     Attributes:
         config: the configuration name (e.g. ``unet__dice__augfull``).
         fold: the fold index; the run is evaluated on that fold's held-out (``val``) patients.
-        labels: axis -> label of the value (e.g. ``{"model": "unet", "augment": "augfull"}``).
+        labels: axis -> label of the value (e.g. ``{"arch": "unet", "augment": "augfull"}``).
         settings: the TrainConfig settings of this configuration (base and axis values merged).
     """
 
@@ -191,7 +191,7 @@ def _check_settings(spec: RunSpec, where: str) -> None:
     except GliomasegError as err:
         raise GliomasegError(f"{where}: configuration {spec.config}: {err}") from None
     # TrainConfig checks these names only when the run builds its network; a study checks them up front.
-    for kind, value, known in (("model", cfg.model, list_models()), ("loss", cfg.loss, list_losses())):
+    for kind, value, known in (("arch", cfg.arch, list_models()), ("loss", cfg.loss, list_losses())):
         if value not in known:
             raise GliomasegError(f"{where}: configuration {spec.config}: {kind}={value!r}: choose one of {known}")
     # The held-out fold is the validation part that train() sees: nothing may be steered by it.

@@ -15,8 +15,11 @@ result, with its log file.
 from __future__ import annotations
 
 import logging
+import shutil
 import subprocess
 import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -25,7 +28,7 @@ from gliomaseg.errors import GliomasegError
 from gliomaseg.study.folder import Study
 from gliomaseg.study.grid import RunSpec
 
-__all__ = ["parse_shard", "run_local", "shard_runs", "submit_slurm", "wait_for_runs"]
+__all__ = ["check_slurm", "parse_shard", "run_local", "shard_runs", "submit_array", "submit_slurm", "wait_for_runs"]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +85,20 @@ def run_local(study: Study, runs: list[RunSpec], *, progress: bool = True) -> di
     return out
 
 
+def check_slurm() -> None:
+    """Refuse ``--launcher submitit`` on a machine without SLURM's commands, in one line.
+
+    Raises:
+        GliomasegError: ``sbatch`` or ``srun`` is not on PATH.
+    """
+    missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
+    if missing:
+        raise GliomasegError(
+            f"--launcher submitit needs SLURM, but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+            "not on PATH here: run it on the cluster's login node, or use --launcher local"
+        )
+
+
 def _executor_parameters(study: Study, devices: int, num_nodes: int) -> dict[str, Any]:
     # Lightning's SLURM support runs one task per device (DDP): ask for as many tasks as devices.
     params: dict[str, Any] = {
@@ -123,13 +140,15 @@ def submit_slurm(study: Study, runs: list[RunSpec]) -> dict[str, Any]:
         if not (study.run_dir(spec) / "result.json").is_file():
             cfg = study.train_config(spec)
             groups.setdefault((cfg.devices, cfg.num_nodes), []).append(spec)
+    for devices, num_nodes in groups:
+        # The settings are checked first, and without SLURM: submitit's "debug" executor checks the
+        # names of every executor's settings, so a bad study file is refused on any machine.
+        _executor(submitit, study, devices, num_nodes, cluster="debug")
+    if groups:
+        check_slurm()
     submitted: dict[str, Any] = {}
     for (devices, num_nodes), pending in groups.items():
-        executor = submitit.AutoExecutor(folder=study.folder / "slurm" / "%j", cluster="slurm")
-        try:
-            executor.update_parameters(**_executor_parameters(study, devices, num_nodes))
-        except (ValueError, TypeError, NameError) as err:  # submitit raises NameError for an unknown setting
-            raise GliomasegError(f"slurm settings of {study.config.source or study.config.name}: {err}") from err
+        executor = _executor(submitit, study, devices, num_nodes, cluster="slurm")
         try:
             jobs = executor.map_array(execute_run, [str(study.folder)] * len(pending), [s.name for s in pending])
         except (subprocess.CalledProcessError, OSError, RuntimeError) as err:
@@ -137,6 +156,19 @@ def submit_slurm(study: Study, runs: list[RunSpec]) -> dict[str, Any]:
         log.info("submitted %d runs as SLURM array %s", len(jobs), jobs[0].job_id.split("_")[0])
         submitted.update({spec.name: job for spec, job in zip(pending, jobs)})
     return submitted
+
+
+def _executor(submitit: Any, study: Study, devices: int, num_nodes: int, *, cluster: str) -> Any:
+    """A submitit executor with the study's settings (``cluster="debug"`` only checks them)."""
+    try:
+        executor = submitit.AutoExecutor(folder=study.folder / "slurm" / "%j", cluster=cluster)
+    except RuntimeError as err:  # submitit's "Could not detect srun": SLURM is not usable here
+        raise GliomasegError(f"--launcher submitit: SLURM is not usable here ({err}); use --launcher local") from err
+    try:
+        executor.update_parameters(**_executor_parameters(study, devices, num_nodes))
+    except (ValueError, TypeError, NameError, AssertionError) as err:  # NameError: an unknown setting
+        raise GliomasegError(f"slurm settings of {study.config.source or study.config.name}: {err}") from err
+    return executor
 
 
 def _queued(array_ids: set[str]) -> set[str] | None:
@@ -223,3 +255,43 @@ def wait_for_runs(
 
 def _pending(study: Study, spec: RunSpec) -> bool:
     return not (study.run_dir(spec) / "result.json").is_file()
+
+
+def submit_array(
+    folder: Path, name: str, fn: Callable[..., Any], arg_lists: Sequence[Sequence[Any]], settings: dict[str, Any]
+) -> list[Any]:
+    """Submit ``fn(*args)`` for each ``args`` of ``zip(*arg_lists)`` as one SLURM job array through submitit.
+
+    What ``predict --launcher submitit`` uses (one task per shard); ``settings`` are the keys of a study
+    file's ``slurm:`` section (``partition``, ``timeout_min``, ``mem_gb``, ``gpus_per_node``...).
+
+    Returns:
+        The submitit jobs, one per task.
+
+    Raises:
+        GliomasegError: no ``sbatch`` on this machine, submitit not installed, an unknown setting, or
+            ``sbatch`` failing (its message included).
+    """
+    if shutil.which("sbatch") is None:
+        raise GliomasegError(
+            "--launcher submitit needs SLURM, but there is no sbatch on this machine; run it on a SLURM login "
+            "node, or run each shard here or on other machines with --shard K/N"
+        )
+    try:
+        import submitit
+    except ImportError as err:
+        raise GliomasegError("--launcher submitit needs submitit: pip install 'gliomaseg[study]'") from err
+    params: dict[str, Any] = {"name": name, "timeout_min": 60}
+    for key, value in settings.items():
+        params[key if key in _GENERIC or key.startswith("slurm_") else f"slurm_{key}"] = value
+    executor = submitit.AutoExecutor(folder=Path(folder) / "%j", cluster="slurm")
+    try:
+        executor.update_parameters(**params)
+    except (ValueError, TypeError, NameError) as err:  # submitit raises NameError for an unknown setting
+        raise GliomasegError(f"slurm settings {settings}: {err}") from err
+    try:
+        jobs = executor.map_array(fn, *arg_lists)
+    except (subprocess.CalledProcessError, OSError, RuntimeError) as err:
+        raise GliomasegError(f"sbatch failed: {getattr(err, 'output', None) or err}") from err
+    log.info("submitted %d tasks as SLURM array %s", len(jobs), jobs[0].job_id.split("_")[0])
+    return jobs

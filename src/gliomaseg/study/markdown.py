@@ -1,7 +1,7 @@
 """Markdown for the study's ``results.md`` (tables, tests and a paste-ready methods paragraph).
 
-Pipe tables are written here rather than with ``DataFrame.to_markdown``: that needs the
-``tabulate`` package for what is a three-line join.
+The pipe tables themselves come from :mod:`gliomaseg.evaluation.markdown`, shared with the
+exploration and radiogenomics reports.
 """
 
 from __future__ import annotations
@@ -12,31 +12,20 @@ from typing import Any
 
 import pandas as pd
 
+from gliomaseg.evaluation.markdown import md_table, num
+
 __all__ = [
     "COMPARISON_HEADER",
     "RESULTS_HEADER",
     "comparison_rows",
     "friedman_line",
     "friedman_lines",
-    "md_table",
     "methods_text",
-    "num",
     "results_markdown",
     "results_rows",
 ]
 
 _NAMES = {"dice": "Dice", "iou": "IoU", "hd95": "HD95"}
-
-
-def num(value: Any, digits: int = 3) -> str:
-    """A number for a table: fixed digits, ``-`` for missing, p-values below 0.001 as ``<0.001``."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
 
 
 def _p(value: float) -> str:
@@ -45,15 +34,6 @@ def _p(value: float) -> str:
 
 def _pm(mean: float, std: float, digits: int) -> str:
     return "-" if mean is None or math.isnan(mean) else f"{num(mean, digits)} ± {num(std, digits)}"
-
-
-def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A Markdown pipe table; cells are formatted with :func:`num` unless already strings."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        cells = [c if isinstance(c, str) else num(c) for c in row]
-        lines.append("| " + " | ".join(cells).replace("\n", " ") + " |")
-    return "\n".join(lines)
 
 
 def results_rows(table: pd.DataFrame) -> list[list[Any]]:

@@ -16,13 +16,16 @@ import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from gliomaseg.data.normalise import PreprocessConfig
 from gliomaseg.errors import GliomasegError
-from gliomaseg.evaluation.postprocess import PostprocessConfig
+
+if TYPE_CHECKING:
+    from gliomaseg.data.normalise import PreprocessConfig
+    from gliomaseg.evaluation.postprocess import PostprocessConfig
+from gliomaseg.training.config_bounds import MAX_CONFIG_BYTES, check_memory, check_ranges, load_yaml_bounded, short_repr
 
 __all__ = [
     "OPTIMIZERS",
@@ -87,16 +90,16 @@ class TrainConfig:
 
     # data
     data: str | None = _setting(None, "kaggle_3m folder (or own slices); indexed into WORKDIR/index.csv once")
-    workdir: str = _setting(".", "folder of index.csv, splits.json and cache/")
+    workdir: str = _setting(".", "working folder of index.csv, splits.json, cache/ and runs/")
     index: str | None = _setting(None, "index file (default: WORKDIR/index.csv)")
     splits: str | None = _setting(None, "splits file (default: WORKDIR/splits.json)")
     fold: int = _setting(0, "fold whose train/val patients are used")
-    size: int = _setting(256, "training size in pixels (a multiple of 16, >= 32); slices are resized to it")
+    size: int = _setting(256, "slice size in pixels for training (a multiple of 16, >= 32); slices are resized to it")
     normalisation: str = _setting("zscore", "per-volume intensity normalisation", _normalisations)
     augment: str = _setting("full", "augmentation preset", _augment_presets)
     tumour_fraction: float | None = _setting(None, "share of tumour slices per batch, in (0, 1) (unset: natural)")
     # model and loss
-    model: str = _setting("unet", "network", _models)
+    arch: str = _setting("unet", "network architecture", _models)
     features: int = _setting(32, "feature maps of the first level (doubled at each level)")
     loss: str = _setting("dice", "loss", _losses)
     # optimisation
@@ -109,12 +112,12 @@ class TrainConfig:
     early_stopping: int = _setting(0, "stop after this many epochs without a better validation Dice (0: never)")
     # post-processing stored in the model file (evaluate/predict use it unless told otherwise)
     threshold: float = _setting(0.5, "probability threshold stored in the model file")
-    min_size: int = _setting(0, "stored post-processing: remove 3D components smaller than this many voxels")
-    largest_component: bool = _setting(False, "stored post-processing: keep only the largest 3D component")
-    tta: bool = _setting(False, "stored post-processing: flip test-time augmentation")
-    fill_holes: bool = _setting(False, "stored post-processing: fill holes in each slice's mask")
+    min_size: int = _setting(0, "remove 3D components smaller than this many voxels (stored in the model file)")
+    largest_component: bool = _setting(False, "keep only one 3D component per volume (stored in the model file)")
+    tta: bool = _setting(False, "flip test-time augmentation (stored in the model file)")
+    fill_holes: bool = _setting(False, "fill holes enclosed by the mask in each slice (stored in the model file)")
     component_score: str = _setting(
-        "voxels", "stored post-processing: how largest_component ranks components", _component_scores
+        "voxels", "which component --largest-component keeps (stored in the model file)", _component_scores
     )
     # hardware
     accelerator: str = _setting("auto", "cpu, gpu, mps or auto (a GPU when there is one)")
@@ -125,9 +128,9 @@ class TrainConfig:
     num_workers: int = _setting(2, "data-loader worker processes")
     # bookkeeping
     seed: int = _setting(0, "random seed")
-    runs_dir: str = _setting("runs", "parent folder of the run folders")
-    run_name: str | None = _setting(None, "run folder name (default: MODEL__LOSS__foldK)")
-    limit_train_batches: float = _setting(1.0, "training batches per epoch: a fraction (<= 1.0) or a count")
+    runs_dir: str | None = _setting(None, "parent folder of the run folders (default: WORKDIR/runs)")
+    run_name: str | None = _setting(None, "run folder name (default: ARCH__LOSS__foldK)")
+    limit_train_batches: float = _setting(1.0, "training batches per epoch: a fraction (<= 1.0) or a count (> 0)")
     limit_val_batches: float = _setting(1.0, "validation batches per epoch: a fraction (<= 1.0) or a count")
     preset: str | None = _setting(None, "the named recipe the settings started from", lambda: tuple(PRESETS))
     extra: dict[str, Any] = field(default_factory=dict, metadata={"help": "free-form notes kept with the run"})
@@ -154,7 +157,7 @@ class TrainConfig:
             accepted = (int, float) if kind is float else kind  # an int is a valid float (PEP 484)
             ok = isinstance(value, accepted) and not (kind in (int, float) and isinstance(value, bool))
             if not ok:
-                raise GliomasegError(f"{f.name}={value!r}: expected {getattr(kind, '__name__', kind)}")
+                raise GliomasegError(f"{f.name}={short_repr(value)}: expected {getattr(kind, '__name__', kind)}")
             object.__setattr__(self, f.name, value)
 
     def validate(self) -> None:
@@ -171,7 +174,7 @@ class TrainConfig:
         self.preprocess_config()
         self.postprocess_config()
         checks = [
-            (self.model in list_models(), f"model={self.model!r}: choose one of {list_models()}"),
+            (self.arch in list_models(), f"arch={self.arch!r}: choose one of {list_models()}"),
             (self.loss in list_losses(), f"loss={self.loss!r}: choose one of {list_losses()}"),
             (self.optimizer in OPTIMIZERS, f"optimizer={self.optimizer!r}: choose one of {list(OPTIMIZERS)}"),
             (self.scheduler in SCHEDULERS, f"scheduler={self.scheduler!r}: choose one of {list(SCHEDULERS)}"),
@@ -189,6 +192,10 @@ class TrainConfig:
             (self.devices >= 1, f"devices={self.devices}: must be >= 1"),
             (self.num_nodes >= 1, f"num_nodes={self.num_nodes}: must be >= 1"),
             (self.num_workers >= 0, f"num_workers={self.num_workers}: must be >= 0"),
+            (
+                self.limit_train_batches > 0,
+                f"limit_train_batches={self.limit_train_batches}: must be > 0 (0 trains nothing)",
+            ),
             (self.early_stopping >= 0, f"early_stopping={self.early_stopping}: patience must be >= 0"),
             (
                 self.tumour_fraction is None or 0 < self.tumour_fraction < 1,
@@ -199,6 +206,8 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise GliomasegError(message)
+        check_ranges({f.name: getattr(self, f.name) for f in fields(self)})
+        check_memory(self.arch, self.features, self.size, self.batch_size, self.accelerator)
 
     def to_dict(self) -> dict[str, Any]:
         """Every setting as a plain dict (``config.yaml``, the model file)."""
@@ -206,10 +215,14 @@ class TrainConfig:
 
     def preprocess_config(self) -> PreprocessConfig:
         """The preprocessing the network is trained with (and that the model file stores)."""
+        from gliomaseg.data.normalise import PreprocessConfig
+
         return PreprocessConfig(size=self.size, normalisation=self.normalisation)
 
     def postprocess_config(self) -> PostprocessConfig:
         """The post-processing stored in the model file as its default for evaluate/predict."""
+        from gliomaseg.evaluation.postprocess import PostprocessConfig
+
         return PostprocessConfig(
             threshold=self.threshold,
             min_size=self.min_size,
@@ -232,12 +245,18 @@ class TrainConfig:
         return Path(self.workdir) / "cache"
 
     def default_run_name(self) -> str:
-        """nnU-Net-style experiment folder name: ``<model>__<loss>__fold<k>``."""
-        return f"{self.model}__{self.loss}__fold{self.fold}"
+        """nnU-Net-style experiment folder name: ``<arch>__<loss>__fold<k>``."""
+        return f"{self.arch}__{self.loss}__fold{self.fold}"
+
+    @property
+    def runs_root(self) -> Path:
+        """The parent folder of the run folders: ``runs_dir``, else ``<workdir>/runs`` (the working folder
+        holds the run)."""
+        return Path(self.runs_dir) if self.runs_dir else Path(self.workdir) / "runs"
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.runs_dir) / (self.run_name or self.default_run_name())
+        return self.runs_root / (self.run_name or self.default_run_name())
 
 
 # Each preset replaces some defaults; explicit flags still win over it.
@@ -300,6 +319,14 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 _FIELD_NAMES = {f.name for f in fields(TrainConfig)}
+#: Settings renamed since files were written with them: old name -> new name (named in the error).
+RENAMED = {"model": "arch"}
+
+
+def _unknown_settings(unknown: list[str]) -> str:
+    renamed = [f"{old!r} is now {RENAMED[old]!r}" for old in unknown if old in RENAMED]
+    hint = f" ({'; '.join(renamed)}: rename it)" if renamed else ""
+    return f"unknown settings {unknown}{hint}; valid: {sorted(_FIELD_NAMES)}"
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -311,10 +338,15 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise GliomasegError(f"config file {path} does not exist")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise GliomasegError(
+            f"config file {path}: {path.stat().st_size:,} bytes, over {MAX_CONFIG_BYTES:,}; a settings file is a "
+            "few hundred bytes: is it the right file?"
+        )
     text = path.read_text()
     if path.suffix in (".yaml", ".yml"):
         try:
-            data = yaml.safe_load(text) or {}
+            data = load_yaml_bounded(text) or {}
         except yaml.YAMLError as err:
             raise GliomasegError(f"config file {path}: not valid YAML ({' '.join(str(err).split())})") from None
     elif path.suffix == ".toml":
@@ -332,7 +364,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise GliomasegError(f"config file {path}: expected a mapping of settings, got {type(data).__name__}")
     unknown = sorted(set(data) - _FIELD_NAMES)
     if unknown:
-        raise GliomasegError(f"config file {path}: unknown settings {unknown}; valid: {sorted(_FIELD_NAMES)}")
+        raise GliomasegError(f"config file {path}: {_unknown_settings(unknown)}")
     return data
 
 
@@ -354,7 +386,7 @@ def resolve_config(
     flag_values = {k: v for k, v in (flags or {}).items() if v is not None}
     unknown = sorted(set(flag_values) - _FIELD_NAMES)
     if unknown:
-        raise GliomasegError(f"unknown settings {unknown}; valid: {sorted(_FIELD_NAMES)}")
+        raise GliomasegError(_unknown_settings(unknown))
     preset = flag_values.pop("preset", None) or preset or file_values.get("preset")
     if preset is not None:
         if preset not in PRESETS:

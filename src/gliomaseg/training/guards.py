@@ -19,6 +19,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback
 
 from gliomaseg.checkpoint import safe_load
@@ -102,7 +103,7 @@ def check_resume_settings(path: str | Path, saved: Mapping[str, Any], hparams: M
     if differ:
         raise GliomasegError(
             f"{path} was trained with other settings: {'; '.join(differ)}; resume a run with its own folder "
-            "(--resume RUN_DIR) so that its settings are used"
+            "(--resume-from RUN_DIR) so that its settings are used"
         )
 
 
@@ -133,12 +134,19 @@ def fit(trainer: L.Trainer, module: L.LightningModule, datamodule: Any, ckpt: Pa
     """``trainer.fit`` that loads a resume checkpoint with ``weights_only=True``.
 
     Raises:
+        GliomasegError: Lightning refused the settings (e.g. a ``limit_train_batches`` fraction that
+            leaves no batch), in one line.
         KeyboardInterrupt: the run was interrupted (SIGTERM, Ctrl-C); the message says how to
             continue. Lightning turns an interruption into ``SystemExit``, which would otherwise end
             the program silently, with status 0 for SIGTERM.
     """
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True if ckpt else None)
+    except MisconfigurationException as err:  # e.g. a --limit-train-batches fraction that leaves no batch
+        _close_progress_bars(trainer)
+        text = " ".join(str(err).split()).replace("`limit_train_batches` argument", "--limit-train-batches")
+        text = text.replace("`limit_train_batches=", "`--limit-train-batches ")
+        raise GliomasegError(f"cannot train: {text}") from None
     except BaseException as err:
         _close_progress_bars(trainer)  # so that the error starts on a line of its own
         if not isinstance(err, SystemExit) or not trainer.interrupted:
@@ -146,5 +154,5 @@ def fit(trainer: L.Trainer, module: L.LightningModule, datamodule: Any, ckpt: Pa
         epoch = trainer.current_epoch
         saved = f"epochs up to {epoch - 1} are saved" if epoch > 0 else "no epoch had finished"
         raise KeyboardInterrupt(
-            f"training stopped during epoch {epoch} ({saved}); continue with `gliomaseg train --resume {run_dir}`"
+            f"training stopped during epoch {epoch} ({saved}); continue with `gliomaseg train --resume-from {run_dir}`"
         ) from None

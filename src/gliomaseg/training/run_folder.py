@@ -132,7 +132,7 @@ def _runs_listing(runs_dir: Path) -> str:
 
 
 def find_run(resume: str | Path | None, default_run_dir: Path) -> tuple[Path, Path | None]:
-    """The run folder and checkpoint that ``train --resume [PATH]`` means.
+    """The run folder and checkpoint that ``train --resume`` (None) or ``train --resume-from PATH`` means.
 
     Args:
         resume: a run folder, a Lightning checkpoint, or None/``""`` for ``default_run_dir``.
@@ -150,7 +150,7 @@ def find_run(resume: str | Path | None, default_run_dir: Path) -> tuple[Path, Pa
         if not default_run_dir.is_dir():
             raise GliomasegError(
                 f"cannot resume: there is no run folder {default_run_dir}; pass the run folder itself "
-                f"(--resume RUNS_DIR/NAME){_runs_listing(default_run_dir.parent)}"
+                f"(--resume-from RUNS_DIR/NAME){_runs_listing(default_run_dir.parent)}"
             )
         return default_run_dir, None
     path = Path(resume).expanduser().resolve()

@@ -1,8 +1,9 @@
 """``train()``: one training run on Lightning, from a resolved :class:`TrainConfig` to a run folder.
 
-The run folder (``runs/<model>__<loss>__fold<k>/``) holds ``config.yaml``, the self-describing
-model files ``best.pt``/``last.pt`` (written by :class:`ModelFileCallback`), Lightning's resume
-state in ``checkpoints/`` and the CSV/TensorBoard logs in ``logs/``.
+The run folder (``<workdir>/runs/<arch>__<loss>__fold<k>/`` unless ``runs_dir`` says otherwise) holds
+``config.yaml``, the self-describing model files ``best.pt``/``last.pt`` (written by
+:class:`ModelFileCallback`, with the patients trained and selected on), Lightning's resume state in
+``checkpoints/`` and the CSV/TensorBoard logs in ``logs/``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from gliomaseg.checkpoint import BEST_ON_VALIDATION, LAST_EPOCH, LAST_EPOCH_NO_VALIDATION, save_checkpoint
 from gliomaseg.data.augment import augment_config
 from gliomaseg.data.datamodule import GliomaDataModule
+from gliomaseg.data.io import KAGGLE_3M_ORIENTATION
 from gliomaseg.data.splits import part_patients, split_id
 from gliomaseg.data.workspace import prepare
 from gliomaseg.devices import cpu_has_native_bf16
@@ -110,9 +112,11 @@ def _absolute_paths(cfg: TrainConfig) -> TrainConfig:
     # The saved config (and the model file) must find index, splits and data from any folder.
     changes = {
         key: str(Path(value).expanduser().resolve())
-        for key in ("data", "workdir", "index", "splits", "runs_dir")
+        for key in ("data", "workdir", "index", "splits")
         if (value := getattr(cfg, key)) is not None
     }
+    # where the run folders are (by default inside the working folder), recorded in config.yaml
+    changes["runs_dir"] = str(cfg.runs_root.expanduser().resolve())
     return dataclasses.replace(cfg, **changes)
 
 
@@ -131,7 +135,7 @@ def _module(cfg: TrainConfig, n_rows: int) -> SegmentationModule:
         cfg.accelerator == "auto" and not torch.cuda.is_available() and torch.backends.mps.is_available()
     )
     return SegmentationModule(
-        model_name=cfg.model,
+        model_name=cfg.arch,
         model_kwargs={"in_channels": 3, "out_channels": 1, "features": cfg.features},
         loss=cfg.loss,
         optimizer=cfg.optimizer,
@@ -255,10 +259,15 @@ def train(
     if resumed is not None:
         check_resume_settings(plan.ckpt_path, resumed, module.hparams)
     meta = {
-        "model": {"name": cfg.model, "kwargs": module.hparams.model_kwargs},
+        "model": {"name": cfg.arch, "kwargs": module.hparams.model_kwargs},
         "preprocess": cfg.preprocess_config().to_dict(),
         "postprocess": cfg.postprocess_config().to_dict(),
+        # Where the training slices' rows, columns and slices point: predict turns scans to it.
+        "orientation": list(KAGGLE_3M_ORIENTATION),
         "split_id": split_id(ws.splits, cfg.fold),
+        # who the model has seen, so that evaluate can tell unseen patients from seen ones on any data
+        "train_patients": part_patients(ws.splits, "train", cfg.fold),
+        "val_patients": part_patients(ws.splits, "val", cfg.fold),
         "config": cfg.to_dict(),
     }
     extra = [FiniteGuard(), *(callbacks or [])]
@@ -275,4 +284,10 @@ def train(
     )
     start_run_folder(plan, cfg, main_process=_global_rank() == 0)
     fit(trainer, module, dm, plan.ckpt_path, plan.run_dir)
+    if _global_rank() == 0 and not (plan.run_dir / "last.pt").is_file():
+        # Lightning ends "successfully" when no batch ran (e.g. limit_train_batches rounds to 0).
+        raise GliomasegError(
+            f"the run trained nothing: {plan.run_dir} has no model file (no training batch ran in "
+            f"{trainer.current_epoch} epoch(s)); raise --limit-train-batches or check the training patients"
+        )
     return plan.run_dir

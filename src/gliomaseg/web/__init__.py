@@ -34,12 +34,18 @@ _EXPORTS = {
     "DEFAULT_HOST": "gliomaseg.web.server",
     "DEFAULT_PORT": "gliomaseg.web.server",
     "ModelResolver": "gliomaseg.web.server",
+    "no_login_warning": "gliomaseg.web.server",
+    "DEFAULT_SESSION_BUDGET_MB": "gliomaseg.web.sessions",
+    "SessionStore": "gliomaseg.web.sessions",
+    "release": "gliomaseg.web.sessions",
+    "return_memory_to_os": "gliomaseg.web.sessions",
     "serve": "gliomaseg.web.server",
     "read_truth": "gliomaseg.web.truth",
     "UNZIP_FACTOR": "gliomaseg.web.uploads",
     "Scan": "gliomaseg.web.uploads",
     "check_sizes": "gliomaseg.web.uploads",
     "load_upload": "gliomaseg.web.uploads",
+    "max_zip_members": "gliomaseg.web.uploads",
     "unzip_upload": "gliomaseg.web.uploads",
 }
 
@@ -52,6 +58,7 @@ if TYPE_CHECKING:
     from gliomaseg.web.examples import NIFTI_SPACING, Example, make_examples
     from gliomaseg.web.handlers import VIEW, Viewer, discard
     from gliomaseg.web.render import DISPLAY_SIZE, error_html, overlay_image, probability_image, summary_html, upscale
-    from gliomaseg.web.server import DEFAULT_HOST, DEFAULT_PORT, ModelResolver, serve
+    from gliomaseg.web.server import DEFAULT_HOST, DEFAULT_PORT, ModelResolver, no_login_warning, serve
+    from gliomaseg.web.sessions import DEFAULT_SESSION_BUDGET_MB, SessionStore, release, return_memory_to_os
     from gliomaseg.web.truth import read_truth
-    from gliomaseg.web.uploads import UNZIP_FACTOR, Scan, check_sizes, load_upload, unzip_upload
+    from gliomaseg.web.uploads import UNZIP_FACTOR, Scan, check_sizes, load_upload, max_zip_members, unzip_upload

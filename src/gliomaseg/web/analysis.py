@@ -60,16 +60,37 @@ class Analysis:
     Args:
         scan: the uploaded scan.
         truth: ``S x H x W`` bool ground truth, or None (defaults to the one found in the upload).
+
+    Attributes:
+        released: True once :meth:`release` dropped the arrays (the page then asks for the scan again).
     """
 
     scan: Scan
     truth: np.ndarray | None = None
     result: Result | None = None
     _probs: dict[bool, np.ndarray] = field(default_factory=dict, repr=False)
+    released: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.truth is None:
             self.truth = self.scan.truth
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by this scan's arrays (volume, truth, probabilities, mask), each array counted once."""
+        arrays = [self.scan.case.volume, self.scan.truth, self.truth, *self._probs.values()]
+        if self.result is not None:
+            arrays += [self.result.probs, self.result.mask]
+        unique = {id(a): a for a in arrays if isinstance(a, np.ndarray)}
+        return sum(a.nbytes for a in unique.values())
+
+    def release(self) -> None:
+        """Drop every array (the session ended, or the server needed the memory); the object stays
+        only as a marker (:attr:`released`) for the page to say so."""
+        self.released = True
+        self.result, self.truth, self.scan.truth = None, None, None
+        self._probs.clear()
+        self.scan.case.volume, self.scan.case.nifti = None, None
 
     def probabilities(self, segmenter: Segmenter, tta: bool) -> np.ndarray:
         """``S x H x W`` probabilities, computed by the network on first use and cached."""
@@ -98,10 +119,12 @@ class Analysis:
     def _per_slice(self, mask: np.ndarray) -> pd.DataFrame:
         pixels = mask.reshape(mask.shape[0], -1).sum(axis=1)
         table = pd.DataFrame({"slice": self.scan.slice_labels, "tumour_px": pixels.astype(np.int64)})
-        geometry = self.scan.geometry
+        geometry, frame = self.scan.geometry, self.scan.case.frame
         if geometry.spacing_known:
-            # In-plane pixel area: the model's slices are the input's third axis (see outputs.to_source).
-            table["tumour_mm2"] = pixels * geometry.spacing[0] * geometry.spacing[1]
+            # In-plane pixel area of the slices the model saw: the model frame's for NIfTI/DICOM (turned or
+            # resliced), else the input's own (its slices are the third axis; see outputs.to_source).
+            rows, cols = frame.spacing[:2] if frame is not None else geometry.spacing[:2]
+            table["tumour_mm2"] = pixels * rows * cols
         if self.truth is not None:
             truth_px = self.truth.reshape(self.truth.shape[0], -1).sum(axis=1)
             both = (mask & self.truth).reshape(mask.shape[0], -1).sum(axis=1)

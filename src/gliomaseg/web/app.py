@@ -7,13 +7,15 @@ table and the downloads. Elements that tests and users look for have ``elem_id``
 
 from __future__ import annotations
 
+import functools
 import html
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from gliomaseg.inference.segmenter import Segmenter
 from gliomaseg.web.examples import Example
 from gliomaseg.web.handlers import Viewer, discard
+from gliomaseg.web.sessions import return_memory_to_os
 
 __all__ = ["CSS", "build_app"]
 
@@ -28,6 +30,35 @@ CSS = """
 .gs-case { color: #666; margin: 0; }
 """
 _SESSION_TTL_S = 2 * 3600
+
+
+def _in_session(viewer: Viewer, handler: Callable[..., tuple[Any, ...]]) -> Callable[..., tuple[Any, ...]]:
+    """``handler`` with the scan it returns kept in ``viewer.sessions`` under the caller's session id."""
+    import gradio as gr
+
+    def run(request: Any, *args: Any) -> tuple[Any, ...]:
+        view = handler(*args)
+        viewer.sessions.keep(request.session_hash, view[0])
+        return_memory_to_os()  # the request's temporaries are freed: give their pages back
+        return view
+
+    # Gradio passes the request to a parameter annotated gr.Request; set as an object, because this
+    # module's string annotations cannot name gradio (imported only here, when the page is built).
+    # The name is copied (not functools.wraps, whose __wrapped__ would hide `request` from Gradio):
+    # Gradio names the API endpoint after it (/new_scan).
+    run.__annotations__ = {"request": gr.Request}
+    run.__name__ = run.__qualname__ = getattr(handler, "__name__", "run")
+    return run
+
+
+def _on_unload(viewer: Viewer) -> Callable[..., None]:
+    import gradio as gr
+
+    def drop(request: Any) -> None:
+        viewer.sessions.drop(request.session_hash)
+
+    drop.__annotations__ = {"request": gr.Request}
+    return drop
 
 
 def _intro(segmenter: Segmenter, model_name: str) -> str:
@@ -141,12 +172,16 @@ def build_app(
         # One queue for every event: a session's handlers never run at the same time (they share its
         # Analysis), and users take turns on the CPU rather than competing for it.
         queue = {"concurrency_id": "gliomaseg", "concurrency_limit": 1}
-        scan_files.upload(viewer.new_scan, [*common, scan_files, truth_files], view, **queue)
-        scan_files.clear(lambda old: (discard(old), *viewer.view(None))[1:], [state], view, **queue)
-        truth_files.upload(viewer.new_truth, [*common, truth_files], view, **queue)
-        truth_files.clear(viewer.new_truth, [*common, truth_files], view, **queue)
-        gr.on([s.change for s in settings], viewer.settle, common, view, **queue)
-        slice_slider.change(viewer.show_slice, common, view, **queue)
+        bound = functools.partial(_in_session, viewer)
+        scan_files.upload(bound(viewer.new_scan), [*common, scan_files, truth_files], view, **queue)
+        clear = bound(lambda old: (discard(old), *viewer.view(None))[1:])
+        scan_files.clear(clear, [state], view, **queue)
+        truth_files.upload(bound(viewer.new_truth), [*common, truth_files], view, **queue)
+        truth_files.clear(bound(viewer.new_truth), [*common, truth_files], view, **queue)
+        gr.on([s.change for s in settings], bound(viewer.settle), common, view, **queue)
+        slice_slider.change(bound(viewer.show_slice), common, view, **queue)
         for key, button in buttons.items():
-            button.click(viewer.example(key), common, [*view, scan_files, truth_files], **queue)
+            button.click(bound(viewer.example(key)), common, [*view, scan_files, truth_files], **queue)
+        # The tab closed (or a client's heartbeat ended): free its scan now, not when Gradio's state expires.
+        app.unload(_on_unload(viewer))
     return app

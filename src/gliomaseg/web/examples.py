@@ -71,8 +71,10 @@ def _nifti_example(folder: Path, size: int) -> Example:
     import nibabel as nib
 
     image, mask = synthesise_volume(np.random.default_rng([7, 3]), 20, size)
+    # Stored X x Y x Z (slices on the last axis), FLAIR only, as float like most scanner exports; the
+    # phantom's rows run to posterior and its columns to the left (kaggle_3m's frame), and the affine says so.
     affine = np.diag([*NIFTI_SPACING, 1.0])
-    # Stored X x Y x Z (slices on the last axis), FLAIR only, as float like most scanner exports.
+    affine[:2, :2] = [[0.0, -NIFTI_SPACING[1]], [-NIFTI_SPACING[0], 0.0]]
     flair = np.moveaxis(image[..., 1], 0, 2).astype(np.float32)
     scan, truth = folder / "phantom_flair.nii.gz", folder / "phantom_flair_seg.nii.gz"
     nib.save(nib.Nifti1Image(flair, affine), scan)

@@ -19,11 +19,13 @@ from typing import Any
 from gliomaseg.data.io import write_image
 from gliomaseg.errors import GliomasegError
 from gliomaseg.evaluation.postprocess import PostprocessConfig
+from gliomaseg.inference.limits import DEFAULT_LIMITS, Limits
 from gliomaseg.inference.segmenter import Segmenter
 from gliomaseg.web.analysis import Analysis
 from gliomaseg.web.downloads import write_downloads
 from gliomaseg.web.examples import Example
 from gliomaseg.web.render import error_html, overlay_image, probability_image, summary_html, upscale
+from gliomaseg.web.sessions import SessionStore, release
 from gliomaseg.web.truth import read_truth
 from gliomaseg.web.uploads import load_upload
 
@@ -43,9 +45,18 @@ _TABLE_HEADERS = {
 
 
 def discard(analysis: Analysis | None) -> None:
-    """Remove a scan's private folder (uploads unpacked, downloads written)."""
-    if analysis is not None:
-        shutil.rmtree(analysis.scan.work, ignore_errors=True)
+    """Free a scan: remove its private folder (uploads unpacked, downloads written) and drop its arrays."""
+    release(analysis)
+
+
+def _live(analysis: Analysis | None) -> Analysis | None:
+    """``analysis``, unless the server released it (its session ended or the memory was needed elsewhere)."""
+    if analysis is not None and analysis.released:
+        raise GliomasegError(
+            "this scan was cleared from the server to free memory for other users (or its session ended); "
+            "upload it again"
+        )
+    return analysis
 
 
 def _settings(
@@ -87,20 +98,33 @@ class Viewer:
         tmp_root: the server's temp folder; each scan gets a private ``work/<id>`` folder below it.
         max_bytes: the upload size limit.
         examples: the bundled examples, by key.
+        limits: the decoded-size budget of one upload (checked before decoding).
+        sessions: the scans held per session (freed when a session ends; bounded across sessions).
     """
 
-    def __init__(self, segmenter: Segmenter, tmp_root: Path, max_bytes: int, examples: Sequence[Example] = ()) -> None:
+    def __init__(
+        self,
+        segmenter: Segmenter,
+        tmp_root: Path,
+        max_bytes: int,
+        examples: Sequence[Example] = (),
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        sessions: SessionStore | None = None,
+    ) -> None:
         self.segmenter = segmenter
         self.tmp_root = Path(tmp_root)
         self.max_bytes = max_bytes
         self.examples = {e.key: e for e in examples}
+        self.limits = limits
+        self.sessions = sessions if sessions is not None else SessionStore()
 
     # ------------------------------------------------------------------ views
     def view(self, analysis: Analysis | None, z: int = 0, status: str = "") -> tuple[Any, ...]:
         """The :data:`VIEW` values for ``analysis`` shown at slice ``z`` (blank without a result)."""
         import gradio as gr
 
-        if analysis is None or analysis.result is None:
+        if analysis is None or analysis.result is None or analysis.released:
             return (analysis, status, None, None, gr.Slider(visible=False), "", gr.Dataframe(visible=False), None)
         result = analysis.result
         n_slices = result.mask.shape[0]
@@ -134,7 +158,7 @@ class Viewer:
         analysis = None
         work = self.tmp_root / "work" / uuid.uuid4().hex
         try:
-            analysis = Analysis(load_upload(_paths(files), work, max_bytes=self.max_bytes))
+            analysis = Analysis(load_upload(_paths(files), work, max_bytes=self.max_bytes, limits=self.limits))
             if _paths(truth_files):
                 analysis.truth = read_truth(_paths(truth_files), analysis.scan, max_bytes=self.max_bytes)
             result = analysis.update(self.segmenter, _settings(*settings))
@@ -150,7 +174,7 @@ class Viewer:
         *settings, truth_files = settings_and_files
         z = int(slice_no) - 1
         try:
-            if analysis is None:
+            if _live(analysis) is None:
                 raise GliomasegError("upload a scan first, then its ground truth")
             files = _paths(truth_files)
             truth = read_truth(files, analysis.scan, max_bytes=self.max_bytes) if files else analysis.scan.truth
@@ -166,6 +190,7 @@ class Viewer:
         if analysis is None:
             return self.view(None)
         try:
+            _live(analysis)
             analysis.update(self.segmenter, _settings(*settings))
             return self.view(analysis, z)
         except Exception as err:  # noqa: BLE001 - shown on the page
@@ -175,6 +200,10 @@ class Viewer:
         """Another slice of the same result (the slider itself is left as the user set it)."""
         import gradio as gr
 
+        try:
+            _live(analysis)
+        except GliomasegError as err:
+            return self._failed(err, analysis, 0)
         view = list(self.view(analysis, int(slice_no) - 1))
         view[VIEW.index("slice")] = gr.skip()
         return tuple(view)

@@ -15,15 +15,18 @@ import logging
 import os
 import shutil
 import signal
+import sys
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from gliomaseg.errors import GliomasegError
+from gliomaseg.inference.limits import DEFAULT_LIMITS, Limits
 from gliomaseg.inference.pretrained import resolve_model
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "ModelResolver", "serve"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "ModelResolver", "no_login_warning", "serve"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
@@ -49,12 +52,23 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _start_message(model: Path, host: str, port: int, tmp_root: Path, max_upload_mb: float) -> str:
+def no_login_warning(host: str) -> str | None:
+    """The warning for an address other machines can reach (the page has no login), or None for loopback."""
+    if _is_loopback(host):
+        return None
+    return (
+        f"gliomaseg serve: warning: --host {host} lets anyone who can reach this machine on the network use the "
+        "page: it has no login, so they can upload scans and see the results; bind to 127.0.0.1 (the default) "
+        "unless the network is trusted"
+    )
+
+
+def _start_message(model: str, host: str, port: int, tmp_root: Path, max_upload_mb: float) -> str:
     shown = f"[{host}]" if ":" in host else host
     reach = (
         "loopback only, other machines cannot connect; --host 0.0.0.0 would allow that"
         if _is_loopback(host)
-        else f"bound to {host}: reachable from other machines on the network"
+        else f"bound to {host}: reachable from other machines on the network, with no login"
     )
     return (
         f"gliomaseg serve: {model} on http://{shown}:{port} ({reach}); uploads up to {max_upload_mb:g} MB "
@@ -78,24 +92,26 @@ def _cleanup_on_exit(tmp_root: Path) -> Callable[[], None]:
 
 
 def serve(
-    model: str,
+    model: str | Sequence[str],
     *,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     max_upload_mb: float = 200.0,
     device: str = "auto",
     resolver: ModelResolver = resolve_model,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> None:
     """Run the web viewer until interrupted.
 
     Args:
         model: the model, as understood by ``resolver`` (by default a ``.pt``/``.onnx`` path or a
-            bundled model's name, e.g. ``lgg-unet``).
+            bundled model's name, e.g. ``lgg-unet``), or several: an ensemble averaging their probabilities.
         host: address to bind; the loopback default keeps the page on this machine.
         port: TCP port.
         max_upload_mb: refuse uploads (all files of one upload together) larger than this.
-        device: PyTorch device for ``.pt`` models (``auto``, ``cpu``, ``cuda``...).
+        device: PyTorch device for ``.pt`` models (``auto``, ``cpu``, ``cuda``...; ``auto`` with an ``.onnx``).
         resolver: maps ``model`` to a model file.
+        limits: the decoded-size budget of one upload (pixels per slice, voxels, slices).
 
     Raises:
         GliomasegError: Gradio not installed, a missing or unusable model, or a bad limit or port.
@@ -109,10 +125,12 @@ def serve(
         raise GliomasegError(f"--port {port}: must be in 1..65535")
     if importlib.util.find_spec("gradio") is None:
         raise GliomasegError("the web viewer needs Gradio: install the extra with pip install -e '.[web]'")
-    path = resolver(model)
+    paths = [resolver(m) for m in ([model] if isinstance(model, str) else model)]
     from gliomaseg.inference.segmenter import load_segmenter
 
-    segmenter = load_segmenter(path, device=device if path.suffix.lower() != ".onnx" else "auto")
+    onnx = any(p.suffix.lower() == ".onnx" for p in paths)
+    segmenter = load_segmenter(paths if len(paths) > 1 else paths[0], device="auto" if onnx else device)
+    name = " + ".join(p.name for p in paths)
     tmp_root = Path(tempfile.mkdtemp(prefix="gliomaseg-web-")).resolve()
     cleanup = _cleanup_on_exit(tmp_root)
     app = None
@@ -126,10 +144,13 @@ def serve(
 
         examples = make_examples(tmp_root / "examples", size=segmenter.preprocess.size)
         max_bytes = int(max_upload_mb * 1024 * 1024)
-        viewer = Viewer(segmenter, tmp_root, max_bytes, examples)
-        app = build_app(segmenter, viewer, model_name=path.name, examples=examples)
+        viewer = Viewer(segmenter, tmp_root, max_bytes, examples, limits=limits)
+        app = build_app(segmenter, viewer, model_name=name, examples=examples)
         logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up requests to itself
-        print(_start_message(path, host, port, tmp_root, max_upload_mb), flush=True)
+        print(_start_message(", ".join(map(str, paths)), host, port, tmp_root, max_upload_mb), flush=True)
+        warning = no_login_warning(host)
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
         app.queue(default_concurrency_limit=1)
         app.launch(
             server_name=host,
@@ -143,9 +164,14 @@ def serve(
             show_error=False,
             footer_links=[],
             css=CSS,
+            # Our own wait below: Gradio's reports any stop (SIGTERM too) as a "Keyboard interruption".
+            prevent_thread_lock=True,
         )
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM before Gradio's own wait loop took over
+        while app.is_running:
+            time.sleep(0.1)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (see _cleanup_on_exit): the operator's stop, not an error
         if app is not None:
             app.close()
+        print("gliomaseg serve: stopped", flush=True)
     finally:
         cleanup()

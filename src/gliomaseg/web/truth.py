@@ -17,7 +17,9 @@ import numpy as np
 
 from gliomaseg.data.io import IMAGE_SUFFIXES, read_mask
 from gliomaseg.errors import GliomasegError
-from gliomaseg.inference.nifti import nifti_stem
+from gliomaseg.inference.limits import DECODED_BYTES_PER_VOXEL, image_size
+from gliomaseg.inference.nifti import nifti_decoded_size, nifti_stem
+from gliomaseg.inference.orientation import into_model_frame
 from gliomaseg.web.uploads import Scan, check_sizes, unzip_upload
 
 __all__ = ["read_truth"]
@@ -28,22 +30,29 @@ _NUMBER = re.compile(r"(\d+)(?:_mask)?$")
 def _nifti_truth(path: Path, scan: Scan) -> np.ndarray:
     import nibabel as nib
 
+    image, frame = scan.case.image, scan.case.frame
+    expected = image.shape if image is not None else np.moveaxis(scan.volume[..., 0], 0, 2).shape  # X x Y x Z
+    # The header's shape and dtype are checked before the data are decoded: a small .nii.gz can
+    # declare far more data than the scan it claims to belong to.
+    shape, _, dtype = nifti_decoded_size(path)
+    if tuple(s for s in shape if s != 1) != tuple(s for s in expected if s != 1):
+        raise GliomasegError(
+            f"{path.name}: ground truth shape {shape} does not match the scan's {expected}; "
+            "upload the mask of this volume"
+        )
+    if dtype.itemsize > DECODED_BYTES_PER_VOXEL:  # e.g. complex128: no mask needs it
+        raise GliomasegError(f"{path.name}: ground truth data type {dtype.name}; save the mask as uint8 0/1")
     try:
         data = np.asanyarray(nib.load(str(path)).dataobj)
     except Exception as err:  # noqa: BLE001 - nibabel raises many types for bad files
         raise GliomasegError(f"{path.name}: unreadable NIfTI mask ({type(err).__name__}: {err})") from err
-    depth, height, width = scan.volume.shape[:3]
-    expected = (height, width, depth)  # X x Y x Z, as stored in the scan's file
-    if np.squeeze(data).shape != tuple(s for s in expected if s != 1):
-        raise GliomasegError(
-            f"{path.name}: ground truth shape {data.shape} does not match the scan's {expected}; "
-            "upload the mask of this volume"
-        )
     values = np.unique(data)
     if not (set(values.tolist()) <= {0, 1} or set(values.tolist()) <= {0, 255}):
         shown = ", ".join(f"{v:g}" for v in values[:8].tolist())
         raise GliomasegError(f"{path.name}: ground truth values {{{shown}}} are not binary (0/1 or 0/255)")
-    return np.moveaxis(data.reshape(expected) > 0, 2, 0)  # Z x X x Y, like the scan
+    truth = data.reshape(expected) > 0
+    # In the frame the scan was shown in (turned, resliced, windowed like the scan).
+    return into_model_frame(truth, frame) if frame is not None else np.moveaxis(truth, 2, 0)
 
 
 def _slice_order(paths: list[Path]) -> list[Path]:
@@ -70,10 +79,14 @@ def _image_truth(paths: list[Path], scan: Scan) -> np.ndarray:
     height, width = scan.volume.shape[1:3]
     masks = []
     for path in ordered:
-        mask = read_mask(path)
-        if mask.shape != (height, width):
+        # The header's size first: a mask of another size (or a pixel bomb) is refused before decoding.
+        size = image_size(path)
+        found = (size[1], size[0]) if size is not None else None
+        mask = read_mask(path) if found in (None, (height, width)) else None
+        if mask is None or mask.shape != (height, width):
+            found = mask.shape if mask is not None else found
             raise GliomasegError(
-                f"{path.name}: ground truth is {mask.shape[0]} x {mask.shape[1]} but the scan's slices are "
+                f"{path.name}: ground truth is {found[0]} x {found[1]} but the scan's slices are "
                 f"{height} x {width}; upload the mask of this scan"
             )
         masks.append(mask.astype(bool))

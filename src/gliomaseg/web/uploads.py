@@ -18,22 +18,21 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from gliomaseg.data.io import IMAGE_SUFFIXES, read_mask
 from gliomaseg.errors import GliomasegError
 from gliomaseg.inference.inputs import SUPPORTED_INPUTS, Case, discover_inputs, read_case
-from gliomaseg.inference.nifti import nifti_spacing
+from gliomaseg.inference.limits import DEFAULT_LIMITS, LIMIT_FLAGS, Limits, check_case, image_size
+from gliomaseg.inference.nifti import nifti_spacing, nifti_spacing_known
 from gliomaseg.inference.outputs import case_volume
 from gliomaseg.inference.volume import Volume
 
-__all__ = ["UNZIP_FACTOR", "Scan", "check_sizes", "holds_dicom", "load_upload", "unzip_upload"]
+__all__ = ["UNZIP_FACTOR", "Scan", "check_sizes", "holds_dicom", "load_upload", "max_zip_members", "unzip_upload"]
 
 #: A zip may unpack to at most this many times the upload limit (guards against zip bombs).
 UNZIP_FACTOR = 4
-_MAX_ZIP_MEMBERS = 5000
 _MB = 1024 * 1024
 
 
@@ -66,8 +65,11 @@ class Scan:
 
     @property
     def spacing(self) -> tuple[float, ...] | None:
-        """Voxel sizes in mm from the NIfTI header (``(dx, dy, dz)`` or ``(dx, dy)``); None for images."""
-        return nifti_spacing(self.case.nifti) if self.case.kind == "nifti" else None
+        """Voxel sizes in mm from the NIfTI header (``(dx, dy, dz)`` or ``(dx, dy)``); None for images and for
+        a NIfTI whose header gives no voxel size (pixdim 0): sizes are then shown in voxels."""
+        if self.case.kind != "nifti" or not nifti_spacing_known(self.case.nifti):
+            return None
+        return nifti_spacing(self.case.nifti)
 
     @property
     def slice_labels(self) -> list[str]:
@@ -96,13 +98,21 @@ def check_sizes(paths: Sequence[Path], max_bytes: int) -> None:
         )
 
 
-def unzip_upload(path: Path, dest: Path, max_bytes: int) -> Path:
-    """Unpack an uploaded zip safely into ``dest``.
+def max_zip_members(limits: Limits) -> int:
+    """The most files a zip may hold: a slice and its mask per slice, and a few others."""
+    return 2 * limits.max_slices + 16
+
+
+def unzip_upload(path: Path, dest: Path, max_bytes: int, limits: Limits = DEFAULT_LIMITS) -> Path:
+    """Unpack an uploaded zip safely into ``dest``, its member count and declared sizes checked first.
 
     Args:
         path: the zip file.
         dest: an empty folder to unpack into (created).
-        max_bytes: the upload limit; the unpacked size may be :data:`UNZIP_FACTOR` times it.
+        max_bytes: the upload limit; the unpacked size may be :data:`UNZIP_FACTOR` times it (the
+            declared sizes are checked before extracting, and ``zipfile`` stops each member at its
+            declared size).
+        limits: the slice limit bounds the member count (:func:`max_zip_members`).
 
     Returns:
         ``dest``.
@@ -113,8 +123,13 @@ def unzip_upload(path: Path, dest: Path, max_bytes: int) -> Path:
     try:
         with zipfile.ZipFile(path) as archive:
             members = [m for m in archive.infolist() if not m.filename.startswith("__MACOSX/")]
-            if len(members) > _MAX_ZIP_MEMBERS:
-                raise GliomasegError(f"{path.name}: holds {len(members)} files; a patient folder has far fewer")
+            if len(members) > max_zip_members(limits):
+                flag = LIMIT_FLAGS["max_slices"]
+                raise GliomasegError(
+                    f"{path.name}: holds {len(members):,} files, over the {max_zip_members(limits):,} that "
+                    f"{flag} {limits.max_slices:,} allows (a slice and its mask per slice); zip one patient folder, "
+                    f"or raise the limit with gliomaseg {limits.command} {flag} N"
+                )
             unpacked = sum(m.file_size for m in members)
             if unpacked > UNZIP_FACTOR * max_bytes:
                 raise GliomasegError(
@@ -131,13 +146,13 @@ def unzip_upload(path: Path, dest: Path, max_bytes: int) -> Path:
     return dest
 
 
-def _stage(paths: Sequence[Path], work: Path, max_bytes: int) -> Path:
+def _stage(paths: Sequence[Path], work: Path, max_bytes: int, limits: Limits) -> Path:
     """The one input path to give :func:`discover_inputs`: the file, the unpacked zip, or a folder of the files."""
     zips = [p for p in paths if p.suffix.lower() == ".zip"]
     if zips:
         if len(paths) > 1:
             raise GliomasegError("upload a zip on its own (one zip of one patient folder), not with other files")
-        return unzip_upload(zips[0], work / "scan", max_bytes)
+        return unzip_upload(zips[0], work / "scan", max_bytes, limits)
     if len(paths) == 1:
         return paths[0]
     names = [p.name for p in paths]
@@ -159,17 +174,19 @@ def _found_truth(case: Case) -> np.ndarray | None:
     for path in case.files:
         candidates = [path.with_name(f"{path.stem}_mask{s}") for s in IMAGE_SUFFIXES]
         match = next((c for c in candidates if c.is_file()), None)
-        if match is None:
+        # A mask of another size than its slice is not this scan's truth; its header says so before decoding.
+        if match is None or image_size(match) != image_size(path):
             return None
         found.append(read_mask(match).astype(bool))
     truth = np.stack(found)
     return truth if truth.shape == case.volume.shape[:3] else None  # type: ignore[union-attr]
 
 
-def holds_dicom(folder: Path) -> bool:
+def holds_dicom(folder: Path, limits: Limits = DEFAULT_LIMITS) -> bool:
     """True when a file below ``folder`` is DICOM: named ``*.dcm`` or, without a suffix, carrying the
-    ``DICM`` marker at byte 128 (PACS exports often have bare numbered names)."""
-    for path in sorted(folder.rglob("*"))[:_MAX_ZIP_MEMBERS] if folder.is_dir() else []:
+    ``DICM`` marker at byte 128 (PACS exports often have bare numbered names); at most as many files as an
+    upload may hold (:func:`max_zip_members`) are looked at."""
+    for path in sorted(folder.rglob("*"))[: max_zip_members(limits)] if folder.is_dir() else []:
         if not path.is_file():
             continue
         if path.suffix.lower() == ".dcm" or path.name == "DICOMDIR":
@@ -196,35 +213,24 @@ def _one_case(cases: list[Case], source: Path) -> Case:
     return cases[0]
 
 
-def _check_nifti_size(case: Case, max_bytes: int) -> None:
-    # A .nii.gz can inflate far beyond its upload size; the header gives the size before any read.
-    import nibabel as nib
-
-    try:
-        header: Any = nib.load(str(case.source)).header
-    except Exception:  # noqa: BLE001 - read_case reports unreadable files with the reason
-        return
-    n_bytes = int(np.prod(header.get_data_shape(), dtype=np.int64)) * header.get_data_dtype().itemsize
-    if n_bytes > UNZIP_FACTOR * max_bytes:
-        raise GliomasegError(
-            f"{case.source.name}: the volume holds {_mb(n_bytes)} of data, over {UNZIP_FACTOR} x this server's upload "
-            f"limit ({_mb(max_bytes)}); crop it or restart the server with a larger --max-upload-mb"
-        )
-
-
-def load_upload(paths: Sequence[str | os.PathLike[str]], work: Path, *, max_bytes: int) -> Scan:
+def load_upload(
+    paths: Sequence[str | os.PathLike[str]], work: Path, *, max_bytes: int, limits: Limits = DEFAULT_LIMITS
+) -> Scan:
     """Read an upload as one scan.
 
     Args:
         paths: the uploaded files (one slice, several slices, one zip or one NIfTI file).
         work: an empty private folder for unpacking and for the downloads (created).
         max_bytes: the upload size limit.
+        limits: the decoded-size budget (pixels per slice, voxels, slices), checked from the headers
+            before any pixel is decoded.
 
     Returns:
         The :class:`Scan`, with its volume read and any ground truth found beside the slices.
 
     Raises:
-        GliomasegError: no file, too large, unsupported or corrupt files, or more than one scan.
+        GliomasegError: no file, too large (on disk or decoded), unsupported or corrupt files, or more
+            than one scan.
 
     Example:
         >>> import tempfile, pathlib, numpy as np
@@ -239,10 +245,9 @@ def load_upload(paths: Sequence[str | os.PathLike[str]], work: Path, *, max_byte
         raise GliomasegError(f"no file uploaded; upload {SUPPORTED_INPUTS}")
     check_sizes(files, max_bytes)
     work.mkdir(parents=True, exist_ok=True)
-    source = _stage(files, work, max_bytes)
+    source = _stage(files, work, max_bytes, limits)
     case = _one_case(discover_inputs([source], work / "out"), source)
-    if case.kind == "nifti":
-        _check_nifti_size(case, max_bytes)
+    check_case(case, limits)
     read_case(case)
     # Masks count as ground truth only when they came in the same upload (a zip, or several files).
     staged = source != files[0]

@@ -1,10 +1,10 @@
 """Radiogenomics: do tumour shape features tell the genomic subtype? (Buda, Saha, Mazurowski 2019).
 
-:func:`radiogenomics` measures the shape features (:mod:`gliomaseg.study.shape`) of every patient
-on the ground-truth masks and/or on predicted masks (one model, an ensemble, or out-of-fold
-models of a study), joins them with the genomic clusters of ``data.csv`` (matched on the folder
+:func:`run_radiogenomics` measures the shape features (:mod:`gliomaseg.radiogenomics.shape`) of
+every patient on the ground-truth masks and/or on predicted masks (one model, an ensemble, or
+out-of-fold models of a study), joins them with the genomic clusters of ``data.csv`` (matched on the folder
 name without its date) and tests every feature against every cluster variable
-(:mod:`gliomaseg.study.association`):
+(:mod:`gliomaseg.radiogenomics.association`):
 
 - the paper's method: feature split at its median, Fisher's exact test (``2 x k``), Bonferroni
   over the tests of a family;
@@ -36,10 +36,9 @@ import pandas as pd
 
 from gliomaseg import __version__
 from gliomaseg.errors import GliomasegError, OutputExistsError
-from gliomaseg.study.extract import FoldPredictors, PredictorFor, SinglePredictor, extract_features
-from gliomaseg.study.masks import ensemble_predictor, out_of_fold_models
-from gliomaseg.study.shape import FEATURES, PAPER_FEATURES
-from gliomaseg.study.tables import (
+from gliomaseg.radiogenomics.extract import FoldPredictors, PredictorFor, SinglePredictor, extract_features
+from gliomaseg.radiogenomics.shape import FEATURES, PAPER_FEATURES
+from gliomaseg.radiogenomics.tables import (
     CLUSTER_COLUMNS,
     PAPER_FINDINGS,
     agreement_table,
@@ -47,6 +46,7 @@ from gliomaseg.study.tables import (
     clinical_table,
     missing_clusters,
 )
+from gliomaseg.study.masks import ensemble_predictor, out_of_fold_models
 from gliomaseg.utils import atomic_write_text
 
 __all__ = ["OUTPUTS", "RADIOGENOMICS_FORMAT", "RadiogenomicsResult", "run_radiogenomics"]
@@ -134,10 +134,10 @@ def _predictions(
 ) -> tuple[PredictorFor | None, dict[str, Any]]:
     """The predictor plan and its description for the reports."""
     if study is not None and models:
-        raise GliomasegError("give either model files (--model) or a study (--study/--config), not both")
+        raise GliomasegError("give either model files (--model) or a study (--study/--study-config), not both")
     if study is not None:
         if not config:
-            raise GliomasegError("--study needs --config NAME (the run folders are runs/<NAME>__fold<k>/)")
+            raise GliomasegError("--study needs --study-config NAME (the run folders are runs/<NAME>__fold<k>/)")
         oof = out_of_fold_models(study, config)
         info = {
             "kind": "out-of-fold",
@@ -217,7 +217,7 @@ def run_radiogenomics(
     if masks == "auto":
         masks = "both" if predictor is not None else "truth"
     if predictor is None and masks != "truth":
-        raise GliomasegError(f"masks={masks!r} needs a model (--model) or a study (--study/--config)")
+        raise GliomasegError(f"masks={masks!r} needs a model (--model) or a study (--study/--study-config)")
     if predictor is not None and masks == "truth":
         raise GliomasegError("masks='truth' takes no model: drop --model/--study, or use --masks both")
     truth = masks in ("truth", "both")
@@ -239,7 +239,7 @@ def run_radiogenomics(
     joined.insert(1, "patient", joined.pop("patient"))
     summary = _summary(table, index_source, clinical, clusters, features, assoc, prediction, masks, spacing)
     summary["seconds"] = round(time.perf_counter() - t_start, 1)
-    from gliomaseg.study.radiogenomics_report import write_outputs
+    from gliomaseg.radiogenomics.report import write_outputs
 
     write_outputs(out, summary, joined, assoc, auc, agree, figures=figures)
     return RadiogenomicsResult(out, joined, assoc, auc, agree, summary)

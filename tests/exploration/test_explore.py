@@ -11,7 +11,7 @@ import pytest
 from gliomaseg.cli import main
 from gliomaseg.data.index import index_dataset
 from gliomaseg.errors import OutputExistsError
-from gliomaseg.study.explore import explore_dataset, head_mask
+from gliomaseg.exploration import explore_dataset, head_mask
 
 
 @pytest.fixture(scope="module")

@@ -1,21 +1,23 @@
-"""The figures of :func:`gliomaseg.study.explore.explore_dataset` (matplotlib, Agg; small PNGs)."""
+"""The figures of :func:`gliomaseg.exploration.explore.explore_dataset` (matplotlib, Agg; small PNGs)."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from gliomaseg.evaluation.figures import plt, save_figure
-from gliomaseg.study.explore import CHANNELS, head_mask, read_volume_rows
-from gliomaseg.study.explore_report import data_csv_columns, is_categorical
-
-if TYPE_CHECKING:
-    from gliomaseg.study.explore import ExploreResult
+from gliomaseg.exploration.scan import (
+    CHANNELS,
+    ExploreResult,
+    data_csv_columns,
+    head_mask,
+    is_categorical,
+    read_volume_rows,
+)
 
 __all__ = ["draw_figures"]
 

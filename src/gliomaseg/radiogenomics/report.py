@@ -16,7 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from gliomaseg.study.shape import FEATURES
+from gliomaseg.evaluation.markdown import md_table
+from gliomaseg.radiogenomics.shape import FEATURES
 from gliomaseg.utils import atomic_write, atomic_write_text
 
 __all__ = ["format_p", "plot_feature_boxes", "write_outputs"]
@@ -37,12 +38,6 @@ def _num(v: Any, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
     return f"{v:.{digits}g}" if abs(v) >= 1000 else f"{v:.{digits}f}"
-
-
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _assoc_rows(assoc: pd.DataFrame) -> list[list[str]]:
@@ -146,7 +141,7 @@ def write_markdown(path: Path, summary: dict[str, Any], sections: list, agree: p
     for masks, empty in s["patients_with_empty_mask"].items():
         lines.append(f"\nPatients with an empty {masks} mask (no features): {', '.join(empty) or 'none'}.")
     for title, text, header, rows in sections:
-        lines += ["", f"## {title}", "", text, "", _md_table(header, rows)]
+        lines += ["", f"## {title}", "", text, "", md_table(header, rows)]
     if not agree.empty:
         lines += [
             "",
@@ -154,7 +149,7 @@ def write_markdown(path: Path, summary: dict[str, Any], sections: list, agree: p
             "",
             "Bland-Altman: bias = mean(pred - truth), limits of agreement = bias -/+ 1.96 SD.",
             "",
-            _md_table(_AGREE_HEADER, _agreement_rows(agree)),
+            md_table(_AGREE_HEADER, _agreement_rows(agree)),
         ]
     return atomic_write_text(path, "\n".join(lines) + "\n")
 
@@ -201,7 +196,7 @@ def write_outputs(
     *,
     figures: bool = True,
 ) -> None:
-    """Write every output file of :func:`gliomaseg.study.radiogenomics.radiogenomics` into ``out``."""
+    """Write every output file of :func:`gliomaseg.radiogenomics.analysis.run_radiogenomics` into ``out``."""
     from gliomaseg.evaluation.html import figure, html_table, page
 
     for name, df in (("features", features), ("associations", assoc), ("auc", auc), ("agreement", agree)):

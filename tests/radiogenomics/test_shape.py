@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gliomaseg.errors import GliomasegError
-from gliomaseg.study.shape import (
+from gliomaseg.radiogenomics.shape import (
     FEATURES,
     angular_standard_deviation,
     bounding_ellipsoid_volume_ratio,

@@ -11,7 +11,7 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from gliomaseg.errors import GliomasegError
-from gliomaseg.study.association import (
+from gliomaseg.radiogenomics.association import (
     agreement,
     auc_with_ci,
     correct,
@@ -51,7 +51,7 @@ def test_2xk_enumeration_equals_brute_force(table):
 
 
 def test_too_many_tables_fall_back_to_monte_carlo(monkeypatch):
-    import gliomaseg.study.association as association
+    import gliomaseg.radiogenomics.association as association
 
     values = np.arange(12.0)
     groups = np.array(list("aabbbccaabcc"))

@@ -1,4 +1,4 @@
-"""``explore.md`` and ``explore.html`` of :func:`gliomaseg.study.explore.explore_dataset`.
+"""``explore.md`` and ``explore.html`` of :func:`gliomaseg.exploration.explore.explore_dataset`.
 
 Both are rendered from one list of sections (title, text, table), so they always say the same.
 """
@@ -7,20 +7,16 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from gliomaseg.study.markdown import md_table
+from gliomaseg.evaluation.markdown import md_table
+from gliomaseg.exploration.scan import ExploreResult, data_csv_columns, is_categorical
 from gliomaseg.utils import atomic_write_text
 
-if TYPE_CHECKING:
-    from gliomaseg.study.explore import ExploreResult
-
-__all__ = ["data_csv_columns", "data_csv_table", "is_categorical", "write_reports"]
-
-_MAX_CATEGORIES = 12
+__all__ = ["data_csv_table", "write_reports"]
 
 
 @dataclass
@@ -29,20 +25,6 @@ class _Section:
     text: list[str] = field(default_factory=list)
     header: list[str] = field(default_factory=list)
     rows: list[list[Any]] = field(default_factory=list)
-
-
-def data_csv_columns(patients: pd.DataFrame) -> list[str]:
-    """The ``data.csv`` columns of a patient table (those after ``sequences``)."""
-    columns = list(patients.columns)
-    return columns[columns.index("sequences") + 1 :] if "sequences" in columns else []
-
-
-def is_categorical(values: pd.Series) -> bool:
-    """A coded column (few small values, like the cluster numbers), as opposed to a measurement like age."""
-    numbers = pd.to_numeric(values.dropna(), errors="coerce")
-    if numbers.isna().any():  # text
-        return values.nunique() <= _MAX_CATEGORIES
-    return values.nunique() <= _MAX_CATEGORIES and (numbers.empty or numbers.max() <= _MAX_CATEGORIES)
 
 
 def data_csv_table(patients: pd.DataFrame) -> pd.DataFrame:

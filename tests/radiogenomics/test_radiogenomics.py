@@ -14,9 +14,10 @@ from gliomaseg.data.index import index_dataset
 from gliomaseg.data.io import read_image
 from gliomaseg.data.splits import make_splits, save_splits
 from gliomaseg.errors import GliomasegError, OutputExistsError
-from gliomaseg.study import ensemble_predictor, run_radiogenomics
-from gliomaseg.study.shape import FEATURES, PAPER_FEATURES
-from gliomaseg.study.tables import CLUSTER_COLUMNS
+from gliomaseg.radiogenomics import run_radiogenomics
+from gliomaseg.radiogenomics.shape import FEATURES, PAPER_FEATURES
+from gliomaseg.radiogenomics.tables import CLUSTER_COLUMNS
+from gliomaseg.study import ensemble_predictor
 
 
 @pytest.fixture(scope="module")

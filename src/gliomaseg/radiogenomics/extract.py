@@ -19,8 +19,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from gliomaseg.data.io import read_mask
+from gliomaseg.radiogenomics.shape import FEATURES, shape_features
 from gliomaseg.study.masks import OutOfFold, Predictor, ensemble_predictor
-from gliomaseg.study.shape import FEATURES, shape_features
 from gliomaseg.utils import atomic_write_text
 
 __all__ = ["MASK_SOURCES", "FoldPredictors", "PredictorFor", "SinglePredictor", "extract_features"]
@@ -102,7 +102,7 @@ def extract_features(
         table: an index table (:func:`gliomaseg.data.index.index_dataset`).
         truth: measure the ground-truth masks.
         predictor_for: gives each patient's predictor (None: no predicted masks).
-        spacing: voxel size passed to :func:`~gliomaseg.study.shape.shape_features`.
+        spacing: voxel size passed to :func:`~gliomaseg.radiogenomics.shape.shape_features`.
         cache: folder of per-patient results to reuse and extend (None: no cache).
         progress: tqdm progress bar over patients.
 

@@ -1,7 +1,7 @@
 """The tables of the radiogenomics analysis: clusters per patient, associations, AUCs, agreement.
 
-Pure functions over the features table of :func:`gliomaseg.study.extract.extract_features`; the
-statistics themselves are in :mod:`gliomaseg.study.association`.
+Pure functions over the features table of :func:`gliomaseg.radiogenomics.extract.extract_features`; the
+statistics themselves are in :mod:`gliomaseg.radiogenomics.association`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pandas as pd
 
 from gliomaseg.data.index_table import CLUSTER_COLUMNS
 from gliomaseg.errors import GliomasegError
-from gliomaseg.study.association import (
+from gliomaseg.radiogenomics.association import (
     agreement,
     auc_with_ci,
     correct,
@@ -23,7 +23,7 @@ from gliomaseg.study.association import (
     kruskal_wallis,
     median_split_table,
 )
-from gliomaseg.study.shape import FEATURES
+from gliomaseg.radiogenomics.shape import FEATURES
 
 __all__ = [
     "CLUSTER_COLUMNS",
@@ -98,7 +98,7 @@ def association_tables(
     """Tests and AUCs of every feature against every cluster variable, per mask source.
 
     Args:
-        features: :func:`~gliomaseg.study.extract.extract_features` output.
+        features: :func:`~gliomaseg.radiogenomics.extract.extract_features` output.
         clinical: :func:`clinical_table` output.
         clusters: the cluster columns to test.
         n_boot: bootstrap resamples of the AUC CIs.

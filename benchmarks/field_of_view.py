@@ -1,0 +1,80 @@
+"""Does bringing the head to kaggle_3m's field of view help on shifted volumes? (issue 24)
+
+Each real patient (kaggle_3m layout, never a test patient of ``docs/splits_lgg-dev.json``) is placed
+into larger canvases, as a scan with a wider field of view or an off-centre head would be: the
+original 256 x 256, centred in 384 x 384, shifted into a corner of 384 x 384, and shifted in
+512 x 512. Each is segmented by a model with and without the field-of-view window
+(:func:`gliomaseg.inference.orientation.to_model_frame`), the mask taken back to the canvas, and
+per-patient Dice against the reference mask placed the same way.
+
+Usage: ``python -m benchmarks.field_of_view KAGGLE_3M_FOLDER [--model lgg-unet] [--out results.json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from gliomaseg.data.io import read_mask
+from gliomaseg.inference import load_segmenter, read_volume
+from gliomaseg.inference.orientation import from_model_frame, to_model_frame
+from gliomaseg.inference.pretrained import resolve_model
+from gliomaseg.inference.volume import Volume
+
+#: (name, canvas side, row offset, column offset) of the 256 x 256 slices inside the canvas.
+CANVASES = (
+    ("original", 256, 0, 0),
+    ("centred-384", 384, 64, 64),
+    ("corner-384", 384, 0, 128),
+    ("corner-512", 512, 240, 16),
+)
+_PLS = np.array([[0.0, -1, 0, 0], [-1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])  # rows P, columns L, slices S
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = a.sum() + b.sum()
+    return 1.0 if total == 0 else float(2 * (a & b).sum() / total)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("data", type=Path)
+    ap.add_argument("--model", default="lgg-unet")
+    ap.add_argument("--splits", type=Path, default=Path("docs/splits_lgg-dev.json"))
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    test = set(json.loads(args.splits.read_text())["test"]) if args.splits.is_file() else set()
+    seg = load_segmenter(resolve_model(args.model), device="cpu")
+    patients = [p for p in sorted(args.data.iterdir()) if p.is_dir() and p.name not in test]
+    scores: dict[str, dict[str, list[float]]] = {c[0]: {"plain": [], "fov": []} for c in CANVASES}
+    for patient in patients:
+        image = read_volume(patient)  # S x 256 x 256 x 3
+        truth = np.stack([read_mask(patient / f"{patient.name}_{i}_mask.tif") for i in range(1, len(image) + 1)]) > 0
+        for name, side, r0, c0 in CANVASES:
+            canvas = np.zeros((side, side, len(image), 3), np.uint8)
+            canvas[r0 : r0 + 256, c0 : c0 + 256] = np.moveaxis(image, 0, 2)
+            ref = np.zeros((side, side, len(image)), bool)
+            ref[r0 : r0 + 256, c0 : c0 + 256] = np.moveaxis(truth, 0, 2)
+            volume = Volume(canvas, _PLS, patient, "volume", False)
+            for option, fov in (("plain", False), ("fov", True)):
+                array, frame = to_model_frame(volume, field_of_view=fov)
+                mask = from_model_frame(seg.predict_volume(array), frame)
+                scores[name][option].append(_dice(mask, ref))
+        print(patient.name, {n: [round(v[-1], 3) for v in o.values()] for n, o in scores.items()}, flush=True)
+    summary = {
+        name: {opt: {"mean": float(np.mean(v)), "median": float(np.median(v))} for opt, v in options.items()}
+        for name, options in scores.items()
+    }
+    summary["patients"] = [p.name for p in patients]  # type: ignore[assignment]
+    print(json.dumps(summary, indent=1))
+    if args.out:
+        args.out.write_text(json.dumps({"summary": summary, "per_patient": scores}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Does turning a NIfTI by its affine fix scans stored in another orientation? (issue 24)
+
+Each real patient (never a test patient of ``docs/splits_lgg-dev.json``) is saved as a NIfTI the way
+other public datasets store volumes (BraTS-style L-P-S: the first axis runs to the patient's left,
+the second to posterior, the third to superior; 1 x 1 x 3 mm), then segmented two ways: as stored
+(the header without orientation, as gliomaseg read every NIfTI before) and turned by its affine to
+the model's frame. Per-patient Dice against the reference mask, in the file's own grid.
+
+Usage: ``python -m benchmarks.orientation_check KAGGLE_3M_FOLDER [--model lgg-unet] [--out results.json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from gliomaseg.data.io import read_mask
+from gliomaseg.inference import load_segmenter, read_volume
+from gliomaseg.inference.orientation import from_model_frame, to_model_frame
+from gliomaseg.inference.pretrained import resolve_model
+from gliomaseg.inference.volume import Volume
+
+#: voxel (i, j, k) of an L-P-S volume -> RAS mm: i to the left (-x), j to posterior (-y), k superior.
+LPS = np.diag([-1.0, -1.0, 3.0, 1.0])
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = a.sum() + b.sum()
+    return 1.0 if total == 0 else float(2 * (a & b).sum() / total)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("data", type=Path)
+    ap.add_argument("--model", default="lgg-unet")
+    ap.add_argument("--splits", type=Path, default=Path("docs/splits_lgg-dev.json"))
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    test = set(json.loads(args.splits.read_text())["test"]) if args.splits.is_file() else set()
+    seg = load_segmenter(resolve_model(args.model), device="cpu")
+    scores: dict[str, list[float]] = {"as-stored": [], "turned": []}
+    for patient in [p for p in sorted(args.data.iterdir()) if p.is_dir() and p.name not in test]:
+        image = read_volume(patient)  # S x H x W x 3: rows P, columns L, slices S
+        truth = np.stack([read_mask(patient / f"{patient.name}_{i}_mask.tif") for i in range(1, len(image) + 1)]) > 0
+        stored = image.transpose(2, 1, 0, 3)  # X = columns (L), Y = rows (P), Z = slices (S)
+        ref = truth.transpose(2, 1, 0)
+        for name, extra in (("as-stored", {"as_stored": True}), ("turned", {})):
+            volume = Volume(stored, LPS, patient, "nifti", True, extra)
+            array, frame = to_model_frame(volume, field_of_view=False)
+            scores[name].append(_dice(from_model_frame(seg.predict_volume(array), frame), ref))
+        print(patient.name, {k: round(v[-1], 3) for k, v in scores.items()}, flush=True)
+    summary = {k: {"mean": float(np.mean(v)), "median": float(np.median(v)), "n": len(v)} for k, v in scores.items()}
+    print(json.dumps(summary, indent=1))
+    if args.out:
+        args.out.write_text(json.dumps({"summary": summary, "per_patient": scores}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
