@@ -12,6 +12,7 @@ from PIL import Image
 
 from gliomaseg.inference.inputs import discover_inputs, read_case
 from gliomaseg.inference.measures import components, measure
+from gliomaseg.inference.orientation import into_model_frame
 from gliomaseg.inference.outputs import CASES_COLUMNS, write_case
 from gliomaseg.inference.overview import overview_image, overview_slices
 from gliomaseg.inference.predict import predict_inputs
@@ -58,7 +59,7 @@ def test_case_row_in_ml_from_the_nifti_voxel_size(tmp_path: Path):
     nib.save(nib.Nifti1Image(np.random.default_rng(0).random((40, 36, 12), np.float32), affine), tmp_path / "s.nii.gz")
     (case,) = discover_inputs([tmp_path / "s.nii.gz"], tmp_path / "out")
     read_case(case)
-    mask = np.moveaxis(_two_cubes(), 2, 0)  # the model's frame: slices first
+    mask = into_model_frame(_two_cubes(), case.frame)  # as the model saw the scan (turned to its orientation)
     row, parts = write_case(case, mask)
     assert set(row) == set(CASES_COLUMNS)
     assert row["volume_unit"] == "mL" and row["voxel_ml"] == pytest.approx(0.0008)
@@ -128,9 +129,10 @@ def test_save_probabilities_in_the_inputs_geometry(tmp_path: Path, models, name:
             )
         shape, expected_affine, proba = (40, 44, 2), np.eye(4), tmp_path / "out" / "slices" / "s_proba.nii.gz"
     else:
-        data = np.random.default_rng(0).normal(50, 10, (44, 40, 6)).astype(np.float32)
+        # stored sagittal (the third axis left-right, 2.5 mm): the model sees it resliced to axial slices
+        data = np.random.default_rng(0).normal(50, 10, (44, 40, 16)).astype(np.float32)
         nib.save(nib.Nifti1Image(data, affine), tmp_path / name)
-        shape, expected_affine, proba = (44, 40, 6), affine, tmp_path / "out" / "v_proba.nii.gz"
+        shape, expected_affine, proba = (44, 40, 16), affine, tmp_path / "out" / "v_proba.nii.gz"
     table = predict_inputs(models["real"], [tmp_path / name], tmp_path / "out", save_probabilities=True)
     assert table.loc[0, "probabilities"] == str(proba)
     image = nib.load(proba)

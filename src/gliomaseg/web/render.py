@@ -84,7 +84,9 @@ def summary_html(analysis: Analysis, z: int) -> str:
         spacing = geometry.spacing
         header = {"nifti": "NIfTI", "dicom": "DICOM"}.get(scan.case.kind, scan.case.kind)
         units = "voxel " + " × ".join(f"{s:g}" for s in spacing) + f" mm from the {header} header"
-        pixel_area: float | None = spacing[0] * spacing[1]
+        # the slices shown are the model's (NIfTI/DICOM turned or resliced): their own pixel size
+        in_plane = scan.case.frame.spacing[:2] if scan.case.frame is not None else spacing[:2]
+        pixel_area: float | None = in_plane[0] * in_plane[1]
     else:
         units = "image files carry no pixel spacing, so sizes are in voxels"
         pixel_area = None
