@@ -81,7 +81,7 @@ def gather_results(study: Study) -> StudyResults:
         for record in result["patients"]:
             patients.append({"config": spec.config, "fold": spec.fold, **record})
     per_patient = pd.DataFrame(patients)
-    for column in ("dice", "iou", "hd95", "precision", "sensitivity"):
+    for column in ("dice", "iou", "hd95", "precision", "sensitivity", "dice_shifted"):
         if column in per_patient:
             per_patient[column] = pd.to_numeric(per_patient[column], errors="coerce")
     return StudyResults(study, pd.DataFrame(runs), per_patient, missing, problems)
