@@ -107,6 +107,10 @@ class ScannerShifts:
         if chosen["noise_p"].any():
             self._noise(x, top, chosen["noise_p"], rng)
         _restandardise(x, region, ref_mean, ref_std)
+        if chosen["skull_strip_p"].any():
+            # The stripped background lands at -mean/std of the brain; from one small or uniform slice's
+            # statistics that can be -10 or lower, where a real volume's (about -3) never goes.
+            np.maximum(x, background - 2.5, out=x)
         return masks
 
     def _skull_strip(

@@ -62,7 +62,9 @@ _BORDER_PX = 2
 
 
 def _soft_dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Soft Dice of two probability volumes; 1.0 when both are (almost) empty."""
+    """Soft Dice ``2 sum(ab) / (sum(a) + sum(b))`` of two probability volumes; 1.0 when both are (almost)
+    empty. Below 1 even for a map with itself where it is unsure (0.9 everywhere gives 0.9): the
+    signal measures fuzziness as well as disagreement, and both mean a mask to check."""
     a64, b64 = a.astype(np.float64, copy=False), b.astype(np.float64, copy=False)
     total = float(a64.sum() + b64.sum())
     return 1.0 if total < 1.0 else float(2.0 * (a64 * b64).sum() / total)
