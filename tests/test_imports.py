@@ -113,6 +113,10 @@ LAYERS = {
     "gliomaseg.evaluation": 4,
     "gliomaseg.inference": 5,
     "gliomaseg.evaluation.evaluator": 6,
+    # the shift evaluation and the quality calibration sit beside evaluate(): they use inference
+    "gliomaseg.evaluation.shifts": 6,
+    "gliomaseg.evaluation.shift_eval": 6,
+    "gliomaseg.evaluation.quality_calibration": 6,
     "gliomaseg.study": 7,
     "gliomaseg.web": 7,
     "gliomaseg.cli": 8,
