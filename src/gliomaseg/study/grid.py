@@ -135,6 +135,13 @@ class StudyConfig:
             unknown = sorted(set(section) - allowed)
             if unknown:
                 raise GliomasegError(f"{where}: unknown {key} setting(s) {unknown}; valid: {sorted(allowed)}")
+        if "shifts" in self.evaluate:  # before any training, not when the first run is evaluated
+            from gliomaseg.evaluation.shifts import resolve_shifts
+
+            try:
+                resolve_shifts(list(self.evaluate["shifts"]))
+            except GliomasegError as err:
+                raise GliomasegError(f"{where}: evaluate.shifts: {err}") from err
         metric = self.statistics.get("metric", "dice")
         if metric not in METRICS:
             raise GliomasegError(f"{where}: statistics.metric={metric!r}: choose one of {list(METRICS)}")

@@ -126,7 +126,7 @@ def summarise_results(results: StudyResults) -> StudyResults:
     comparisons, tests = [], {}
     ranks = pd.Series(math.nan, index=configs)
     for m in METRICS:
-        if have.empty or m not in have:
+        if have.empty or m not in have or have[m].isna().all():  # dice_shifted only when the study scores shifts
             continue
         done = [c for c in configs if c in set(have["config"])]
         wide = wide_table(have, m, done)
