@@ -5,7 +5,8 @@ Usage (from the repository root, after ``make setup``)::
     python -m benchmarks.run [--quick] [--out FILE.json] [--data KAGGLE_3M] [--device cpu|cuda]
 
 Without ``--data`` the real ``../shared/data/lgg-dev`` patients are unpacked (once) into the work
-folder. ``--quick`` (under 3 minutes on the project machine) runs the ``cpu`` preset in bf16, the
+folder. ``--quick`` (3-4 minutes on the project machine) runs the ``cpu`` preset in bf16 (with its own and
+with the ``robust`` augmentation), the
 main inference paths and the cold/warm preparation; the full run (under 15 minutes) adds float32,
 the seed's classic U-Net at 256 x 256, more inference paths, evaluate's memory and the scaling
 with the number of patients and the batch size. A table is printed and everything is written as
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.training import bench_run_name, training_section
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the short form (< 3 min)")
+    parser.add_argument("--quick", action="store_true", help="the short form (3-4 min)")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="JSON report (default: %(default)s)")
     parser.add_argument("--data", help="a kaggle_3m folder (default: ../shared lgg-dev, unpacked once)")
     parser.add_argument("--workdir", default=str(ROOT / ".bench"), help="index, caches and runs (reused)")

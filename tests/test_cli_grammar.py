@@ -257,4 +257,3 @@ def test_help_of_each_command_but_train_is_fast_too() -> None:
     assert done.returncode == 0, done.stderr
     loaded = set(eval(done.stdout.strip().splitlines()[-1]))  # noqa: S307 - our own printed list
     assert not loaded & {"torch", "sklearn", "monai", "lightning", "pandas"}, loaded
-

@@ -287,11 +287,15 @@ def test_a_folder_without_a_model_file_says_so(phantoms, tmp_path, capsys):
 
 def test_a_fifo_as_input_or_model_says_what_it_is(model_file, tmp_path, capsys):
     os.mkfifo(tmp_path / "scan.png")
-    status, _, err = _run(["predict", "--model", model_file(), tmp_path / "scan.png", "--out", tmp_path / "out"], capsys)
+    status, _, err = _run(
+        ["predict", "--model", model_file(), tmp_path / "scan.png", "--out", tmp_path / "out"], capsys
+    )
     line = _error_line(err, "predict")
     assert status == 2 and f"{tmp_path / 'scan.png'}: it is a FIFO (named pipe), not a file or folder" in line, line
     os.mkfifo(tmp_path / "model.pt")
-    status, _, err = _run(["predict", "--model", tmp_path / "model.pt", tmp_path / "scan.png", "--out", tmp_path / "o"], capsys)
+    status, _, err = _run(
+        ["predict", "--model", tmp_path / "model.pt", tmp_path / "scan.png", "--out", tmp_path / "o"], capsys
+    )
     assert status == 2 and "model.pt is a FIFO (named pipe), not a model file" in _error_line(err, "predict")
 
 

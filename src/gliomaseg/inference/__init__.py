@@ -66,6 +66,12 @@ _EXPORTS = {
     "bundled_path": "gliomaseg.inference.pretrained",
     "model_card": "gliomaseg.inference.pretrained",
     "resolve_model": "gliomaseg.inference.pretrained",
+    "QUALITY_COLUMNS": "gliomaseg.inference.quality",
+    "SIGNALS": "gliomaseg.inference.quality",
+    "input_statistics": "gliomaseg.inference.quality",
+    "quality_for_case": "gliomaseg.inference.quality",
+    "quality_signals": "gliomaseg.inference.quality",
+    "score_signals": "gliomaseg.inference.quality",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
@@ -98,6 +104,14 @@ if TYPE_CHECKING:
     from gliomaseg.inference.orientation import Frame, from_model_frame, model_orientation, to_model_frame
     from gliomaseg.inference.predict import AREAS_COLUMNS, areas_row, overlay, predict_inputs, write_case
     from gliomaseg.inference.pretrained import BUNDLED, BundledModel, bundled_path, model_card, resolve_model
+    from gliomaseg.inference.quality import (
+        QUALITY_COLUMNS,
+        SIGNALS,
+        input_statistics,
+        quality_for_case,
+        quality_signals,
+        score_signals,
+    )
     from gliomaseg.inference.segmenter import Segmenter, load_segmenter
     from gliomaseg.inference.sequences import read_sequences
     from gliomaseg.inference.volume import Volume
