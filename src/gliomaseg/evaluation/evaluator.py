@@ -53,6 +53,7 @@ from gliomaseg.evaluation.plan import (
     split_matches,
 )
 from gliomaseg.evaluation.postprocess import PostprocessConfig, postprocess_volume
+from gliomaseg.evaluation.run_figures import dice_text, draw_figures, ranked_patients
 from gliomaseg.evaluation.shift_eval import score_shifts, shift_summary
 from gliomaseg.evaluation.shifts import resolve_shifts
 from gliomaseg.inference.pretrained import bundled_training_patients
@@ -90,15 +91,6 @@ def _patient_record(rows: pd.DataFrame, pred: np.ndarray, truth: np.ndarray, per
 
 def _write_csv(df: pd.DataFrame, path: Path) -> Path:
     return atomic_write(path, lambda p: df.to_csv(p, index=False))
-
-
-def _ranked(per_patient: pd.DataFrame) -> dict[str, str]:
-    """Best, median and worst patients by volume Dice (patients with tumour only): label -> id."""
-    scored = per_patient.dropna(subset=["dice"]).sort_values(["dice", "patient_id"], ascending=[False, True])
-    if scored.empty:
-        return {}
-    ids = scored["patient_id"].tolist()
-    return {"best": ids[0], "median": ids[len(ids) // 2], "worst": ids[-1]}
 
 
 @dataclass(frozen=True)
@@ -227,7 +219,9 @@ def evaluate(
     figure_list: list[tuple[str, Path]] = []
     if figures:
         t0 = time.perf_counter()
-        figure_list = _draw_figures(out_dir / "figures", scores, plan, ckpt_path, seg.meta.get("epoch"))
+        figure_list = draw_figures(
+            out_dir / "figures", scores.per_patient, scores.packed, plan, ckpt_path, seg.meta.get("epoch")
+        )
         scores.timing["figures"] += time.perf_counter() - t0
     scores.timing["total"] = time.perf_counter() - t_start
     shifted = score_shifts(seg, plan, shift_names, seed=shift_seed, progress=progress) if shift_names else None
@@ -262,6 +256,8 @@ def _recorded(seg: Segmenter, paths: list[Path]) -> list[dict[str, list[str]] | 
 
 def _score_patients(seg: Segmenter, plan: EvaluationPlan, gif_dir: Path | None, progress: bool) -> _Scores:
     """Read, segment and score every patient of the plan (GIFs drawn on the way when ``gif_dir``)."""
+    from gliomaseg.evaluation.figures import save_gif  # matplotlib: only when scoring
+
     rows_by_patient = plan.rows_by_patient()
     records: list[dict[str, Any]] = []
     slice_tables: list[pd.DataFrame] = []
@@ -290,7 +286,7 @@ def _score_patients(seg: Segmenter, plan: EvaluationPlan, gif_dir: Path | None, 
             slice_tables.append(per_slice)
             t3 = time.perf_counter()
             if gif_dir is not None:
-                gifs[pid] = _gif(gif_dir / f"{pid}.gif", images, truth, pred)
+                gifs[pid] = save_gif(gif_dir / f"{pid}.gif", images, truth, pred)
                 # Bits are 8x smaller than bools; only the figure patients are unpacked again.
                 packed[pid] = (np.packbits(pred), pred.shape)
             timing["read"] += t1 - t0
@@ -344,7 +340,7 @@ def _summarise(seg: Segmenter, ckpt_path: Path, plan: EvaluationPlan, scores: _S
             per_patient["tp"].sum(), per_patient["pred_pixels"].sum(), per_patient["truth_pixels"].sum()
         ),
         "empty_cases": empty_cases(volume, slices),
-        "ranked_patients": _ranked(per_patient),
+        "ranked_patients": ranked_patients(per_patient),
         "chosen_patients": plan.chosen,
         "patients": per_patient.to_dict("records"),
     }
@@ -367,56 +363,5 @@ def _write_outputs(
     order += [pid for pid in plan.patients if pid not in order]
     dice_of = dict(zip(scores.per_patient["patient_id"], scores.per_patient["dice"]))
     gifs = scores.gifs
-    gif_list = [(f"{pid} (Dice {_dice_text(dice_of[pid])})", gifs[pid]) for pid in dict.fromkeys(order) if pid in gifs]
+    gif_list = [(f"{pid} (Dice {dice_text(dice_of[pid])})", gifs[pid]) for pid in dict.fromkeys(order) if pid in gifs]
     write_report(out_dir / "report.html", summary, scores.per_patient, figures=figure_list, gifs=gif_list)
-
-
-def _dice_text(dice: float) -> str:
-    return "n/a, no tumour" if dice is None or math.isnan(dice) else f"{dice:.3f}"
-
-
-def _gif(path: Path, images: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> Path:
-    from gliomaseg.evaluation.figures import save_gif
-
-    return save_gif(path, images, truth, pred)
-
-
-def _draw_figures(
-    fig_dir: Path, scores: _Scores, plan: EvaluationPlan, ckpt_path: Path, epoch: int | None
-) -> list[tuple[str, Path]]:
-    """Overlays (chosen, best, median, worst), Dice distribution and learning curves."""
-    from gliomaseg.evaluation.figures import plot_dice_distribution, plot_learning_curves, plot_patient_overlays
-
-    per_patient, packed, rows_by_patient = scores.per_patient, scores.packed, plan.rows_by_patient()
-    labels: dict[str, list[str]] = {pid: ["chosen"] for pid in plan.chosen}
-    for label, pid in _ranked(per_patient).items():
-        labels.setdefault(pid, []).append(label)
-    dice_of = dict(zip(per_patient["patient_id"], per_patient["dice"]))
-    out: list[tuple[str, Path]] = []
-    with ThreadPoolExecutor(_READ_WORKERS) as pool:
-        for pid, names in labels.items():
-            rows = rows_by_patient[pid]
-            images, truth = read_patient(rows, pool)
-            bits, shape = packed[pid]
-            pred = np.unpackbits(bits, count=int(np.prod(shape))).reshape(shape).astype(bool)
-            tag = ", ".join(names)
-            title = f"{pid}: volume Dice {_dice_text(dice_of[pid])} ({tag})"
-            path = plot_patient_overlays(
-                fig_dir / f"overlay_{'_'.join(names)}_{pid}.png",
-                images,
-                truth,
-                pred,
-                title=title,
-                slice_numbers=rows["slice"].tolist(),
-            )
-            out.append((f"{tag} patient {pid}: FLAIR with ground truth (green) and prediction (red)", path))
-    path = plot_dice_distribution(fig_dir / "dice_distribution.png", per_patient["dice"])
-    out.append(("Distribution of per-patient volume Dice", path))
-    from gliomaseg.training.logs import read_training_log
-
-    curves = plot_learning_curves(
-        fig_dir / "learning_curves.png", read_training_log(ckpt_path.parent), best_epoch=epoch
-    )
-    if curves is not None:
-        out.append(("Learning curves of the training run", curves))
-    return out
