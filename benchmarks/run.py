@@ -6,11 +6,12 @@ Usage (from the repository root, after ``make setup``)::
                              [--sections training,inference,predict,pipeline]
 
 Without ``--data`` the real ``../shared/data/lgg-dev`` patients are unpacked (once) into the work
-folder. ``--quick`` (under 3 minutes on the project machine) runs the ``cpu`` preset in bf16, the
-main inference paths, ``predict`` end to end on a 155-slice volume and the cold/warm preparation;
-the full run (under 15 minutes) adds float32, the seed's classic U-Net at 256 x 256, more
-inference paths, ``predict`` with per-slice overlays, evaluate's memory and the scaling with the
-number of patients and the batch size. ``--sections`` runs a subset. A table is printed and everything is written as
+folder. ``--quick`` (3-4 minutes on the project machine) runs the ``cpu`` preset in bf16 (with its own and
+with the ``robust`` augmentation), the main inference paths, ``predict`` end to end on a 155-slice volume
+and the cold/warm preparation; the full run (under 15 minutes) adds float32, the seed's classic U-Net at
+256 x 256, more inference paths, ``predict`` with per-slice overlays, evaluate's memory and the scaling
+with the number of patients and the batch size. ``--sections`` runs a subset. A table is printed and
+everything is written as
 JSON (default ``benchmarks/results/latest.json``). Method and latest figures: docs/performance.md.
 """
 
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.training import bench_run_name, training_section
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the short form (< 3 min)")
+    parser.add_argument("--quick", action="store_true", help="the short form (3-4 min)")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="JSON report (default: %(default)s)")
     parser.add_argument("--data", help="a kaggle_3m folder (default: ../shared lgg-dev, unpacked once)")
     parser.add_argument("--workdir", default=str(ROOT / ".bench"), help="index, caches and runs (reused)")

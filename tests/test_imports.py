@@ -124,6 +124,10 @@ LAYERS = {
     "gliomaseg.inference": 5,
     "gliomaseg.evaluation.evaluator": 6,
     "gliomaseg.exploration": 7,
+    # the shift evaluation and the quality calibration sit beside evaluate(): they use inference
+    "gliomaseg.evaluation.shifts": 6,
+    "gliomaseg.evaluation.shift_eval": 6,
+    "gliomaseg.evaluation.quality_calibration": 6,
     "gliomaseg.study": 7,
     "gliomaseg.web": 7,
     # Radiogenomics measures the out-of-fold masks of a study (gliomaseg.study.masks), never the reverse.

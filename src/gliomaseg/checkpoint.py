@@ -13,6 +13,8 @@ tensors, saved with :func:`torch.save` and read with ``torch.load(weights_only=T
 - ``split_id``: hash of ``splits.json`` and the fold the model was selected on
 - ``epoch``, ``metrics``: the validation metrics when it was saved
 - ``config``: the resolved training configuration
+- ``quality`` (optional): the calibration of the quality flag (:mod:`gliomaseg.inference.quality`); files
+  without it, such as the bundled v1 ``lgg-unet``, use the calibration shipped beside the bundled weights
 - ``state_dict``: the weights
 
 Lightning's own ``.ckpt`` files in the run folder hold the resume state (optimizer, scheduler,

@@ -63,3 +63,68 @@ def test_augment_config_roundtrip() -> None:
     assert AugmentConfig.from_dict(FLIPS.to_dict()) == FLIPS
     with pytest.raises(ValueError, match="jitter"):
         AugmentConfig.from_dict({"jitter": 1})
+
+
+# ----------------------------------------------------------------------------- scanner shifts (issue 25)
+SCANNER_OPS = ("gamma_p", "bias_field_p", "noise_p", "resolution_p", "skull_strip_p")
+
+
+def _zscored_head(n: int = 6, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Phantom slices z-scored per volume as the cache holds them, and their masks."""
+    from gliomaseg.data.normalise import PreprocessConfig, preprocess_volume
+    from gliomaseg.data.phantoms import synthesise_volume
+
+    image, mask = synthesise_volume(np.random.default_rng(0), n, size=size)
+    return preprocess_volume(image, PreprocessConfig(size=size)).astype(np.float32), mask.astype(np.uint8)
+
+
+@pytest.mark.parametrize("op", SCANNER_OPS)
+def test_each_scanner_shift_changes_the_image_keeps_its_scale_and_is_seeded(op):
+    from gliomaseg.data.augment import BatchAugment
+
+    images, masks = _zscored_head()
+    cfg = AugmentConfig(hflip_p=0, vflip_p=0, affine_p=0, brightness_contrast_p=0, **{op: 1.0})
+    out, out_masks = BatchAugment(cfg, seed=0)(images.copy(), masks.copy())
+    again, _ = BatchAugment(cfg, seed=0)(images.copy(), masks.copy())
+    np.testing.assert_array_equal(out, again)
+    assert np.isfinite(out).all() and not np.allclose(out, images)
+    # still on the z-score scale: nothing far outside the range it had, the head about where it was
+    assert images.min() - 4 < out.min() and out.max() < images.max() + 4
+    if op == "skull_strip_p":
+        assert (out_masks <= masks).all()
+    else:
+        head = images[..., 1] > images[..., 1].min() + 0.1
+        assert abs(out[..., 1][head].mean() - images[..., 1][head].mean()) < 0.5
+        np.testing.assert_array_equal(out_masks, masks)
+
+
+def test_skull_strip_sets_the_scalp_to_background():
+    from gliomaseg.data.augment import BatchAugment
+
+    images, masks = _zscored_head()
+    cfg = AugmentConfig(hflip_p=0, vflip_p=0, affine_p=0, brightness_contrast_p=0, skull_strip_p=1.0)
+    out, _ = BatchAugment(cfg, seed=0)(images.copy(), masks.copy())
+    k = len(images) // 2
+    background = np.isclose(out[k, ..., 1], out[k, ..., 1].min())
+    assert background.mean() > np.isclose(images[k, ..., 1], images[k, ..., 1].min()).mean() + 0.02
+
+
+def test_robust_recipe_runs_through_both_parts():
+    from gliomaseg.data.augment import AUGMENT_PRESETS, split_augmentation
+
+    images, masks = _zscored_head(16)
+    batch, per_slice = split_augmentation(AUGMENT_PRESETS["robust"], seed=0)
+    assert batch is not None and batch.scanner is not None and per_slice is not None
+    out, out_masks = batch(images.copy(), masks.copy())
+    for k in range(len(out)):
+        res = per_slice(image=out[k], mask=out_masks[k])
+        assert res["image"].shape == images[k].shape and set(np.unique(res["mask"])) <= {0, 1}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [({"gamma_p": 2.0}, "gamma_p=2.0"), ({"gamma_max": 0.5}, "gamma_max=0.5"), ({"noise_std": 0.9}, "noise_std")],
+)
+def test_scanner_settings_validation(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        AugmentConfig(**kwargs)

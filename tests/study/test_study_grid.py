@@ -62,6 +62,7 @@ def test_labelled_axis_may_set_several_settings(tmp_path):
         ({"axes": {"arch": {"a__b": "unet"}}}, "label 'a__b'"),
         ({"axes": {"features": [8, 8]}}, "both named"),
         ({"statistics": {"metric": "accuracy"}}, "statistics.metric"),
+        ({"evaluate": {"shifts": ["blur"]}}, "unknown shift 'blur'"),
         ({"split": {"test_from": "x.json", "test_fraction": 0.1}}, "not both"),
     ],
 )
@@ -70,7 +71,7 @@ def test_bad_study_files_are_refused(tmp_path, content, message):
         load_study_config(_write(tmp_path, **content))
 
 
-@pytest.mark.parametrize("name", ["cpu-small.yaml", "paper.yaml"])
+@pytest.mark.parametrize("name", ["cpu-small.yaml", "paper.yaml", "accuracy-cpu.yaml", "robust-cpu.yaml"])
 def test_committed_study_files_parse(name):
     cfg = load_study_config(REPO / "studies" / name)
     assert cfg.checkpoint == "last" and len(cfg.runs()) == len(cfg.configs()) * cfg.folds
@@ -189,3 +190,20 @@ def test_cpu_small_duration_is_the_same_in_the_file_the_readme_and_docs():
     readme = [line for line in readme if "minutes" in line or "hour" in line]
     assert readme and all(minutes(line) <= stated for line in readme), readme
     assert any(stated & minutes(line) for line in readme), readme
+
+
+def test_shift_settings_and_their_per_patient_summary(tmp_path):
+    """``evaluate: {shifts: [...]}`` is accepted; a run's shifts.csv becomes each patient's dice_shifted."""
+    import pandas as pd
+
+    from gliomaseg.study.runner import _shifted
+
+    cfg = load_study_config(_write(tmp_path, evaluate={"figures": False, "shifts": ["all"], "shift_seed": 1}))
+    assert cfg.evaluate["shifts"] == ["all"]
+    table = pd.DataFrame(
+        {"patient_id": ["A", "A", "B", "B"], "shift": ["gamma", "noise"] * 2, "dice": [0.8, 0.6, 0.9, float("nan")]}
+    )
+    table.to_csv(tmp_path / "shifts.csv", index=False)
+    shifted = _shifted(tmp_path / "shifts.csv")
+    assert shifted["mean"] == {"A": pytest.approx(0.7), "B": pytest.approx(0.9)}
+    assert shifted["per_shift"]["gamma"] == {"A": 0.8, "B": 0.9}

@@ -41,6 +41,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         overwrite=args.overwrite,
         device=args.device,
         bf16=args.bf16,
+        shifts=args.shift or (),
+        shift_seed=args.shift_seed,
     )
     print_eval_summary(result.out)
 
@@ -69,6 +71,12 @@ def print_eval_summary(out: Path) -> None:
             f"ensemble of {len(ensemble['members'])}: mean Dice {fmt(ensemble['ensemble_dice_mean'])} vs members "
             f"{', '.join(fmt(m['dice_mean']) for m in ensemble['members'])} (gain over the mean member "
             f"{ensemble['gain_over_mean_member']:+.3f}, over the best {ensemble['gain_over_best_member']:+.3f})"
+        )
+    shifts = (summary.get("shifts") or {}).get("per_shift", {})
+    for name, s in shifts.items():
+        print(
+            f"  shift {name:16s} Dice mean {fmt(s['mean'])} ({fmt(s['ci_low'])}-{fmt(s['ci_high'])}), "
+            f"worst {fmt(s['min'])}, change vs in-domain {fmt(s['drop'])}"
         )
     print(f"report: {out / 'report.html'}")
 
@@ -110,5 +118,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_figures_flag(p, "overlays, plots and GIFs besides the tables and report")
     add_device_flags(p)
+    p.add_argument(
+        "--shift",
+        action="append",
+        metavar="NAME",
+        help="also score every patient under this distribution shift (repeatable; 'all' for every one: "
+        "rotation, scale, resolution, bias_field, gamma, noise, skull_strip, flair_only, raw_intensities, "
+        "combined); writes shifts.csv and a shift table in summary.json and the report",
+    )
+    p.add_argument("--shift-seed", type=int, default=0, help="seed of the shifts (default: 0)")
     add_overwrite_flag(p, "the results in a non-empty --out")
     p.set_defaults(func=_cmd_evaluate)

@@ -18,6 +18,7 @@ import albumentations as A
 import cv2
 import numpy as np
 
+from gliomaseg.data.scanner_augment import ScannerShifts
 from gliomaseg.errors import GliomasegError
 from gliomaseg.utils import SettingsMixin
 
@@ -29,6 +30,21 @@ __all__ = [
     "build_augmentation",
     "split_augmentation",
 ]
+
+
+_PROBABILITIES = (
+    "hflip_p",
+    "vflip_p",
+    "affine_p",
+    "brightness_contrast_p",
+    "missing_sequence_p",
+    "gamma_p",
+    "bias_field_p",
+    "noise_p",
+    "resolution_p",
+    "skull_strip_p",
+)
+_SCANNER = ("gamma_p", "bias_field_p", "noise_p", "resolution_p", "skull_strip_p")
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,16 @@ class AugmentConfig(SettingsMixin):
         missing_sequence_p: probability of replacing the pre-contrast, the post-contrast or both
             channels with FLAIR, which is how kaggle_3m fills a missing sequence (5 of 90 patients
             lack pre-contrast, 9 post-contrast); teaches the network to cope with such patients.
+            Both channels replaced is a FLAIR-only input.
+        gamma_p, gamma_max: probability of a gamma change, gamma log-uniform in
+            ``[1/gamma_max, gamma_max]``.
+        bias_field_p, bias_field_coeff: probability of a smooth multiplicative bias field
+            (exp of a degree-3 polynomial with coefficients in ``±bias_field_coeff``).
+        noise_p, noise_std: probability of Rician noise, sigma up to ``noise_std`` of the slice's range.
+        resolution_p, resolution_factor: probability of lower in-plane resolution (down-sampling
+            by 1.5-``resolution_factor`` and back).
+        skull_strip_p: probability of removing the scalp and skull with a mask derived from the slice.
+        (The last five: :mod:`gliomaseg.data.scanner_augment`, the scanner shifts of issue 25.)
     """
 
     _SETTING_KIND = "augmentation setting"
@@ -64,9 +90,18 @@ class AugmentConfig(SettingsMixin):
     brightness_limit: float = 0.2
     contrast_limit: float = 0.2
     missing_sequence_p: float = 0.0
+    gamma_p: float = 0.0
+    gamma_max: float = 1.8
+    bias_field_p: float = 0.0
+    bias_field_coeff: float = 0.3
+    noise_p: float = 0.0
+    noise_std: float = 0.05
+    resolution_p: float = 0.0
+    resolution_factor: float = 3.0
+    skull_strip_p: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("hflip_p", "vflip_p", "affine_p", "brightness_contrast_p", "missing_sequence_p"):
+        for name in _PROBABILITIES:
             value = getattr(self, name)
             if not 0.0 <= float(value) <= 1.0:
                 raise GliomasegError(f"augment {name}={value!r} must be a probability in [0, 1]")
@@ -76,7 +111,13 @@ class AugmentConfig(SettingsMixin):
             "scale": 0.9,
             "brightness_limit": 1.0,
             "contrast_limit": 0.9,
+            "bias_field_coeff": 1.0,
+            "noise_std": 0.3,
         }
+        ranges = {"gamma_max": (1.0, 4.0), "resolution_factor": (1.5, 6.0)}
+        for name, (low, top) in ranges.items():
+            if not low <= float(getattr(self, name)) <= top:
+                raise GliomasegError(f"augment {name}={getattr(self, name)!r} must be in [{low}, {top}]")
         for name, top in limits.items():
             value = getattr(self, name)
             if not 0.0 <= float(value) <= top:
@@ -91,11 +132,24 @@ AUGMENT_PRESETS: dict[str, AugmentConfig] = {
     "flips_intensity_missing": AugmentConfig(affine_p=0.0, missing_sequence_p=0.2),
     "full": AugmentConfig(),
     "full_missing": AugmentConfig(missing_sequence_p=0.2),
+    # issue 25: the shifts of gliomaseg.evaluation.shifts (rotation to 30 degrees, zoom 0.7-1.3, gamma,
+    # bias field, noise, lower resolution, skull stripping, FLAIR only) on top of the cpu preset's recipe
+    "robust": AugmentConfig(
+        affine_p=0.5,
+        rotate_deg=30.0,
+        scale=0.3,
+        missing_sequence_p=0.3,
+        gamma_p=0.25,
+        bias_field_p=0.25,
+        noise_p=0.2,
+        resolution_p=0.2,
+        skull_strip_p=0.2,
+    ),
 }
 
 
 def augment_config(name: str) -> AugmentConfig:
-    """The :class:`AugmentConfig` of a named recipe (``none``, ``flips``, ``flips_intensity``, ``full``).
+    """The :class:`AugmentConfig` of a named recipe (a key of :data:`AUGMENT_PRESETS`).
 
     Raises:
         GliomasegError: unknown name (the message lists the valid ones).
@@ -205,6 +259,7 @@ class BatchAugment:
     def __init__(self, cfg: AugmentConfig, seed: int | None = None) -> None:
         self.cfg = cfg
         self.rng = np.random.default_rng(seed)
+        self.scanner = ScannerShifts(cfg) if any(getattr(cfg, name) > 0 for name in _SCANNER) else None
 
     def set_random_seed(self, seed: int) -> None:
         """Restart the random stream (each DataLoader worker gets its own)."""
@@ -217,6 +272,8 @@ class BatchAugment:
             The augmented ``(images, masks)``.
         """
         cfg, rng, n = self.cfg, self.rng, len(images)
+        if self.scanner is not None:  # scanner shifts first: brightness/contrast and FLAIR copies act after them
+            self.scanner(images, masks, rng)
         for p, axis in ((cfg.hflip_p, 2), (cfg.vflip_p, 1)):
             chosen = rng.random(n) < p
             if chosen.any():
@@ -246,8 +303,6 @@ def split_augmentation(
     if cfg is None or not cfg.enabled:
         return None, None
     pixelwise = dataclasses.replace(cfg, affine_p=0.0)
-    has_batch = any(
-        getattr(pixelwise, name) > 0 for name in ("hflip_p", "vflip_p", "brightness_contrast_p", "missing_sequence_p")
-    )
-    geometric = dataclasses.replace(cfg, hflip_p=0.0, vflip_p=0.0, brightness_contrast_p=0.0, missing_sequence_p=0.0)
+    has_batch = any(getattr(pixelwise, name) > 0 for name in _PROBABILITIES)
+    geometric = dataclasses.replace(cfg, **{name: 0.0 for name in _PROBABILITIES if name != "affine_p"})
     return (BatchAugment(pixelwise, seed) if has_batch else None), build_augmentation(geometric, seed=seed)

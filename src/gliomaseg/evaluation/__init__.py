@@ -63,12 +63,24 @@ _EXPORTS = {
     "page": "gliomaseg.evaluation.html",
     "write_report": "gliomaseg.evaluation.html",
     "md_table": "gliomaseg.evaluation.markdown",
+    "SHIFTS": "gliomaseg.evaluation.shifts",
+    "Shift": "gliomaseg.evaluation.shifts",
+    "apply_shift": "gliomaseg.evaluation.shifts",
+    "brain_mask": "gliomaseg.evaluation.shifts",
+    "case_seed": "gliomaseg.evaluation.shifts",
+    "resolve_shifts": "gliomaseg.evaluation.shifts",
+    "shift_names": "gliomaseg.evaluation.shifts",
+    "SHIFT_COLUMNS": "gliomaseg.evaluation.shift_eval",
+    "score_shifts": "gliomaseg.evaluation.shift_eval",
+    "shift_summary": "gliomaseg.evaluation.shift_eval",
+    "empty_cases": "gliomaseg.evaluation.aggregate",
+    "fit_quality": "gliomaseg.evaluation.quality_calibration",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
-    from gliomaseg.evaluation.aggregate import summarise, summarise_table
+    from gliomaseg.evaluation.aggregate import empty_cases, summarise, summarise_table
     from gliomaseg.evaluation.ensemble import ensemble_summary, member_dice
     from gliomaseg.evaluation.evaluator import EVAL_FORMAT, EvaluationResult, evaluate
     from gliomaseg.evaluation.figures import (
@@ -120,4 +132,15 @@ if TYPE_CHECKING:
         postprocess_volume,
         remove_small_components,
     )
+    from gliomaseg.evaluation.quality_calibration import fit_quality
     from gliomaseg.evaluation.score import ScoreResult, score_masks
+    from gliomaseg.evaluation.shift_eval import SHIFT_COLUMNS, score_shifts, shift_summary
+    from gliomaseg.evaluation.shifts import (
+        SHIFTS,
+        Shift,
+        apply_shift,
+        brain_mask,
+        case_seed,
+        resolve_shifts,
+        shift_names,
+    )

@@ -18,7 +18,7 @@ import pandas as pd
 from gliomaseg.errors import GliomasegError
 from gliomaseg.evaluation.metrics import CASES, OVERLAP_METRICS, SUMMARY_COLUMNS
 
-__all__ = ["summarise", "summarise_table"]
+__all__ = ["empty_cases", "summarise", "summarise_table"]
 
 
 def summarise(
@@ -140,3 +140,18 @@ def summarise_table(
             str(key): _summarise_frame(sub, columns, n_boot, ci, seed) for key, sub in df.groupby(group, sort=True)
         }
     return out
+
+
+def empty_cases(volume: dict[str, Any], slices: dict[str, Any]) -> dict[str, Any]:
+    """The empty-case counts of an evaluation from its volume and slice summaries (``summarise_table``)."""
+    return {
+        "patients_without_tumour": volume["cases"]["true_negative"] + volume["cases"]["false_positive"],
+        "patients_without_tumour_with_prediction": volume["cases"]["false_positive"],
+        "patients_with_tumour_missed_entirely": volume["n_tumour_empty_prediction"],
+        "tumour_slices": slices["cases"]["tumour"],
+        "tumour_slices_missed": slices["n_tumour_empty_prediction"],
+        "empty_slices": slices["cases"]["true_negative"] + slices["cases"]["false_positive"],
+        "empty_slices_true_negative": slices["cases"]["true_negative"],
+        "empty_slices_false_positive": slices["cases"]["false_positive"],
+        "false_positive_rate_on_empty_slices": slices["false_positive_rate_on_empty_truth"],
+    }

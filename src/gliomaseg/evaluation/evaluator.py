@@ -12,7 +12,10 @@ Outputs (in ``out``, by default ``eval_<split>/`` in the current folder):
   checked against the checkpoint's), counts, time, aggregates per metric (mean, median, std and a
   bootstrap 95% CI) over patient volumes and over tumour slices, empty-case counts, warnings and
   one record per patient. NaN is written as ``null``.
-- ``per_patient.csv`` (one row per patient), ``per_slice.csv`` (one row per slice).
+- ``per_patient.csv`` (one row per patient, with its quality signals, ``quality_score`` and
+  ``quality_flag``: :mod:`gliomaseg.inference.quality`), ``per_slice.csv`` (one row per slice).
+- with ``shifts``: ``shifts.csv`` and a ``shifts`` section of the summary, the same patients under
+  named distribution shifts (:mod:`gliomaseg.evaluation.shift_eval`).
 - ``figures/``: overlays of the best, median and worst patients (and chosen ones), the Dice
   distribution, learning curves when the checkpoint sits in its run folder, and ``gifs/`` with one
   animation per patient.
@@ -38,7 +41,7 @@ from tqdm.auto import tqdm
 
 from gliomaseg import __version__
 from gliomaseg.data.index_table import read_patient
-from gliomaseg.evaluation.aggregate import summarise_table
+from gliomaseg.evaluation.aggregate import empty_cases, summarise_table
 from gliomaseg.evaluation.ensemble import ensemble_summary, member_dice
 from gliomaseg.evaluation.metrics import binary_metrics, dice_from_counts, slice_metrics
 from gliomaseg.evaluation.plan import (
@@ -50,7 +53,11 @@ from gliomaseg.evaluation.plan import (
     split_matches,
 )
 from gliomaseg.evaluation.postprocess import PostprocessConfig, postprocess_volume
+from gliomaseg.evaluation.run_figures import dice_text, draw_figures, ranked_patients
+from gliomaseg.evaluation.shift_eval import score_shifts, shift_summary
+from gliomaseg.evaluation.shifts import resolve_shifts
 from gliomaseg.inference.pretrained import bundled_training_patients
+from gliomaseg.inference.quality import quality_for_case
 from gliomaseg.inference.segmenter import Segmenter, load_segmenter
 from gliomaseg.utils import atomic_write, atomic_write_text, json_safe
 
@@ -84,15 +91,6 @@ def _patient_record(rows: pd.DataFrame, pred: np.ndarray, truth: np.ndarray, per
 
 def _write_csv(df: pd.DataFrame, path: Path) -> Path:
     return atomic_write(path, lambda p: df.to_csv(p, index=False))
-
-
-def _ranked(per_patient: pd.DataFrame) -> dict[str, str]:
-    """Best, median and worst patients by volume Dice (patients with tumour only): label -> id."""
-    scored = per_patient.dropna(subset=["dice"]).sort_values(["dice", "patient_id"], ascending=[False, True])
-    if scored.empty:
-        return {}
-    ids = scored["patient_id"].tolist()
-    return {"best": ids[0], "median": ids[len(ids) // 2], "worst": ids[-1]}
 
 
 @dataclass(frozen=True)
@@ -144,6 +142,8 @@ def evaluate(
     batch_size: int = 32,
     n_boot: int = 2000,
     bf16: bool | None = None,
+    shifts: Sequence[str] = (),
+    shift_seed: int = 0,
 ) -> EvaluationResult:
     """Evaluate a model file on one part of the splits and write tables, figures and a report.
 
@@ -172,13 +172,16 @@ def evaluate(
         n_boot: bootstrap resamples for the confidence intervals.
         bf16: the network in bfloat16 (None: where the CPU computes it natively, as ``predict``
             does, so both give the same masks; False: float32 everywhere).
+        shifts: also score every patient under these shifts (names of
+            :data:`~gliomaseg.evaluation.shifts.SHIFTS`, ``all`` for every one): ``shifts.csv``.
+        shift_seed: the shifts' seed (same seed, same shifted volumes).
 
     Returns:
         An :class:`EvaluationResult` (output folder and summary).
 
     Raises:
         GliomasegError: unknown split, missing index/splits, patients of the split absent from the
-            index, unknown chosen patients, or a bad checkpoint.
+            index, unknown chosen patients or shifts, or a bad checkpoint.
         OutputExistsError: a non-empty ``out`` without ``overwrite``.
 
     Example:
@@ -187,6 +190,7 @@ def evaluate(
         0.817
     """
     t_start = time.perf_counter()
+    shift_names = resolve_shifts(list(shifts))
     paths = [checkpoint] if isinstance(checkpoint, str | Path) else list(checkpoint)
     ckpt_paths = [Path(p).expanduser().resolve() for p in paths]
     changes = dict(postprocess) if isinstance(postprocess, Mapping) else None
@@ -215,10 +219,18 @@ def evaluate(
     figure_list: list[tuple[str, Path]] = []
     if figures:
         t0 = time.perf_counter()
-        figure_list = _draw_figures(out_dir / "figures", scores, plan, ckpt_path, seg.meta.get("epoch"))
+        figure_list = draw_figures(
+            out_dir / "figures", scores.per_patient, scores.packed, plan, ckpt_path, seg.meta.get("epoch")
+        )
         scores.timing["figures"] += time.perf_counter() - t0
     scores.timing["total"] = time.perf_counter() - t_start
+    shifted = score_shifts(seg, plan, shift_names, seed=shift_seed, progress=progress) if shift_names else None
+    if shifted is not None:
+        scores.timing["shifts"] = shifted[1]
     summary = _summarise(seg, ckpt_path, plan, scores, n_boot)
+    if shifted is not None:
+        summary["shifts"] = shift_summary(shifted[0], scores.per_patient, seed=shift_seed, n_boot=n_boot)
+        _write_csv(shifted[0], out_dir / "shifts.csv")
     if seg.members:
         summary["ensemble"] = ensemble_summary(ckpt_paths, scores.members, scores.per_patient)
     summary["figures"] = [str(p.relative_to(out_dir)) for _, p in figure_list]
@@ -244,6 +256,8 @@ def _recorded(seg: Segmenter, paths: list[Path]) -> list[dict[str, list[str]] | 
 
 def _score_patients(seg: Segmenter, plan: EvaluationPlan, gif_dir: Path | None, progress: bool) -> _Scores:
     """Read, segment and score every patient of the plan (GIFs drawn on the way when ``gif_dir``)."""
+    from gliomaseg.evaluation.figures import save_gif  # matplotlib: only when scoring
+
     rows_by_patient = plan.rows_by_patient()
     records: list[dict[str, Any]] = []
     slice_tables: list[pd.DataFrame] = []
@@ -258,18 +272,21 @@ def _score_patients(seg: Segmenter, plan: EvaluationPlan, gif_dir: Path | None, 
             images, truth = read_patient(rows, pool)
             t1 = time.perf_counter()
             probas = seg.member_probas(images)
-            pred = postprocess_volume(np.mean(probas, axis=0, dtype=np.float32), seg.postprocess)
+            proba = np.mean(probas, axis=0, dtype=np.float32)
+            pred = postprocess_volume(proba, seg.postprocess)
             if seg.members:
                 members[pid] = member_dice(probas, truth, seg.postprocess)
+            # an ensemble's members measure the disagreement; a single model's flipped input does
+            quality = quality_for_case(seg, images, proba, pred, member_probas=probas if len(probas) > 1 else None)
             t2 = time.perf_counter()
             per_slice = slice_metrics(pred, truth)
             per_slice["slice"] = rows["slice"].to_numpy()
             per_slice.insert(0, "patient_id", pid)
-            records.append(_patient_record(rows, pred, truth, per_slice))
+            records.append({**_patient_record(rows, pred, truth, per_slice), **quality})
             slice_tables.append(per_slice)
             t3 = time.perf_counter()
             if gif_dir is not None:
-                gifs[pid] = _gif(gif_dir / f"{pid}.gif", images, truth, pred)
+                gifs[pid] = save_gif(gif_dir / f"{pid}.gif", images, truth, pred)
                 # Bits are 8x smaller than bools; only the figure patients are unpacked again.
                 packed[pid] = (np.packbits(pred), pred.shape)
             timing["read"] += t1 - t0
@@ -278,20 +295,6 @@ def _score_patients(seg: Segmenter, plan: EvaluationPlan, gif_dir: Path | None, 
             timing["figures"] += time.perf_counter() - t3
     per_slice_all = pd.concat(slice_tables, ignore_index=True)
     return _Scores(pd.DataFrame(records), per_slice_all, packed, gifs, timing, members)
-
-
-def _empty_cases(volume: dict[str, Any], slices: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "patients_without_tumour": volume["cases"]["true_negative"] + volume["cases"]["false_positive"],
-        "patients_without_tumour_with_prediction": volume["cases"]["false_positive"],
-        "patients_with_tumour_missed_entirely": volume["n_tumour_empty_prediction"],
-        "tumour_slices": slices["cases"]["tumour"],
-        "tumour_slices_missed": slices["n_tumour_empty_prediction"],
-        "empty_slices": slices["cases"]["true_negative"] + slices["cases"]["false_positive"],
-        "empty_slices_true_negative": slices["cases"]["true_negative"],
-        "empty_slices_false_positive": slices["cases"]["false_positive"],
-        "false_positive_rate_on_empty_slices": slices["false_positive_rate_on_empty_truth"],
-    }
 
 
 def _summarise(seg: Segmenter, ckpt_path: Path, plan: EvaluationPlan, scores: _Scores, n_boot: int) -> dict[str, Any]:
@@ -336,8 +339,8 @@ def _summarise(seg: Segmenter, ckpt_path: Path, plan: EvaluationPlan, scores: _S
         "global_dice": dice_from_counts(
             per_patient["tp"].sum(), per_patient["pred_pixels"].sum(), per_patient["truth_pixels"].sum()
         ),
-        "empty_cases": _empty_cases(volume, slices),
-        "ranked_patients": _ranked(per_patient),
+        "empty_cases": empty_cases(volume, slices),
+        "ranked_patients": ranked_patients(per_patient),
         "chosen_patients": plan.chosen,
         "patients": per_patient.to_dict("records"),
     }
@@ -360,56 +363,5 @@ def _write_outputs(
     order += [pid for pid in plan.patients if pid not in order]
     dice_of = dict(zip(scores.per_patient["patient_id"], scores.per_patient["dice"]))
     gifs = scores.gifs
-    gif_list = [(f"{pid} (Dice {_dice_text(dice_of[pid])})", gifs[pid]) for pid in dict.fromkeys(order) if pid in gifs]
+    gif_list = [(f"{pid} (Dice {dice_text(dice_of[pid])})", gifs[pid]) for pid in dict.fromkeys(order) if pid in gifs]
     write_report(out_dir / "report.html", summary, scores.per_patient, figures=figure_list, gifs=gif_list)
-
-
-def _dice_text(dice: float) -> str:
-    return "n/a, no tumour" if dice is None or math.isnan(dice) else f"{dice:.3f}"
-
-
-def _gif(path: Path, images: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> Path:
-    from gliomaseg.evaluation.figures import save_gif
-
-    return save_gif(path, images, truth, pred)
-
-
-def _draw_figures(
-    fig_dir: Path, scores: _Scores, plan: EvaluationPlan, ckpt_path: Path, epoch: int | None
-) -> list[tuple[str, Path]]:
-    """Overlays (chosen, best, median, worst), Dice distribution and learning curves."""
-    from gliomaseg.evaluation.figures import plot_dice_distribution, plot_learning_curves, plot_patient_overlays
-
-    per_patient, packed, rows_by_patient = scores.per_patient, scores.packed, plan.rows_by_patient()
-    labels: dict[str, list[str]] = {pid: ["chosen"] for pid in plan.chosen}
-    for label, pid in _ranked(per_patient).items():
-        labels.setdefault(pid, []).append(label)
-    dice_of = dict(zip(per_patient["patient_id"], per_patient["dice"]))
-    out: list[tuple[str, Path]] = []
-    with ThreadPoolExecutor(_READ_WORKERS) as pool:
-        for pid, names in labels.items():
-            rows = rows_by_patient[pid]
-            images, truth = read_patient(rows, pool)
-            bits, shape = packed[pid]
-            pred = np.unpackbits(bits, count=int(np.prod(shape))).reshape(shape).astype(bool)
-            tag = ", ".join(names)
-            title = f"{pid}: volume Dice {_dice_text(dice_of[pid])} ({tag})"
-            path = plot_patient_overlays(
-                fig_dir / f"overlay_{'_'.join(names)}_{pid}.png",
-                images,
-                truth,
-                pred,
-                title=title,
-                slice_numbers=rows["slice"].tolist(),
-            )
-            out.append((f"{tag} patient {pid}: FLAIR with ground truth (green) and prediction (red)", path))
-    path = plot_dice_distribution(fig_dir / "dice_distribution.png", per_patient["dice"])
-    out.append(("Distribution of per-patient volume Dice", path))
-    from gliomaseg.training.logs import read_training_log
-
-    curves = plot_learning_curves(
-        fig_dir / "learning_curves.png", read_training_log(ckpt_path.parent), best_epoch=epoch
-    )
-    if curves is not None:
-        out.append(("Learning curves of the training run", curves))
-    return out

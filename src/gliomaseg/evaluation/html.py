@@ -124,6 +124,8 @@ _PATIENT_COLUMNS = (
     "n_false_positive_slices",
     "n_missed_tumour_slices",
     "slice_dice_mean",
+    "quality_score",
+    "quality_flag",
 )
 
 
@@ -187,6 +189,58 @@ def _ensemble_section(ens: Mapping[str, Any]) -> str:
     )
 
 
+def _shift_section(shifts: Mapping[str, Any]) -> str:
+    """The shift table: in-domain first, then each shift's per-patient Dice and its change."""
+    base = shifts.get("in_domain", {})
+    rows = [
+        [
+            "in-domain",
+            "",
+            base.get("n"),
+            base.get("mean"),
+            base.get("ci_low"),
+            base.get("ci_high"),
+            base.get("min"),
+            0.0,
+            "",
+            "",
+        ]
+    ]
+    for name, r in shifts.get("per_shift", {}).items():
+        ci = (r.get("ci_low"), r.get("ci_high"))
+        flagged = r.get("quality_flagged")
+        rows.append(
+            [
+                name,
+                r.get("description"),
+                r.get("n"),
+                r.get("mean"),
+                *ci,
+                r.get("min"),
+                r.get("drop"),
+                r.get("n_worse"),
+                flagged,
+            ]
+        )
+    header = [
+        "shift",
+        "what",
+        "n",
+        "mean Dice",
+        "95% CI low",
+        "95% CI high",
+        "worst",
+        "change vs in-domain",
+        "patients worse",
+        "flagged 'check'",
+    ]
+    return (
+        "<h2>Distribution shifts</h2><p>The same patients under named, seeded shifts of their volumes "
+        f"(seed {shifts.get('seed')}; <code>shifts.csv</code> has every patient). Change: the shift's mean "
+        "per-patient Dice minus the in-domain mean over the same patients.</p>" + html_table(header, rows)
+    )
+
+
 def write_report(
     path: str | Path,
     summary: Mapping[str, Any],
@@ -238,6 +292,8 @@ def write_report(
 
     if s.get("ensemble"):
         parts.append(_ensemble_section(s["ensemble"]))
+    if s.get("shifts"):
+        parts.append(_shift_section(s["shifts"]))
 
     empty = s.get("empty_cases", {})
     parts.append("<h2>Empty cases</h2>")

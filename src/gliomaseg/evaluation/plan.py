@@ -34,7 +34,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: The files of an evaluation folder (besides ``figures/``).
-OUTPUTS = ("summary.json", "per_patient.csv", "per_slice.csv", "report.html")
+OUTPUTS = ("summary.json", "per_patient.csv", "per_slice.csv", "shifts.csv", "report.html")
 
 
 @dataclass

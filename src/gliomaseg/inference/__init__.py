@@ -90,6 +90,12 @@ _EXPORTS = {
     "bundled_path": "gliomaseg.inference.pretrained",
     "model_card": "gliomaseg.inference.pretrained",
     "resolve_model": "gliomaseg.inference.pretrained",
+    "QUALITY_COLUMNS": "gliomaseg.inference.quality",
+    "SIGNALS": "gliomaseg.inference.quality",
+    "input_statistics": "gliomaseg.inference.quality",
+    "quality_for_case": "gliomaseg.inference.quality",
+    "quality_signals": "gliomaseg.inference.quality",
+    "score_signals": "gliomaseg.inference.quality",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
@@ -136,6 +142,14 @@ if TYPE_CHECKING:
     from gliomaseg.inference.overview import OVERVIEW_SLICES, overview_image, overview_slices, write_overview
     from gliomaseg.inference.predict import model_algorithm, predict_inputs
     from gliomaseg.inference.pretrained import BUNDLED, BundledModel, bundled_path, model_card, resolve_model
+    from gliomaseg.inference.quality import (
+        QUALITY_COLUMNS,
+        SIGNALS,
+        input_statistics,
+        quality_for_case,
+        quality_signals,
+        score_signals,
+    )
     from gliomaseg.inference.segmenter import Segmenter, load_segmenter
     from gliomaseg.inference.sequences import read_sequences
     from gliomaseg.inference.volume import Volume

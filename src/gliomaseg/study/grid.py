@@ -7,7 +7,7 @@ A study file is YAML::
     folds: 3                         # patient-level k-fold cross-validation on the non-test patients
     split: {test_from: ../docs/splits_lgg-dev.json, seed: 0}   # or {test_fraction: 0.15, seed: 0}
     checkpoint: last                 # model file evaluated on the held-out fold: last (default) or best
-    evaluate: {figures: false}       # evaluate() options for each run
+    evaluate: {figures: false}       # evaluate() options for each run; shifts: [all] adds dice_shifted
     statistics: {metric: dice, n_boot: 2000, alpha: 0.05}
     base: {preset: cpu, epochs: 4}   # TrainConfig settings of every run
     axes:                            # TrainConfig settings that vary; the grid is their product
@@ -42,7 +42,7 @@ CHECKPOINTS = ("last", "best")
 MANAGED_KEYS = ("data", "workdir", "index", "splits", "fold", "runs_dir", "run_name")
 _TOP_KEYS = {"name", "data", "folds", "split", "checkpoint", "evaluate", "statistics", "base", "axes", "slurm"}
 _SPLIT_KEYS = {"test_from", "test_fraction", "seed", "stratify"}
-_EVALUATE_KEYS = {"figures", "n_boot", "batch_size", "device"}
+_EVALUATE_KEYS = {"figures", "n_boot", "batch_size", "device", "shifts", "shift_seed"}
 _STATISTICS_KEYS = {"metric", "n_boot", "alpha"}
 #: Axes whose values are names on their own (``unet``); other axes prefix a short key (``augfull``).
 _BARE_AXES = ("arch", "loss")
@@ -58,7 +58,8 @@ _SHORT = {
     "weight_decay": "wd",
 }
 #: The per-patient metrics a study summarises and tests (``statistics.metric`` picks the primary one).
-METRICS = ("dice", "iou", "hd95")
+#: ``dice_shifted``: the mean Dice of a patient over the shifts of ``evaluate: {shifts: [...]}`` (issue 25).
+METRICS = ("dice", "iou", "hd95", "dice_shifted")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -134,6 +135,13 @@ class StudyConfig:
             unknown = sorted(set(section) - allowed)
             if unknown:
                 raise GliomasegError(f"{where}: unknown {key} setting(s) {unknown}; valid: {sorted(allowed)}")
+        if "shifts" in self.evaluate:  # before any training, not when the first run is evaluated
+            from gliomaseg.evaluation.shifts import resolve_shifts
+
+            try:
+                resolve_shifts(list(self.evaluate["shifts"]))
+            except GliomasegError as err:
+                raise GliomasegError(f"{where}: evaluate.shifts: {err}") from err
         metric = self.statistics.get("metric", "dice")
         if metric not in METRICS:
             raise GliomasegError(f"{where}: statistics.metric={metric!r}: choose one of {list(METRICS)}")

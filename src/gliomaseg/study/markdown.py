@@ -25,7 +25,7 @@ __all__ = [
     "results_rows",
 ]
 
-_NAMES = {"dice": "Dice", "iou": "IoU", "hd95": "HD95"}
+_NAMES = {"dice": "Dice", "iou": "IoU", "hd95": "HD95", "dice_shifted": "Dice under shifts"}
 
 
 def _p(value: float) -> str:
@@ -53,6 +53,7 @@ def results_rows(table: pd.DataFrame) -> list[list[Any]]:
                 r["dice_p10"],
                 _pm(r["iou_mean"], r["iou_std"], 3),
                 _pm(r["hd95_mean"], r["hd95_std"], 1),
+                _pm(r.get("dice_shifted_mean", math.nan), r.get("dice_shifted_std", math.nan), 3),
                 num(r["mean_rank"], 2),
                 params,
                 num(r["train_minutes_per_fold"], 1),
@@ -73,6 +74,7 @@ RESULTS_HEADER = (
     "Dice 10th pct",
     "IoU mean ± std",
     "HD95 (px) mean ± std",
+    "Dice under shifts mean ± std",
     "mean rank",
     "parameters",
     "train min / fold",

@@ -65,7 +65,7 @@ def plot_scores(path: Path, per_patient: pd.DataFrame, order: list[str], metric:
         if v.size:
             ax.scatter([i], [v.mean()], marker="D", s=28, color="#ee6677", zorder=4)
     ax.set_xticks(range(1, len(order) + 1), order, rotation=30, ha="right", fontsize=8)
-    label = {"dice": "Dice", "iou": "IoU", "hd95": "HD95 (pixels)"}[metric]
+    label = {"dice": "Dice", "iou": "IoU", "hd95": "HD95 (pixels)", "dice_shifted": "Dice under shifts"}[metric]
     ax.set_ylabel(f"out-of-fold {label} per patient")
     if metric != "hd95":
         ax.set_ylim(-0.02, 1.02)

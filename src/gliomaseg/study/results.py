@@ -81,7 +81,7 @@ def gather_results(study: Study) -> StudyResults:
         for record in result["patients"]:
             patients.append({"config": spec.config, "fold": spec.fold, **record})
     per_patient = pd.DataFrame(patients)
-    for column in ("dice", "iou", "hd95", "precision", "sensitivity"):
+    for column in ("dice", "iou", "hd95", "precision", "sensitivity", "dice_shifted"):
         if column in per_patient:
             per_patient[column] = pd.to_numeric(per_patient[column], errors="coerce")
     return StudyResults(study, pd.DataFrame(runs), per_patient, missing, problems)
@@ -126,7 +126,7 @@ def summarise_results(results: StudyResults) -> StudyResults:
     comparisons, tests = [], {}
     ranks = pd.Series(math.nan, index=configs)
     for m in METRICS:
-        if have.empty or m not in have:
+        if have.empty or m not in have or have[m].isna().all():  # dice_shifted only when the study scores shifts
             continue
         done = [c for c in configs if c in set(have["config"])]
         wide = wide_table(have, m, done)

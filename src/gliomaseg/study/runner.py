@@ -26,7 +26,7 @@ from gliomaseg import __version__
 from gliomaseg.errors import GliomasegError
 from gliomaseg.study.folder import Study, open_study, settings_digest
 from gliomaseg.study.grid import RunSpec
-from gliomaseg.utils import atomic_write_text
+from gliomaseg.utils import atomic_write_text, json_safe
 
 __all__ = ["PATIENT_COLUMNS", "RESULT_FORMAT", "TrainTimer", "execute_run", "run_one", "run_status"]
 
@@ -46,6 +46,7 @@ PATIENT_COLUMNS = (
     "sensitivity",
     "truth_pixels",
     "pred_pixels",
+    "dice_shifted",
 )
 
 
@@ -135,7 +136,7 @@ def run_one(study: Study, spec: RunSpec, *, progress: bool = False) -> dict[str,
             return json.loads(result_path.read_text())
         trained = _train(study, spec, run_dir)
         result = _evaluate(study, spec, run_dir, trained, progress)
-        atomic_write_text(result_path, json.dumps(result, indent=1) + "\n")
+        atomic_write_text(result_path, json.dumps(json_safe(result), indent=1) + "\n")
         return result
     finally:
         lock.release()
@@ -177,6 +178,10 @@ def _evaluate(study: Study, spec: RunSpec, run_dir: Path, trained: dict[str, Any
             f"run {spec.name} was evaluated on split {sid}, not on the study's {study.split_id}:fold{spec.fold}"
         )
     model, meta = load_model(ckpt)
+    shifted = _shifted(run_dir / "eval_val" / "shifts.csv") if summary.get("shifts") else {}
+    patients = [{k: record.get(k) for k in PATIENT_COLUMNS} for record in summary["patients"]]
+    for record in patients:
+        record["dice_shifted"] = shifted.get("mean", {}).get(record["patient_id"])
     return {
         "format": RESULT_FORMAT,
         "run": spec.name,
@@ -193,5 +198,18 @@ def _evaluate(study: Study, spec: RunSpec, run_dir: Path, trained: dict[str, Any
         "train_seconds": trained["seconds"],
         "eval_seconds": round(time.perf_counter() - t0, 2),
         "n_parameters": count_parameters(model),
-        "patients": [{k: record.get(k) for k in PATIENT_COLUMNS} for record in summary["patients"]],
+        "patients": patients,
+        "shifts": shifted.get("per_shift"),
     }
+
+
+def _shifted(path: Path) -> dict[str, Any]:
+    """From an evaluation's ``shifts.csv``: each patient's mean Dice over the shifts, and every shift's Dice."""
+    import pandas as pd
+
+    table = pd.read_csv(path)
+    mean = table.groupby("patient_id")["dice"].mean()
+    per_shift = {
+        str(name): dict(zip(group["patient_id"], group["dice"].astype(float))) for name, group in table.groupby("shift")
+    }
+    return {"mean": {str(k): (None if pd.isna(v) else float(v)) for k, v in mean.items()}, "per_shift": per_shift}

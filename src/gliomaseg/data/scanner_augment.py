@@ -1,0 +1,165 @@
+"""Scanner and preprocessing shifts as training augmentation, vectorised over a batch (issue 25).
+
+The evaluation shifts of :mod:`gliomaseg.evaluation.shifts` act on uint8 volumes before
+normalisation; training sees cached slices already z-scored per volume. These transforms imitate the
+same shifts on z-scored slices: the background (the darkest value, what raw 0 maps to) is subtracted
+so the slice is proportional to the raw intensities again, the shift is applied there (gamma, a
+multiplicative bias field, Rician noise, skull stripping), and the slice is put back on the z-score
+scale by matching the mean and standard deviation of its head voxels (the brain's, after skull
+stripping) to those the slice had, a per-slice stand-in for the per-volume normalisation the shifted
+volume would get. Lower resolution (down- then up-sampling) is linear and acts on the z-scores.
+A slice drawn for any of the intensity shifts is converted once, gets each of them with its own
+probability, and is standardised once; the work is done channels-first (``3N x H x W``), because
+NumPy broadcasting over a last axis of 3 runs several times slower.
+
+Albumentations has per-image equivalents for some of these (``RandomGamma``, ``GaussNoise``,
+``Downscale``), but calling it per slice costs about 2.5 ms of Python per 128 x 128 slice, a third of
+a bf16 training step (docs/performance.md), and it has no bias field, Rician noise or skull
+stripping; these few NumPy/OpenCV lines apply the draws of a whole batch at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["ScannerShifts"]
+
+_HEAD = 0.05  # head voxels: above 5 % of the slice's range over its background, as in evaluation.shifts
+_Y, _X = np.meshgrid(np.linspace(-1, 1, 16, dtype=np.float32), np.linspace(-1, 1, 16, dtype=np.float32), indexing="ij")
+#: Degree-3 polynomial terms (as MONAI's RandBiasField) on a 16 x 16 grid; fields are smooth, so they
+#: are computed there and resized.
+_BASIS = np.stack([_X, _Y, _X * _Y, _X * _X, _Y * _Y, _X**3, _Y**3, _X * _X * _Y, _X * _Y * _Y])
+_LUT = 1024  # gamma through a lookup table of this many levels (a power per pixel costs 25x more)
+
+
+def _stat(x: np.ndarray, fn: Any, region: np.ndarray | None = None) -> np.ndarray:
+    """A per-plane statistic of ``M x H x W`` from every 4th row and column (16x less work; a plane's
+    range and moments barely change), shaped ``M x 1 x 1``."""
+    small = x[:, ::4, ::4].reshape(len(x), -1)
+    if region is None:
+        return fn(small, axis=1)[:, None, None]
+    r = region[:, ::4, ::4].reshape(len(x), -1)
+    n = np.maximum(r.sum(axis=1), 1)
+    mean = (small * r).sum(axis=1) / n
+    if fn == "mean":
+        return mean[:, None, None]
+    return np.sqrt((((small - mean[:, None]) * r) ** 2).sum(axis=1) / n)[:, None, None]
+
+
+def _restandardise(x: np.ndarray, region: np.ndarray, ref_mean: np.ndarray, ref_std: np.ndarray) -> None:
+    """Map ``x`` (``M x H x W``) linearly in place so that its ``region`` has the given mean and std."""
+    scale = ref_std / np.maximum(_stat(x, "std", region), 1e-6)
+    offset = ref_mean - _stat(x, "mean", region) * scale
+    x *= scale
+    x += offset
+
+
+class ScannerShifts:
+    """Gamma, bias field, noise, lower resolution and skull stripping drawn per slice, applied per batch.
+
+    Args:
+        cfg: an :class:`~gliomaseg.data.augment.AugmentConfig` (``gamma_p``, ``bias_field_p``,
+            ``noise_p``, ``resolution_p``, ``skull_strip_p`` and their ranges).
+    """
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+        self._bank: np.ndarray | None = None
+
+    def __call__(self, images: np.ndarray, masks: np.ndarray, rng: np.random.Generator) -> None:
+        """Augment ``N x H x W x 3`` z-scored float32 images in place (masks are cut by skull stripping)."""
+        cfg, n = self.cfg, len(images)
+        draws = {
+            name: rng.random(n) < getattr(cfg, name) for name in ("skull_strip_p", "bias_field_p", "gamma_p", "noise_p")
+        }
+        idx = np.flatnonzero(np.any(list(draws.values()), axis=0))
+        if idx.size:
+            h, w = images.shape[1:3]
+            x = np.ascontiguousarray(images[idx].transpose(0, 3, 1, 2)).reshape(-1, h, w)
+            chosen = {name: np.repeat(d[idx], 3) for name, d in draws.items()}
+            masks[idx] = self._intensity(x, chosen, masks[idx], rng)
+            images[idx] = x.reshape(len(idx), 3, h, w).transpose(0, 2, 3, 1)
+        low = np.flatnonzero(rng.random(n) < cfg.resolution_p)
+        if low.size:
+            self._resolution(images, low, rng)
+
+    def _intensity(
+        self, x: np.ndarray, chosen: dict[str, np.ndarray], masks: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        """The intensity shifts on ``3N x H x W`` planes (3 per slice) in place; returns the cut masks."""
+        background = _stat(x, np.min)
+        x -= background
+        np.maximum(x, 0.0, out=x)
+        top = np.maximum(_stat(x, np.max), 1e-6)
+        head = x > _HEAD * top
+        ref_mean, ref_std = _stat(x, "mean", head) + background, _stat(x, "std", head)
+        region = head
+        if chosen["skull_strip_p"].any():
+            region, masks = self._skull_strip(x, head, chosen["skull_strip_p"], masks, rng)
+        if chosen["bias_field_p"].any():
+            self._bias_field(x, chosen["bias_field_p"], rng)
+        if chosen["gamma_p"].any():
+            self._gamma(x, top, chosen["gamma_p"], rng)
+        if chosen["noise_p"].any():
+            self._noise(x, top, chosen["noise_p"], rng)
+        _restandardise(x, region, ref_mean, ref_std)
+        if chosen["skull_strip_p"].any():
+            # The stripped background lands at -mean/std of the brain; from one small or uniform slice's
+            # statistics that can be -10 or lower, where a real volume's (about -3) never goes.
+            np.maximum(x, background - 2.5, out=x)
+        return masks
+
+    def _skull_strip(
+        self, x: np.ndarray, head: np.ndarray, chosen: np.ndarray, masks: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        region, masks = head.copy(), masks.copy()
+        scale = x.shape[1] / 256.0
+        for k in np.flatnonzero(chosen[::3]):
+            brain = ndimage.binary_fill_holes(head[3 * k + 1])  # FLAIR's head, holes (CSF, necrosis) kept inside
+            radius = max(1, round(float(rng.uniform(6.0, 12.0)) * scale))
+            disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+            brain = cv2.erode(brain.astype(np.uint8), disk).astype(bool)
+            if brain.sum() < 16:  # a slice above or below the brain: nothing to strip to
+                continue
+            x[3 * k : 3 * k + 3] *= brain
+            region[3 * k : 3 * k + 3] = brain
+            masks[k] &= brain.astype(masks.dtype)
+        return region, masks
+
+    def _bias_field(self, x: np.ndarray, chosen: np.ndarray, rng: np.random.Generator) -> None:
+        h, w = x.shape[1:]
+        for k in np.flatnonzero(chosen[::3]):  # one field per slice, the same for its three sequences
+            coeff = rng.uniform(-self.cfg.bias_field_coeff, self.cfg.bias_field_coeff, len(_BASIS))
+            field = np.exp(np.tensordot(coeff.astype(np.float32), _BASIS, axes=1))
+            x[3 * k : 3 * k + 3] *= cv2.resize(field, (w, h), interpolation=cv2.INTER_LINEAR)
+
+    def _gamma(self, x: np.ndarray, top: np.ndarray, chosen: np.ndarray, rng: np.random.Generator) -> None:
+        log_g = np.log(self.cfg.gamma_max)
+        levels = np.linspace(0.0, 1.0, _LUT, dtype=np.float32)
+        for k in np.flatnonzero(chosen):
+            level = np.minimum(x[k] * ((_LUT - 1) / top[k]), _LUT - 1).astype(np.int16)
+            x[k] = (levels ** np.exp(rng.uniform(-log_g, log_g)))[level] * top[k]
+
+    def _noise(self, x: np.ndarray, top: np.ndarray, chosen: np.ndarray, rng: np.random.Generator) -> None:
+        idx = np.flatnonzero(chosen)
+        sigma = (rng.uniform(0.0, self.cfg.noise_std, (len(idx), 1, 1)) * top[idx]).astype(np.float32)
+        if self._bank is None or self._bank.shape[2:] != x.shape[1:]:
+            # standard normal fields drawn once (fresh ones per slice cost more than the rest of the recipe);
+            # each use takes a random entry rolled by a random offset
+            self._bank = rng.standard_normal((8, 2, *x.shape[1:]), dtype=np.float32)
+        pick = self._bank[rng.integers(0, len(self._bank), len(idx))]
+        pick = np.roll(pick, (int(rng.integers(0, x.shape[1])), int(rng.integers(0, x.shape[2]))), axis=(2, 3))
+        real = x[idx] + sigma * pick[:, 0]
+        imag = sigma * pick[:, 1]
+        x[idx] = np.sqrt(real * real + imag * imag)  # the magnitude of complex Gaussian noise: Rician
+
+    def _resolution(self, images: np.ndarray, idx: np.ndarray, rng: np.random.Generator) -> None:
+        h, w = images.shape[1:3]
+        for i, factor in zip(idx, rng.uniform(1.5, self.cfg.resolution_factor, len(idx))):
+            size = (max(4, round(w / factor)), max(4, round(h / factor)))
+            small = cv2.resize(images[i], size, interpolation=cv2.INTER_AREA)
+            images[i] = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
