@@ -73,8 +73,9 @@ class Scan:
 
     @property
     def slice_labels(self) -> list[str]:
-        """A name per slice: the file stem for images, ``z=<index>`` (0-based, as stored) for NIfTI."""
-        if self.case.kind == "nifti":
+        """A name per slice: the file stem for images, ``z=<index>`` (0-based, in the model's frame) for
+        NIfTI and DICOM (a DICOM series' files are not its slices in the model's frame)."""
+        if self.case.kind in ("nifti", "dicom"):
             return [f"z={z}" for z in range(self.volume.shape[0])]
         return [p.stem for p in self.case.files]
 
