@@ -20,6 +20,9 @@ from typing import Any
 import torch
 
 __all__ = [
+    "non_test_patients",
+    "patient_volume_and_truth",
+    "volume_dice",
     "SHARED_DATA",
     "best_time",
     "machine_info",
@@ -117,3 +120,28 @@ def real_data(path: str | None, workdir: Path, n_patients: int | None = None) ->
         cmd = [sys.executable, str(_UNPACK), str(dest)] + (["--patients", str(n_patients)] if n_patients else [])
         subprocess.run(cmd, check=True, capture_output=True)
     return dest
+
+
+def non_test_patients(data: Path, splits: Path) -> list[Path]:
+    """The patient folders of ``data`` outside the test part of ``splits`` (all of them without that file)."""
+    test = set(json.loads(splits.read_text())["test"]) if splits.is_file() else set()
+    return [p for p in sorted(data.iterdir()) if p.is_dir() and p.name not in test]
+
+
+def patient_volume_and_truth(patient: Path) -> tuple[Any, Any]:
+    """A kaggle_3m patient folder's ``S x H x W x 3`` volume and ``S x H x W`` bool mask."""
+    import numpy as np
+
+    from gliomaseg.data.io import read_mask
+    from gliomaseg.inference import read_volume
+
+    image = read_volume(patient)
+    masks = [read_mask(patient / f"{patient.name}_{i}_mask.tif") for i in range(1, len(image) + 1)]
+    return image, np.stack(masks) > 0
+
+
+def volume_dice(pred: Any, truth: Any) -> float:
+    """Volume Dice of two boolean masks, by the metrics code evaluate uses (NaN when the truth is empty)."""
+    from gliomaseg.evaluation.metrics import dice_from_counts
+
+    return float(dice_from_counts((pred & truth).sum(), pred.sum(), truth.sum()))

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gliomaseg.data.io import read_mask
-from gliomaseg.inference import load_segmenter, read_volume
+from benchmarks.common import non_test_patients, patient_volume_and_truth, volume_dice
+from gliomaseg.inference import load_segmenter
 from gliomaseg.inference.orientation import from_model_frame, to_model_frame
 from gliomaseg.inference.pretrained import resolve_model
 from gliomaseg.inference.volume import Volume
@@ -35,11 +35,6 @@ CANVASES = (
 _PLS = np.array([[0.0, -1, 0, 0], [-1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])  # rows P, columns L, slices S
 
 
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = a.sum() + b.sum()
-    return 1.0 if total == 0 else float(2 * (a & b).sum() / total)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("data", type=Path)
@@ -47,13 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--splits", type=Path, default=Path("docs/splits_lgg-dev.json"))
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
-    test = set(json.loads(args.splits.read_text())["test"]) if args.splits.is_file() else set()
     seg = load_segmenter(resolve_model(args.model), device="cpu")
-    patients = [p for p in sorted(args.data.iterdir()) if p.is_dir() and p.name not in test]
+    patients = non_test_patients(args.data, args.splits)
     scores: dict[str, dict[str, list[float]]] = {c[0]: {"plain": [], "fov": []} for c in CANVASES}
     for patient in patients:
-        image = read_volume(patient)  # S x 256 x 256 x 3
-        truth = np.stack([read_mask(patient / f"{patient.name}_{i}_mask.tif") for i in range(1, len(image) + 1)]) > 0
+        image, truth = patient_volume_and_truth(patient)  # S x 256 x 256 x 3
         for name, side, r0, c0 in CANVASES:
             canvas = np.zeros((side, side, len(image), 3), np.uint8)
             canvas[r0 : r0 + 256, c0 : c0 + 256] = np.moveaxis(image, 0, 2)
@@ -63,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             for option, fov in (("plain", False), ("fov", True)):
                 array, frame = to_model_frame(volume, field_of_view=fov)
                 mask = from_model_frame(seg.predict_volume(array), frame)
-                scores[name][option].append(_dice(mask, ref))
+                scores[name][option].append(volume_dice(mask, ref))
         print(patient.name, {n: [round(v[-1], 3) for v in o.values()] for n, o in scores.items()}, flush=True)
     summary = {
         name: {opt: {"mean": float(np.mean(v)), "median": float(np.median(v))} for opt, v in options.items()}

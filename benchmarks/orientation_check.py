@@ -18,19 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from gliomaseg.data.io import read_mask
-from gliomaseg.inference import load_segmenter, read_volume
+from benchmarks.common import non_test_patients, patient_volume_and_truth, volume_dice
+from gliomaseg.inference import load_segmenter
 from gliomaseg.inference.orientation import from_model_frame, to_model_frame
 from gliomaseg.inference.pretrained import resolve_model
 from gliomaseg.inference.volume import Volume
 
 #: voxel (i, j, k) of an L-P-S volume -> RAS mm: i to the left (-x), j to posterior (-y), k superior.
 LPS = np.diag([-1.0, -1.0, 3.0, 1.0])
-
-
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = a.sum() + b.sum()
-    return 1.0 if total == 0 else float(2 * (a & b).sum() / total)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,18 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--splits", type=Path, default=Path("docs/splits_lgg-dev.json"))
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
-    test = set(json.loads(args.splits.read_text())["test"]) if args.splits.is_file() else set()
     seg = load_segmenter(resolve_model(args.model), device="cpu")
     scores: dict[str, list[float]] = {"as-stored": [], "turned": []}
-    for patient in [p for p in sorted(args.data.iterdir()) if p.is_dir() and p.name not in test]:
-        image = read_volume(patient)  # S x H x W x 3: rows P, columns L, slices S
-        truth = np.stack([read_mask(patient / f"{patient.name}_{i}_mask.tif") for i in range(1, len(image) + 1)]) > 0
+    for patient in non_test_patients(args.data, args.splits):
+        image, truth = patient_volume_and_truth(patient)  # S x H x W x 3: rows P, columns L, slices S
         stored = image.transpose(2, 1, 0, 3)  # X = columns (L), Y = rows (P), Z = slices (S)
         ref = truth.transpose(2, 1, 0)
         for name, extra in (("as-stored", {"as_stored": True}), ("turned", {})):
             volume = Volume(stored, LPS, patient, "nifti", True, extra)
             array, frame = to_model_frame(volume, field_of_view=False)
-            scores[name].append(_dice(from_model_frame(seg.predict_volume(array), frame), ref))
+            scores[name].append(volume_dice(from_model_frame(seg.predict_volume(array), frame), ref))
         print(patient.name, {k: round(v[-1], 3) for k, v in scores.items()}, flush=True)
     summary = {k: {"mean": float(np.mean(v)), "median": float(np.median(v)), "n": len(v)} for k, v in scores.items()}
     print(json.dumps(summary, indent=1))
