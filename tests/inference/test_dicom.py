@@ -283,3 +283,14 @@ def test_predict_on_dicom_writes_a_seg_that_reads_back_to_the_mask(
             frames = seg.get_pixels_by_source_instance([ds.SOPInstanceUID], segment_numbers=[1])
         for plane, frame in zip(planes, frames[..., 0]):
             np.testing.assert_array_equal(frame > 0, _expected_frame(plane, mask, image.affine))
+
+
+def test_cli_predict_on_dicom_logs_no_library_chatter(corpus: dict[str, Path], model_file, tmp_path: Path, caplog):
+    """highdicom logs every module it copies into a SEG at INFO: the user's log keeps gliomaseg's own lines."""
+    from gliomaseg.cli import main
+
+    with caplog.at_level(logging.INFO):
+        status = main(["predict", "--model", str(model_file()), str(corpus["shuffled"]), "--out", str(tmp_path / "o")])
+    assert status == 0
+    assert not [r for r in caplog.records if r.name.startswith("highdicom")]
+    assert any("as FLAIR" in r.getMessage() for r in caplog.records)  # the series choice is still said

@@ -250,7 +250,8 @@ def limits_from(args: argparse.Namespace, command: str) -> Any:
 
 
 def quiet_library_warnings() -> None:
-    """Hide library deprecation notices and Lightning's hints (e.g. about ``srun``) from the user's log.
+    """Hide library deprecation notices, Lightning's hints (e.g. about ``srun``) and highdicom's INFO lines
+    from the user's log.
 
     They concern the libraries' own code, not the user's data or settings; ``-v`` keeps them. Call
     inside ``warnings.catch_warnings()`` so that the filters end with the command.
@@ -258,6 +259,8 @@ def quiet_library_warnings() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", module=r"(lightning|pytorch_lightning|lightning_fabric|torch)(\.|$)")
+    # highdicom logs each module it copies into a DICOM SEG at INFO: dozens of lines per case
+    logging.getLogger("highdicom").setLevel(logging.WARNING)
 
 
 def quiet_training_libraries(verbose: bool) -> None:
