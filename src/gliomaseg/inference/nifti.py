@@ -326,7 +326,7 @@ def read_nifti_volume(path: str | os.PathLike[str]) -> Volume:
         path: a ``.nii``/``.nii.gz`` file (shapes as :func:`read_nifti`).
 
     Returns:
-        ``X x Y x Z x C`` as stored (uint8 kept, else float32), the header's affine, kind ``nifti``;
+        ``X x Y x Z x C`` as stored (integer types kept, else float32), the header's affine, kind ``nifti``;
         ``extra["image"]`` is the nibabel image (its header for writers).
 
     Raises:
@@ -334,7 +334,7 @@ def read_nifti_volume(path: str | os.PathLike[str]) -> Volume:
     """
     img, data = _load(path)
     _check_finite(Path(path), data)
-    if data.dtype != np.uint8:
+    if not np.issubdtype(data.dtype, np.integer):  # integers kept: scaled exactly to uint8 in the model's frame
         data = data.astype(np.float32, copy=False)
     known = nifti_spacing_known(img)
     as_stored = int(img.header["qform_code"]) == 0 and int(img.header["sform_code"]) == 0

@@ -275,7 +275,8 @@ def from_model_frame(mask: np.ndarray, frame: Frame, *, order: int = 0) -> np.nd
             them afterwards). Permuted volumes come back exactly either way.
 
     Returns:
-        ``X x Y x Z``: the volume's own shape (mask dtype; float32 for resliced probabilities).
+        ``X x Y x Z``: the volume's own shape (mask dtype; float32 for resliced probabilities); a view of
+        ``mask`` when the volume was only permuted and flipped.
     """
     import nibabel.orientations as no
 
@@ -283,7 +284,8 @@ def from_model_frame(mask: np.ndarray, frame: Frame, *, order: int = 0) -> np.nd
     if frame.box is not None:
         data = _uncrop(data, frame.box, frame.shape[:2])
     if frame.source_ornt is not None and frame.target_ornt is not None:
-        return np.ascontiguousarray(no.apply_orientation(data, no.ornt_transform(frame.target_ornt, frame.source_ornt)))
+        # a view: the NIfTI writer makes its one Fortran-order copy, which for this transpose is a plain copy
+        return no.apply_orientation(data, no.ornt_transform(frame.target_ornt, frame.source_ornt))
     values = data.astype(np.float32) if order else data.astype(np.uint8)  # scipy resamples no bool arrays
     moved = resample(values, frame.affine, frame.source_shape, frame.source_affine, order)
     return moved.astype(data.dtype) if order == 0 else moved

@@ -204,7 +204,7 @@ def case_row(
     if mask.ndim == 2:
         mask = mask[..., None]
     parts = components(mask, voxel_ml)
-    per_slice = mask.reshape(-1, mask.shape[2]).any(axis=0)
+    per_slice = mask.any(axis=(0, 1))  # no reshape: the mask may be a transposed view of the model's frame
     row: dict[str, Any] = {
         "input": str(case.source),
         "case": case.name,

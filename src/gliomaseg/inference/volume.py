@@ -24,7 +24,7 @@ class Volume:
     Attributes:
         array: ``X x Y x Z x C`` voxels in the source's own index order (no reorientation); ``C``
             channels in the model's order (pre-contrast, FLAIR, post-contrast; a missing sequence
-            is a copy of FLAIR, as in kaggle_3m). uint8 or float32.
+            is a copy of FLAIR, as in kaggle_3m). An integer type (as stored) or float32.
         affine: ``4 x 4`` map from voxel index ``(i, j, k, 1)`` to world millimetres in RAS+
             (nibabel's convention; DICOM's LPS is converted by the reader).
         source: the file or folder it was read from.
