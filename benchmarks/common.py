@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 __all__ = [
+    "model_on_patients_args",
     "non_test_patients",
     "patient_volume_and_truth",
     "volume_dice",
@@ -145,3 +146,22 @@ def volume_dice(pred: Any, truth: Any) -> float:
     from gliomaseg.evaluation.metrics import dice_from_counts
 
     return float(dice_from_counts((pred & truth).sum(), pred.sum(), truth.sum()))
+
+
+def model_on_patients_args(description: str, argv: list[str] | None) -> tuple[Any, Any]:
+    """The command line of the checks that run a model over real patients (``DATA [--model] [--splits]
+    [--out]``), and the model loaded on the CPU."""
+    import argparse
+
+    from gliomaseg.inference import load_segmenter
+    from gliomaseg.inference.pretrained import resolve_model
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("data", type=Path, help="a kaggle_3m folder (its test patients are left out)")
+    ap.add_argument("--model", default="lgg-unet", help="bundled model name or model file (default lgg-unet)")
+    ap.add_argument(
+        "--splits", type=Path, default=Path("docs/splits_lgg-dev.json"), help="the split whose test part is left out"
+    )
+    ap.add_argument("--out", type=Path, default=None, help="JSON report")
+    args = ap.parse_args(argv)
+    return args, load_segmenter(resolve_model(args.model), device="cpu")

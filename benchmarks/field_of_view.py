@@ -12,17 +12,13 @@ Usage: ``python -m benchmarks.field_of_view KAGGLE_3M_FOLDER [--model lgg-unet] 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import non_test_patients, patient_volume_and_truth, volume_dice
-from gliomaseg.inference import load_segmenter
+from benchmarks.common import model_on_patients_args, non_test_patients, patient_volume_and_truth, volume_dice
 from gliomaseg.inference.orientation import from_model_frame, to_model_frame
-from gliomaseg.inference.pretrained import resolve_model
 from gliomaseg.inference.volume import Volume
 
 #: (name, canvas side, row offset, column offset) of the 256 x 256 slices inside the canvas.
@@ -36,13 +32,7 @@ _PLS = np.array([[0.0, -1, 0, 0], [-1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])  #
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("data", type=Path)
-    ap.add_argument("--model", default="lgg-unet")
-    ap.add_argument("--splits", type=Path, default=Path("docs/splits_lgg-dev.json"))
-    ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args(argv)
-    seg = load_segmenter(resolve_model(args.model), device="cpu")
+    args, seg = model_on_patients_args(__doc__.split("\n\n")[0], argv)
     patients = non_test_patients(args.data, args.splits)
     scores: dict[str, dict[str, list[float]]] = {c[0]: {"plain": [], "fov": []} for c in CANVASES}
     for patient in patients:

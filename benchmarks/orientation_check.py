@@ -11,17 +11,13 @@ Usage: ``python -m benchmarks.orientation_check KAGGLE_3M_FOLDER [--model lgg-un
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import non_test_patients, patient_volume_and_truth, volume_dice
-from gliomaseg.inference import load_segmenter
+from benchmarks.common import model_on_patients_args, non_test_patients, patient_volume_and_truth, volume_dice
 from gliomaseg.inference.orientation import from_model_frame, to_model_frame
-from gliomaseg.inference.pretrained import resolve_model
 from gliomaseg.inference.volume import Volume
 
 #: voxel (i, j, k) of an L-P-S volume -> RAS mm: i to the left (-x), j to posterior (-y), k superior.
@@ -29,13 +25,7 @@ LPS = np.diag([-1.0, -1.0, 3.0, 1.0])
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("data", type=Path)
-    ap.add_argument("--model", default="lgg-unet")
-    ap.add_argument("--splits", type=Path, default=Path("docs/splits_lgg-dev.json"))
-    ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args(argv)
-    seg = load_segmenter(resolve_model(args.model), device="cpu")
+    args, seg = model_on_patients_args(__doc__.split("\n\n")[0], argv)
     scores: dict[str, list[float]] = {"as-stored": [], "turned": []}
     for patient in non_test_patients(args.data, args.splits):
         image, truth = patient_volume_and_truth(patient)  # S x H x W x 3: rows P, columns L, slices S
