@@ -15,11 +15,14 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
 from gliomaseg.cli import build_parser
 from gliomaseg.cli._common import MEANINGS, add_command, add_model_flag, add_out_flag
+
+REPO = Path(__file__).resolve().parents[1]
 
 #: Values of a boolean spelt as a value (``--x true``): the other style.
 _BOOLEAN_WORDS = {"true", "false", "yes", "no", "on", "off", "0", "1"}
@@ -257,3 +260,37 @@ def test_help_of_each_command_but_train_is_fast_too() -> None:
     assert done.returncode == 0, done.stderr
     loaded = set(eval(done.stdout.strip().splitlines()[-1]))  # noqa: S307 - our own printed list
     assert not loaded & {"torch", "sklearn", "monai", "lightning", "pandas"}, loaded
+
+
+def _documented_commands() -> list[tuple[str, str]]:
+    """Every ``gliomaseg ...`` line of the README's and docs' shell blocks: (where, the command's words)."""
+    import re
+    import shlex
+
+    found = []
+    for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        blocks = re.findall(r"```(?:bash|sh|console)?\n(.*?)```", path.read_text(), re.S)
+        for block in blocks:
+            for line in block.replace("\\\n", " ").splitlines():
+                for part in re.split(r"&&|;|\|", line.split(" #")[0]):
+                    words = part.strip().lstrip("$ ").strip()
+                    # placeholders (``...``) and shell variables of a loop cannot be parsed as written
+                    if words.startswith("gliomaseg ") and "..." not in words and "$" not in words:
+                        found.append((path.name, " ".join(shlex.split(words)[1:])))
+    return found
+
+
+def test_every_documented_command_line_parses() -> None:
+    """The README and docs show the grammar they describe: each documented command parses as written."""
+    import shlex
+
+    documented = _documented_commands()
+    assert len(documented) > 30  # the README alone shows dozens
+    parser = build_parser()
+    wrong = []
+    for where, words in documented:
+        try:
+            parser.parse_args(shlex.split(words))
+        except SystemExit:
+            wrong.append(f"{where}: gliomaseg {words}")
+    assert wrong == [], "\n".join(wrong)
