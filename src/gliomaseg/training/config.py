@@ -261,7 +261,8 @@ class TrainConfig:
 
 # Each preset replaces some defaults; explicit flags still win over it.
 PRESETS: dict[str, dict[str, Any]] = {
-    # The seed's recipe at full resolution, for a CUDA GPU. Not measured on a GPU by this project.
+    # The seed's recipe at full resolution, for a CUDA GPU: 100 epochs on 16 training patients took 197 s on
+    # an H200 (docs/performance.md; the full 90 could not be carried to that machine).
     "gpu": {
         "size": 256,
         "features": 32,
