@@ -14,7 +14,7 @@ from gliomaseg.errors import GliomasegError, OutputExistsError
 from gliomaseg.inference.volume import Volume
 from gliomaseg.inference.writers import (
     DICOM_DATASETS,
-    NIFTI_HEADER,
+    NIFTI_IMAGE,
     SEGMENT_LABEL,
     source_frames,
     write_dicom_seg,
@@ -55,7 +55,7 @@ def _nifti_volume(path: Path, affine: np.ndarray, shape=(36, 40, 7)) -> Volume:
     image.set_sform(affine, code=4)
     nib.save(image, path)
     image = nib.load(path)
-    return Volume(np.asarray(image.dataobj)[..., None], image.affine, path, "nifti", extra={NIFTI_HEADER: image.header})
+    return Volume(np.asarray(image.dataobj)[..., None], image.affine, path, "nifti", extra={NIFTI_IMAGE: image})
 
 
 def _random_mask(shape: tuple[int, ...], seed: int = 1) -> np.ndarray:
@@ -85,9 +85,7 @@ def test_nifti_2d_source_comes_back_2d(tmp_path: Path):
     image = nib.Nifti1Image(np.ones((40, 32), np.float32), np.diag([0.7, 0.7, 1.0, 1.0]))
     nib.save(image, tmp_path / "slice.nii")
     image = nib.load(tmp_path / "slice.nii")
-    volume = Volume(
-        np.ones((40, 32, 1, 1)), image.affine, tmp_path / "slice.nii", "nifti", extra={NIFTI_HEADER: image.header}
-    )
+    volume = Volume(np.ones((40, 32, 1, 1)), image.affine, tmp_path / "slice.nii", "nifti", extra={NIFTI_IMAGE: image})
     written = nib.load(write_nifti_mask(tmp_path / "m.nii", np.ones((40, 32, 1), bool), volume))
     assert written.shape == (40, 32)
 

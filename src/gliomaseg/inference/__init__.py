@@ -73,7 +73,6 @@ _EXPORTS = {
     "overview_slices": "gliomaseg.inference.overview",
     "write_overview": "gliomaseg.inference.overview",
     "DICOM_DATASETS": "gliomaseg.inference.writers",
-    "NIFTI_HEADER": "gliomaseg.inference.writers",
     "NIFTI_IMAGE": "gliomaseg.inference.writers",
     "SEGMENT_LABEL": "gliomaseg.inference.writers",
     "source_frames": "gliomaseg.inference.writers",
@@ -155,7 +154,6 @@ if TYPE_CHECKING:
     from gliomaseg.inference.volume import Volume
     from gliomaseg.inference.writers import (
         DICOM_DATASETS,
-        NIFTI_HEADER,
         NIFTI_IMAGE,
         SEGMENT_LABEL,
         source_frames,

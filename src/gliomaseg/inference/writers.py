@@ -34,7 +34,6 @@ from gliomaseg.utils import atomic_write
 
 __all__ = [
     "DICOM_DATASETS",
-    "NIFTI_HEADER",
     "NIFTI_IMAGE",
     "SEGMENT_LABEL",
     "source_frames",
@@ -48,8 +47,6 @@ DICOM_DATASETS = "datasets"
 #: ``Volume.extra`` key of the nibabel image a NIfTI source was read from
 #: (:func:`~gliomaseg.inference.nifti.read_nifti_volume`'s): its header and affine are copied into the outputs.
 NIFTI_IMAGE = "image"
-#: ``Volume.extra`` key of a NIfTI source's header alone (copied into the outputs).
-NIFTI_HEADER = "nifti_header"
 #: The one segment of a DICOM SEG.
 SEGMENT_LABEL = "Glioma FLAIR abnormality"
 _LPS_TO_RAS = np.array([-1.0, -1.0, 1.0])
@@ -77,7 +74,7 @@ def _nifti_image(data: np.ndarray, volume: Volume, dtype: type, cal: tuple[float
     import nibabel as nib
 
     source_image = volume.extra.get(NIFTI_IMAGE)
-    source_header = volume.extra.get(NIFTI_HEADER, getattr(source_image, "header", None))
+    source_header = getattr(source_image, "header", None)
     # The file's own affine: a reader may stand in a unit affine for a header without voxel sizes.
     affine = np.asarray(source_image.affine, float) if source_image is not None else volume.affine
     if source_header is not None:
@@ -117,7 +114,7 @@ def write_nifti_mask(
     Args:
         path: ``.nii`` or ``.nii.gz`` target.
         mask: ``X x Y x Z`` bool or 0/1 in the volume's own index order.
-        volume: the input (its affine, and its NIfTI header under :data:`NIFTI_HEADER` if it had one).
+        volume: the input (its affine, and the NIfTI image it was read from under :data:`NIFTI_IMAGE` if any).
         overwrite: replace an existing file.
 
     Returns:
