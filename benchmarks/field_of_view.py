@@ -4,7 +4,8 @@ Each real patient (kaggle_3m layout, never a test patient of ``docs/splits_lgg-d
 into larger canvases, as a scan with a wider field of view or an off-centre head would be: the
 original 256 x 256, centred in 384 x 384, shifted into a corner of 384 x 384, and shifted in
 512 x 512. Each is segmented by a model with and without the field-of-view window
-(:func:`gliomaseg.inference.orientation.to_model_frame`), the mask taken back to the canvas, and
+(:meth:`gliomaseg.inference.segmenter.Segmenter.with_field_of_view`, as ``predict`` uses it for NIfTI and
+DICOM), the mask taken back to the canvas, and
 per-patient Dice against the reference mask placed the same way.
 
 Usage: ``python -m benchmarks.field_of_view KAGGLE_3M_FOLDER [--model lgg-unet] [--out results.json]``
@@ -43,9 +44,9 @@ def main(argv: list[str] | None = None) -> int:
             ref = np.zeros((side, side, len(image)), bool)
             ref[r0 : r0 + 256, c0 : c0 + 256] = np.moveaxis(truth, 0, 2)
             volume = Volume(canvas, _PLS, patient, "volume", False)
+            array, frame = to_model_frame(volume)
             for option, fov in (("plain", False), ("fov", True)):
-                array, frame = to_model_frame(volume, field_of_view=fov)
-                mask = from_model_frame(seg.predict_volume(array), frame)
+                mask = from_model_frame(seg.with_field_of_view(fov).predict_volume(array), frame)
                 scores[name][option].append(volume_dice(mask, ref))
         print(patient.name, {n: [round(v[-1], 3) for v in o.values()] for n, o in scores.items()}, flush=True)
     summary = {

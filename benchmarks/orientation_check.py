@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         ref = truth.transpose(2, 1, 0)
         for name, extra in (("as-stored", {"as_stored": True}), ("turned", {})):
             volume = Volume(stored, LPS, patient, "nifti", True, extra)
-            array, frame = to_model_frame(volume, field_of_view=False)
+            array, frame = to_model_frame(volume)
             scores[name].append(volume_dice(from_model_frame(seg.predict_volume(array), frame), ref))
         print(patient.name, {k: round(v[-1], 3) for k, v in scores.items()}, flush=True)
     summary = {k: {"mean": float(np.mean(v)), "median": float(np.median(v)), "n": len(v)} for k, v in scores.items()}

@@ -82,7 +82,7 @@ def _nifti(tmp_path: Path, phantoms: Path) -> tuple[Path, np.ndarray]:
 @pytest.mark.parametrize("make", [_patient_folder, _slice_folder, _nifti])
 def test_read_volume_of_each_kind(tmp_path: Path, phantoms: Path, make):
     path, expected = make(tmp_path, phantoms)
-    volume = read_volume(path, field_of_view=False)  # the window applies to NIfTI and DICOM only
+    volume = read_volume(path)
     assert volume.dtype == np.uint8
     np.testing.assert_array_equal(volume, expected)  # slices in natural order: 2 before 10
 
@@ -130,7 +130,7 @@ def test_transposed_looking_nifti_is_warned_about(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, shape: tuple[int, int, int], warned: bool
 ):
     # Only a header without orientation is read as stored (else the affine turns it: nothing to warn about).
-    volume = read_volume(_nifti_file(tmp_path / "v.nii.gz", np.ones(shape, np.uint8), affine=None), field_of_view=False)
+    volume = read_volume(_nifti_file(tmp_path / "v.nii.gz", np.ones(shape, np.uint8), affine=None))
     assert volume.shape == (shape[2], shape[0], shape[1], 3)
     assert ("axes look transposed" in caplog.text) is warned
     assert not warned or "v.nii.gz" in caplog.text and "numpy.moveaxis" in caplog.text

@@ -81,7 +81,7 @@ def test_discovery_groups_sequence_files_in_folders_and_on_the_command_line(tmp_
     assert sorted(by_name) == ["a", "b_0000", "lone_t1", "other"]
     assert set(by_name["a"].sequences) == {"flair", "pre", "post", "t2"}
     assert by_name["a"].masks == [tmp_path / "out" / tmp_path.name / "a_mask.nii.gz"]
-    assert read_case(by_name["a"], field_of_view=False).shape == (4, 40, 36, 3)
+    assert read_case(by_name["a"]).shape == (4, 40, 36, 3)
     given = discover_inputs([tmp_path / "a_flair.nii.gz", tmp_path / "a_t1.nii.gz"], tmp_path / "out2")
     assert [(c.name, sorted(c.sequences)) for c in given] == [("a", ["flair", "pre"])]
 

@@ -177,9 +177,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--field-of-view",
         action=argparse.BooleanOptionalAction,
-        default=False,
-        help="NIfTI/DICOM: crop or pad the slices to a square window around the head, framed as in the "
-        "training data (keeps the accuracy on scans with a wider or off-centre view; default off)",
+        default=True,
+        help="NIfTI/DICOM: the network sees the slices cropped or padded to a square window around the head, "
+        "framed as in the training data (keeps the accuracy on scans with a wider or off-centre view; outputs "
+        "keep the whole slices; default on)",
     )
     p.add_argument("--batch-size", type=int, default=None, help="slices per batch (forward pass)")
     add_postprocess_flags(p)

@@ -51,20 +51,17 @@ from gliomaseg.inference.sequences import group_sequences, read_sequences
 from gliomaseg.inference.volume import Volume
 from gliomaseg.utils import non_regular_kind
 
-__all__ = ["FIELD_OF_VIEW", "SUPPORTED_INPUTS", "Case", "discover_inputs", "read_case", "read_image", "read_volume"]
+__all__ = ["SUPPORTED_INPUTS", "WINDOWED_KINDS", "Case", "discover_inputs", "read_case", "read_image", "read_volume"]
 
 SUPPORTED_INPUTS = (
     "a slice image (.tif, .tiff, .png, .jpg, .jpeg; grey or 3-channel uint8), a folder of slices "
     "(<name>_<n>.<ext>), a kaggle_3m patient folder, a NIfTI volume (.nii, .nii.gz; <case>_flair/_t1/_t1ce "
     "files of one case), or a DICOM series or study folder"
 )
+#: Case kinds of unknown framing: ``predict`` and the web page show them to the network through the
+#: field-of-view window (:mod:`gliomaseg.inference.field_of_view`); kaggle_3m slices are framed as in training.
+WINDOWED_KINDS = ("nifti", "dicom")
 log = logging.getLogger(__name__)
-
-#: Whether NIfTI and DICOM slices are windowed around the head by default. The window keeps the accuracy on
-#: scans framed unlike kaggle_3m's and costs 0.003 mean Dice on kaggle_3m's own framing (docs/geometry.md);
-#: off until the web page shows and downloads windowed volumes through their frame (predict and the page
-#: must see the same slices).
-FIELD_OF_VIEW = False
 
 _NUMBERED = re.compile(r"^(?P<name>.+)_(?P<n>\d+)$")
 
@@ -331,17 +328,13 @@ def read_image(case: Case) -> Volume:
     return case.image
 
 
-def read_case(
-    case: Case, orientation: Sequence[str] = KAGGLE_3M_ORIENTATION, *, field_of_view: bool = FIELD_OF_VIEW
-) -> np.ndarray:
+def read_case(case: Case, orientation: Sequence[str] = KAGGLE_3M_ORIENTATION) -> np.ndarray:
     """Read a case's volume, in the model's frame (and keep it on ``case.volume``).
 
     Args:
         case: from :func:`discover_inputs`.
         orientation: the model's (row, column, slice) axis codes, for NIfTI and DICOM (the model
             file's; see :func:`~gliomaseg.inference.orientation.model_orientation`).
-        field_of_view: crop or pad NIfTI/DICOM slices to a window around the head (see
-            :func:`~gliomaseg.inference.orientation.to_model_frame`).
 
     Returns:
         ``S x H x W x 3`` uint8 (pre-contrast, FLAIR, post-contrast).
@@ -350,8 +343,8 @@ def read_case(
         GliomasegError: an unreadable or truncated file, a wrong dtype or channel count, or slices of
             one volume with different sizes (the message names the file).
     """
-    if case.kind in ("nifti", "dicom"):
-        array, case.frame = to_model_frame(read_image(case), orientation, field_of_view=field_of_view)
+    if case.kind in WINDOWED_KINDS:
+        array, case.frame = to_model_frame(read_image(case), orientation)
         case.volume = np.ascontiguousarray(_as_three_channels(nifti_to_uint8(array)))
         return case.volume
     slices = []
@@ -367,19 +360,18 @@ def read_case(
     return case.volume
 
 
-def read_volume(
-    path: str | os.PathLike[str], series: str | None = None, *, field_of_view: bool = FIELD_OF_VIEW
-) -> np.ndarray:
+def read_volume(path: str | os.PathLike[str], series: str | None = None) -> np.ndarray:
     """Read one volume: a kaggle_3m patient folder, a folder of ``<name>_<n>`` slices, a NIfTI file, a DICOM
     folder or a slice; NIfTI and DICOM in the kaggle_3m models' frame.
 
     The same reader ``predict``, ``evaluate`` and the web page use, so an array read here gives the
-    same masks through :meth:`~gliomaseg.inference.segmenter.Segmenter.predict_volume`.
+    same masks through :meth:`~gliomaseg.inference.segmenter.Segmenter.predict_volume` (for NIfTI and
+    DICOM, ``predict`` uses the segmenter's field-of-view window:
+    :meth:`~gliomaseg.inference.segmenter.Segmenter.with_field_of_view`).
 
     Args:
         path: the folder or file (see the module docstring for the accepted kinds).
         series: the DICOM series (None: FLAIR, picked by name).
-        field_of_view: window NIfTI/DICOM slices around the head (as :func:`read_case`).
 
     Returns:
         ``S x H x W x 3`` uint8 (pre-contrast, FLAIR, post-contrast), slices in order.
@@ -402,4 +394,4 @@ def read_volume(
         raise GliomasegError(
             f"{path} holds {len(cases)} volumes ({names}); pass one patient folder, slice folder or NIfTI file"
         )
-    return read_case(cases[0], field_of_view=field_of_view)
+    return read_case(cases[0])

@@ -10,8 +10,9 @@ without it were trained on kaggle_3m: :data:`~gliomaseg.data.io.KAGGLE_3M_ORIENT
 - **Other scans** (tilted more, or with in-plane pixels that would not be square, e.g. a
   thick-slice sagittal) are resliced onto a grid whose axes are the model's directions in world
   space (linear interpolation); the mask goes back by nearest neighbour, probabilities linearly.
-- **Field of view** (option): the slices are cropped or padded to a square window around the head,
-  sized so that the head fills the share of the slice it filled in kaggle_3m (:data:`HEAD_FRACTION`).
+
+The field-of-view window around the head is applied later, by the segmenter, on the model-frame
+volume (:mod:`gliomaseg.inference.field_of_view`), so the frame here is the volume's whole slices.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from gliomaseg.errors import GliomasegError
 from gliomaseg.inference.volume import Volume
 
 __all__ = [
-    "HEAD_FRACTION",
     "MAX_TILT_DEGREES",
     "Frame",
     "from_model_frame",
@@ -47,9 +47,6 @@ MAX_TILT_DEGREES = 25.0
 _MAX_ANISOTROPY = 1.5
 #: A resliced slice has at most this many pixels per side (coarser spacing beyond).
 _MAX_SIDE = 512
-#: The head's largest in-plane extent over the slice side in kaggle_3m (median over 24 non-test patients of
-#: lgg-dev measured with :func:`head_box`; range 0.79-0.98).
-HEAD_FRACTION = 0.88
 
 
 @dataclass(frozen=True)
@@ -59,12 +56,10 @@ class Frame:
     Attributes:
         source_shape: the volume's ``X x Y x Z``.
         source_affine: its voxel -> RAS affine.
-        affine: model-frame voxel (row, column, slice) -> RAS, before any field-of-view window.
-        shape: the model-frame grid (rows, columns, slices) before any field-of-view window.
+        affine: model-frame voxel (row, column, slice) -> RAS.
+        shape: the model-frame grid (rows, columns, slices).
         source_ornt, target_ornt: nibabel orientations of the volume's axes and of the model's; None
             when the volume was resliced.
-        box: the field-of-view window ``(row0, col0, rows, cols)`` in that grid (may reach outside
-            it: padding), or None.
         spacing_known: whether the source gave real voxel sizes.
     """
 
@@ -74,7 +69,6 @@ class Frame:
     shape: tuple[int, int, int]
     source_ornt: np.ndarray | None
     target_ornt: np.ndarray | None
-    box: tuple[int, int, int, int] | None = None
     spacing_known: bool = True
 
     @property
@@ -172,50 +166,10 @@ def _axial_grid(affine: np.ndarray, shape: Sequence[int], target: np.ndarray) ->
     return grid, grid_shape
 
 
-def head_box(flair: np.ndarray) -> tuple[int, int, int, int]:
-    """The head's in-plane bounding box ``(row0, col0, rows, cols)`` from a ``rows x cols x slices`` FLAIR.
-
-    The mean over slices, smoothed, above 15 % of its 99th percentile; its largest connected part.
-    """
-    mean = ndimage.gaussian_filter(flair.astype(np.float32).mean(axis=2), 2.0)
-    head = mean > 0.15 * max(float(np.percentile(mean, 99)), 1e-6)
-    labels, n = ndimage.label(head)
-    if n == 0:
-        return 0, 0, flair.shape[0], flair.shape[1]
-    largest = 1 + int(np.argmax(ndimage.sum(head, labels, range(1, n + 1))))
-    rows, cols = ndimage.find_objects((labels == largest).astype(np.int32))[0]
-    return rows.start, cols.start, rows.stop - rows.start, cols.stop - cols.start
-
-
-def _crop(data: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
-    """``data``'s (rows x cols first) part inside ``box``; zero where the box reaches outside (padding)."""
-    r0, c0, h, w = box
-    out = np.zeros((h, w, *data.shape[2:]), data.dtype)
-    rs, re_, cs, ce = max(r0, 0), min(r0 + h, data.shape[0]), max(c0, 0), min(c0 + w, data.shape[1])
-    out[rs - r0 : re_ - r0, cs - c0 : ce - c0] = data[rs:re_, cs:ce]
-    return out
-
-
-def _uncrop(window: np.ndarray, box: tuple[int, int, int, int], shape: tuple[int, int]) -> np.ndarray:
-    """The reverse of :func:`_crop`: ``window`` put back into a zero array of in-plane ``shape``."""
-    r0, c0, h, w = box
-    out = np.zeros((*shape, *window.shape[2:]), window.dtype)
-    rs, re_, cs, ce = max(r0, 0), min(r0 + h, shape[0]), max(c0, 0), min(c0 + w, shape[1])
-    out[rs:re_, cs:ce] = window[rs - r0 : re_ - r0, cs - c0 : ce - c0]
-    return out
-
-
-def _fov_box(flair: np.ndarray) -> tuple[int, int, int, int]:
-    r0, c0, h, w = head_box(flair)
-    side = max(MIN_SIZE, math.ceil(max(h, w) / HEAD_FRACTION))
-    return r0 + h // 2 - side // 2, c0 + w // 2 - side // 2, side, side
-
-
 def to_model_frame(
     volume: Volume,
     orientation: Sequence[str] = KAGGLE_3M_ORIENTATION,
     *,
-    field_of_view: bool = False,
     max_tilt: float = MAX_TILT_DEGREES,
 ) -> tuple[np.ndarray, Frame]:
     """Bring a volume to the model's frame (see the module docstring).
@@ -224,7 +178,6 @@ def to_model_frame(
         volume: the scan as stored (``extra["as_stored"]``: a file without orientation, read with its
             first two axes as rows and columns and the last as slices).
         orientation: the model's (row, column, slice) axis codes (:func:`model_orientation`).
-        field_of_view: crop or pad the slices to a square window around the head (see the module docstring).
         max_tilt: axes tilted by more than this many degrees are resliced rather than permuted.
 
     Returns:
@@ -248,20 +201,16 @@ def to_model_frame(
     square = not volume.spacing_known or max(zooms[:2]) <= _MAX_ANISOTROPY * min(zooms[:2])
     if as_stored or (_tilt_degrees(affine) <= max_tilt and square):
         out = no.apply_orientation(data, step)
-        frame = Frame(volume.shape, affine, grid, out.shape[:3], source, target, None, volume.spacing_known)
+        frame = Frame(volume.shape, affine, grid, out.shape[:3], source, target, volume.spacing_known)
     else:
         grid, shape = _axial_grid(affine, data.shape[:3], target)
         out = resample(data, affine, shape, grid, order=1)
-        frame = Frame(volume.shape, affine, grid, shape, None, None, None, volume.spacing_known)
+        frame = Frame(volume.shape, affine, grid, shape, None, None, volume.spacing_known)
     if min(out.shape[:2]) < MIN_SIZE:
         raise GliomasegError(
             f"{volume.source}: slices of {out.shape[0]} x {out.shape[1]} voxels in the model's orientation are too "
             f"small (at least {MIN_SIZE} x {MIN_SIZE}); check the file's affine (its axis directions and voxel sizes)"
         )
-    if field_of_view:
-        box = _fov_box(out[..., 1 if out.shape[-1] == 3 else 0])
-        out = _crop(out, box)
-        frame = Frame(**{**frame.__dict__, "box": box})
     return np.ascontiguousarray(np.moveaxis(out, 2, 0)), frame
 
 
@@ -281,8 +230,6 @@ def from_model_frame(mask: np.ndarray, frame: Frame, *, order: int = 0) -> np.nd
     import nibabel.orientations as no
 
     data = np.moveaxis(np.asarray(mask), 0, 2)
-    if frame.box is not None:
-        data = _uncrop(data, frame.box, frame.shape[:2])
     if frame.source_ornt is not None and frame.target_ornt is not None:
         # a view: the NIfTI writer makes its one Fortran-order copy, which for this transpose is a plain copy
         return no.apply_orientation(data, no.ornt_transform(frame.target_ornt, frame.source_ornt))
@@ -312,6 +259,4 @@ def into_model_frame(mask: np.ndarray, frame: Frame) -> np.ndarray:
     else:
         moved = resample(data.astype(np.uint8), frame.source_affine, frame.shape, frame.affine, order=0)
         out = moved.astype(data.dtype)
-    if frame.box is not None:
-        out = _crop(out, frame.box)
     return np.ascontiguousarray(np.moveaxis(out, 2, 0))

@@ -38,7 +38,7 @@ from gliomaseg.data.io import KAGGLE_3M_ORIENTATION
 from gliomaseg.errors import GliomasegError, OutputExistsError
 from gliomaseg.evaluation.postprocess import PostprocessConfig, postprocess_volume
 from gliomaseg.inference.cohort import FAILED_NAME, Failures, finish_tables, shard_cases, shard_table
-from gliomaseg.inference.inputs import FIELD_OF_VIEW, Case, discover_inputs, read_case
+from gliomaseg.inference.inputs import WINDOWED_KINDS, Case, discover_inputs, read_case
 from gliomaseg.inference.limits import DEFAULT_LIMITS, Limits, check_case
 from gliomaseg.inference.orientation import model_orientation
 from gliomaseg.inference.outputs import (
@@ -131,7 +131,7 @@ def predict_inputs(
     resume: bool = False,
     shard: tuple[int, int] | None = None,
     series: str | None = None,
-    field_of_view: bool = FIELD_OF_VIEW,
+    field_of_view: bool = True,
     limits: Limits = DEFAULT_LIMITS,
 ) -> pd.DataFrame:
     """Segment slices, folders and volumes and write masks, overviews, ``cases.csv`` and ``components.csv``.
@@ -158,11 +158,11 @@ def predict_inputs(
         shard: ``(K, N)``: predict only the K-th of N slices of the cases (see
             :mod:`gliomaseg.inference.cohort`; the last shard to finish merges the tables).
         series: the DICOM series to read (its number in the listing, UID or description; None: FLAIR).
-        field_of_view: crop or pad NIfTI and DICOM slices to a square window around the head sized as
-            in kaggle_3m (see :func:`~gliomaseg.inference.orientation.to_model_frame`); measured on
-            shifted real volumes (``benchmarks/field_of_view.py``): mean Dice 0.47 -> 0.89 with the
-            head in a corner of 512 x 512, within 0.005 on kaggle_3m's own framing (default:
-            :data:`~gliomaseg.inference.inputs.FIELD_OF_VIEW`).
+        field_of_view: the network sees NIfTI and DICOM slices cropped or padded to a square window
+            around the head sized as in kaggle_3m (:meth:`Segmenter.with_field_of_view`; the outputs keep
+            the input's whole slices); measured on shifted real volumes (``benchmarks/field_of_view.py``):
+            mean Dice 0.47 -> 0.89 with the head in a corner of 512 x 512, within 0.005 on kaggle_3m's
+            own framing. kaggle_3m folders and slice images are never windowed.
         limits: the memory budget of one case (pixels per slice, voxels, slices), checked from the
             file headers before any pixel is decoded.
 
@@ -246,7 +246,9 @@ def _predict_case(
     overwrite: bool,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Read one case into the model's frame, segment it and write its outputs in the input's geometry."""
-    volume = read_case(case, orientation, field_of_view=field_of_view)
+    volume = read_case(case, orientation)
+    if field_of_view and case.kind in WINDOWED_KINDS:
+        seg = seg.with_field_of_view()
     probs = seg.predict_proba(volume)
     mask = postprocess_volume(probs, seg.postprocess)  # what Segmenter.predict_volume does
     # With resume, a case's own outputs from the stopped run are replaced.

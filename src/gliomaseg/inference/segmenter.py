@@ -22,6 +22,7 @@ from gliomaseg.data.normalise import PreprocessConfig, preprocess_volume
 from gliomaseg.errors import GliomasegError
 from gliomaseg.evaluation.postprocess import PostprocessConfig, flip_tta, postprocess_volume
 from gliomaseg.inference.backends import LoadedModel, load_onnx, load_torch
+from gliomaseg.inference.field_of_view import windowed
 from gliomaseg.inference.fusion import LogitsFn
 
 __all__ = ["Segmenter", "load_segmenter"]
@@ -67,6 +68,8 @@ class Segmenter:
         self.meta = meta or {}
         self.backend = backend
         self.members: tuple[Segmenter, ...] = ()
+        #: Whether :meth:`predict_proba` runs the network on the head's window (:meth:`with_field_of_view`).
+        self.field_of_view = False
 
     @classmethod
     def _from_loaded(cls, loaded: LoadedModel, postprocess: PostprocessConfig | None, batch_size: int) -> Segmenter:
@@ -168,14 +171,31 @@ class Segmenter:
         """A copy with some post-processing settings changed (e.g. ``tta=True``)."""
         post = replace(self.postprocess, **changes)
         if self.members:
-            return Segmenter.ensemble(self.members, post)
-        return Segmenter(
-            self.logits_fn, self.preprocess, post, batch_size=self.batch_size, meta=self.meta, backend=self.backend
-        )
+            seg = Segmenter.ensemble(self.members, post)
+        else:
+            seg = Segmenter(
+                self.logits_fn, self.preprocess, post, batch_size=self.batch_size, meta=self.meta, backend=self.backend
+            )
+        seg.field_of_view = self.field_of_view
+        return seg
+
+    def with_field_of_view(self, on: bool = True) -> Segmenter:
+        """A copy whose network sees each volume through the field-of-view window around the head.
+
+        Each volume's slices are cropped or padded to a square around the head sized as kaggle_3m's
+        framing (:func:`gliomaseg.inference.field_of_view.windowed`); the probabilities come back in the
+        full slices, zero outside the window. ``predict`` and the web page turn it on for NIfTI and DICOM
+        inputs, whose framing is unknown; kaggle_3m slices are framed as the training data already.
+        """
+        seg = self.with_postprocess()
+        seg.field_of_view = on
+        return seg
 
     def member_probas(self, volume: np.ndarray) -> list[np.ndarray]:
         """Each member's probabilities (an ensemble), or this model's alone, ``S x H x W`` float32 each."""
         if self.members:
+            if self.field_of_view:
+                return [windowed(m.predict_proba, volume) for m in self.members]
             return [m.predict_proba(volume) for m in self.members]
         return [self.predict_proba(volume)]
 
@@ -193,8 +213,6 @@ class Segmenter:
         Raises:
             GliomasegError: wrong shape or dtype.
         """
-        if self.members:
-            return np.mean(self.member_probas(volume), axis=0, dtype=np.float32)
         if volume.ndim == 3 and volume.shape[-1] == 3:
             volume = volume[None]
         if volume.ndim != 4 or volume.shape[-1] != 3 or volume.dtype != np.uint8:
@@ -202,6 +220,14 @@ class Segmenter:
                 f"expected an S x H x W x 3 uint8 volume (pre-contrast, FLAIR, post-contrast), "
                 f"got shape {volume.shape} dtype {volume.dtype}"
             )
+        if self.members:
+            return np.mean(self.member_probas(volume), axis=0, dtype=np.float32)
+        if self.field_of_view:
+            return windowed(self._network_proba, volume)
+        return self._network_proba(volume)
+
+    def _network_proba(self, volume: np.ndarray) -> np.ndarray:
+        """:meth:`predict_proba` of one model on exactly the slices given."""
         height, width = volume.shape[1:3]
         images = preprocess_volume(volume, self.preprocess)  # S x h x w x 3 float32
         batch = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))

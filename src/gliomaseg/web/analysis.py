@@ -17,6 +17,7 @@ import pandas as pd
 
 from gliomaseg.evaluation.metrics import binary_metrics, dice_from_counts
 from gliomaseg.evaluation.postprocess import PostprocessConfig, postprocess_volume
+from gliomaseg.inference.inputs import WINDOWED_KINDS
 from gliomaseg.inference.outputs import case_row, to_source
 from gliomaseg.inference.segmenter import Segmenter
 from gliomaseg.web.uploads import Scan
@@ -93,9 +94,14 @@ class Analysis:
         self.scan.case.volume, self.scan.case.nifti = None, None
 
     def probabilities(self, segmenter: Segmenter, tta: bool) -> np.ndarray:
-        """``S x H x W`` probabilities, computed by the network on first use and cached."""
+        """``S x H x W`` probabilities, computed by the network on first use and cached.
+
+        NIfTI and DICOM scans go through the field-of-view window, as in ``predict``.
+        """
         if tta not in self._probs:
-            self._probs[tta] = segmenter.with_postprocess(tta=tta).predict_proba(self.scan.volume)
+            seg = segmenter.with_postprocess(tta=tta)
+            seg = seg.with_field_of_view() if self.scan.case.kind in WINDOWED_KINDS else seg
+            self._probs[tta] = seg.predict_proba(self.scan.volume)
         return self._probs[tta]
 
     def update(self, segmenter: Segmenter, settings: PostprocessConfig) -> Result:
