@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 from pathlib import Path
@@ -11,6 +10,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from tests.inference.dicom_corpus import mr_datasets, series_affine
 
 from gliomaseg.cli import main
 from gliomaseg.data.io import write_image, write_mask
@@ -227,42 +227,6 @@ def test_label_maps_count_as_whole_tumour_and_images_are_refused(tmp_path: Path)
 
 
 # ----------------------------------------------------------------------------------------- DICOM SEG
-def _mr_series(mask_shape: tuple[int, int, int], spacing: tuple[float, float, float]) -> list:
-    """A tiny MR series (pydicom datasets) of ``S x rows x cols`` slices along +z of LPS."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
-
-    n, rows, cols = mask_shape
-    study, series, frame = generate_uid(), generate_uid(), generate_uid()
-    out = []
-    for k in range(n):
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
-        ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, generate_uid()
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
-        ds.Modality, ds.PatientID, ds.PatientName, ds.PatientSex = "MR", "anon", "anon^", "O"
-        ds.PatientBirthDate, ds.StudyDate, ds.StudyTime = "", dt.date.today().strftime("%Y%m%d"), "000000"
-        ds.AccessionNumber, ds.ReferringPhysicianName, ds.StudyID, ds.SeriesNumber, ds.InstanceNumber = (
-            "",
-            "",
-            "1",
-            1,
-            k + 1,
-        )
-        ds.Manufacturer = "test"
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.ImagePositionPatient = [10.0, -5.0, k * spacing[0]]
-        ds.PixelSpacing, ds.SliceThickness = [spacing[1], spacing[2]], spacing[0]
-        ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = rows, cols, 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-        ds.PixelData = np.zeros((rows, cols), np.uint16).tobytes()
-        out.append(ds)
-    return out
-
-
 @pytest.mark.parametrize(("file_name", "kind"), [("case1_seg.dcm", "BINARY"), ("case1", "FRACTIONAL")])
 def test_dicom_seg_against_a_nifti_truth(tmp_path: Path, file_name: str, kind: str) -> None:
     import highdicom as hd
@@ -270,7 +234,10 @@ def test_dicom_seg_against_a_nifti_truth(tmp_path: Path, file_name: str, kind: s
     spacing = (2.5, 0.7, 0.9)  # slice, row, column
     mask = np.zeros((6, 16, 20), bool)  # S x rows x cols
     mask[2:4, 5:9, 6:12] = True
-    series = _mr_series(mask.shape, spacing)
+    # An axial series along +z of LPS; the reference below is NIfTI on its grid: array [col, row, slice].
+    ras = series_affine(spacing=(spacing[1], spacing[2], spacing[0]), origin=(10.0, -5.0, 0.0))
+    truth = mask.transpose(2, 1, 0)
+    series = mr_datasets(np.zeros(truth.shape), ras)
     seg = hd.seg.Segmentation(
         source_images=series,
         pixel_array=mask.astype(np.uint8),
@@ -301,17 +268,12 @@ def test_dicom_seg_against_a_nifti_truth(tmp_path: Path, file_name: str, kind: s
     assert [m.kind for m in find_masks(tmp_path / "p").values()] == ["dicom-seg"]
     for k, image in enumerate(series):  # the source series beside it is not a mask: skipped
         image.save_as(tmp_path / "p" / f"mr_{k}.dcm", enforce_file_format=True)
-    # The reference as NIfTI: array [col, row, slice], affine LPS -> RAS.
-    lps = np.zeros((4, 4))
-    lps[:3, 0], lps[:3, 1], lps[:3, 2] = (spacing[2], 0, 0), (0, spacing[1], 0), (0, 0, spacing[0])
-    lps[:3, 3], lps[3, 3] = (10.0, -5.0, 0.0), 1
-    truth = mask.transpose(2, 1, 0)
-    nifti(tmp_path / "t" / "case1.nii.gz", truth, affine=np.diag([-1.0, -1, 1, 1]) @ lps)
+    nifti(tmp_path / "t" / "case1.nii.gz", truth, affine=ras)
     row = score_masks(tmp_path / "p", tmp_path / "t", None).per_case.iloc[0]
     assert (row["dice"], row["volume_unit"]) == (1.0, "mL")
     assert row["truth_volume"] == pytest.approx(mask.sum() * 2.5 * 0.7 * 0.9 / 1000)
     # predict writes a DICOM input's mask as <name>_mask.nii.gz and <name>_seg.dcm: one case, the NIfTI read
-    nifti(tmp_path / "p" / "case1_mask.nii.gz", truth, affine=np.diag([-1.0, -1, 1, 1]) @ lps)
+    nifti(tmp_path / "p" / "case1_mask.nii.gz", truth, affine=ras)
     assert [m.kind for m in find_masks(tmp_path / "p").values()] == ["nifti"]
 
 

@@ -1,23 +1,30 @@
-"""Builders of DICOM test data made on the fly (never public scans): series written with pydicom from a volume.
+"""DICOM test data made on the fly with pydicom (never public scans), and its geometry worked out apart
+from gliomaseg's reader and writers.
 
-Reusable by any test (``from tests.inference.dicom_corpus import ...`` or via ``conftest``-free import by
-path). A volume is ``X x Y x Z`` with a RAS affine (nibabel's convention); :func:`write_series` writes it
-as a classic MR series (one file per slice) or, with ``enhanced=True``, as one multi-frame file
+Any test imports it as ``from tests.inference.dicom_corpus import ...``. A volume is ``X x Y x Z`` with a
+RAS affine (nibabel's convention; :func:`series_affine` makes one from DICOM's own terms):
+:func:`mr_datasets` turns it into one single-frame MR dataset per slice, :func:`write_series` writes
+those as a classic series (one file per slice) or, with ``enhanced=True``, as one multi-frame file
 (highdicom's legacy-converted enhanced MR: per-frame functional groups). :func:`phantom` gives a head
 phantom in kaggle_3m's frame as such a volume; :func:`build_corpus` writes every case of issue 24's list.
 
-Fake identifiers only (``PatientName`` ``Phantom^Test``): the point of some tests is that they never
-reach file names or logs.
+The other way, :func:`dicom_volume` builds the :class:`~gliomaseg.inference.volume.Volume` a reader
+would return for a series, so that the writers can be tested without the reader.
+
+Fake identifiers only (:data:`PATIENT_NAME`, :data:`PATIENT_ID`, accession ``ACC-SECRET``): the point
+of some tests is that they never reach file names or logs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 #: Fake identifiers written into every file; tests check they never appear in outputs or logs.
 PATIENT_NAME = "Phantom^Secret"
 PATIENT_ID = "PID-0123456789"
@@ -47,6 +54,30 @@ def rotation(degrees: float, axis: int = 0) -> np.ndarray:
     out = np.eye(4)
     out[a, a], out[a, b], out[b, a], out[b, b] = c, -s, s, c
     return out
+
+
+def series_affine(
+    spacing: tuple[float, float, float] = (1.0, 1.0, 2.0),
+    row_dir: Sequence[float] = (1.0, 0.0, 0.0),
+    col_dir: Sequence[float] = (0.0, 1.0, 0.0),
+    origin: Sequence[float] = (-100.0, -120.0, 30.0),
+) -> np.ndarray:
+    """The RAS affine of a series given in DICOM's terms (LPS directions and positions).
+
+    Args:
+        spacing: ``(row spacing, column spacing, slice step)`` in mm (DICOM PixelSpacing order first).
+        row_dir: direction of increasing column index (the first three of ImageOrientationPatient).
+        col_dir: direction of increasing row index (orthogonal to ``row_dir``).
+        origin: ImagePositionPatient of slice 0.
+
+    Returns:
+        ``4 x 4`` voxel -> RAS for a volume ``X`` (columns) ``x Y`` (rows) ``x Z`` (slices along row x col).
+    """
+    row, col = (np.asarray(v, float) / np.linalg.norm(v) for v in (row_dir, col_dir))
+    lps = np.eye(4)
+    lps[:3, 0], lps[:3, 1], lps[:3, 2] = row * spacing[1], col * spacing[0], np.cross(row, col) * spacing[2]
+    lps[:3, 3] = origin
+    return _LPS_TO_RAS @ lps
 
 
 def _uid(rng: np.random.Generator) -> str:
@@ -106,8 +137,7 @@ def _slice_dataset(
     return ds
 
 
-def write_series(
-    folder: Path,
+def mr_datasets(
     volume: np.ndarray,
     affine: np.ndarray,
     *,
@@ -115,56 +145,82 @@ def write_series(
     number: int = 1,
     slope: float = 1.0,
     intercept: float = 0.0,
-    shuffle: bool = False,
-    suffix: str = ".dcm",
     image_type: Sequence[str] = ("ORIGINAL", "PRIMARY", "M", "NONE"),
     uids: dict[str, str] | None = None,
-    drop: Sequence[int] = (),
-    enhanced: bool = False,
     seed: int = 0,
-) -> list[Path]:
-    """Write ``volume`` (``X x Y x Z``, RAS ``affine``) as one MR series in ``folder``.
+) -> list:
+    """``volume`` (``X x Y x Z``, RAS ``affine``) as single-frame MR datasets of one series, in slice order.
 
     Args:
-        folder: where the files go (created).
         volume: the values to store (after rescale): ``stored = round((value - intercept) / slope)``, uint16.
         affine: voxel -> RAS; column 0 is along a DICOM row, column 1 down the columns, column 2 the slice step.
         description: SeriesDescription and ProtocolName.
         number: SeriesNumber.
         slope, intercept: RescaleSlope / RescaleIntercept.
-        shuffle: random file names without suffix and InstanceNumbers in random order.
-        suffix: the file suffix when not shuffled.
         image_type: ImageType.
         uids: ``study``, ``frame`` (and optionally ``series``) UIDs to share between series of one study.
-        drop: slice indices to leave out (a missing slice).
-        enhanced: one multi-frame file (highdicom's legacy-converted enhanced MR) instead.
-        seed: for UIDs and the shuffle.
+        seed: for the UIDs.
 
     Returns:
-        The files written.
+        One pydicom dataset per slice ``k`` (``pixel_array`` = ``stored[:, :, k].T``), instance numbers 1..Z.
     """
     rng = np.random.default_rng(seed)
     uids = {"study": _uid(rng), "frame": _uid(rng), **(uids or {})}
     uids.setdefault("series", _uid(rng))
-    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.asarray(affine, float)
+    lps = _LPS_TO_RAS @ np.asarray(affine, float)
     col_sp, row_sp = np.linalg.norm(lps[:3, 0]), np.linalg.norm(lps[:3, 1])
     orientation = np.concatenate([lps[:3, 0] / col_sp, lps[:3, 1] / row_sp])
     stored = np.clip(np.rint((np.asarray(volume, float) - intercept) / slope), 0, 65535)
-    keep = [k for k in range(volume.shape[2]) if k not in set(drop)]
-    instances = rng.permutation(len(keep)) + 1 if shuffle else np.arange(1, len(keep) + 1)
-    datasets = [
+    return [
         _slice_dataset(
             stored[:, :, k].T, (lps @ [0, 0, k, 1])[:3], orientation, (row_sp, col_sp), np.linalg.norm(lps[:3, 2]),
-            uids, description=description, number=number, instance=int(instances[i]), image_type=image_type,
+            uids, description=description, number=number, instance=k + 1, image_type=image_type,
             slope=slope, intercept=intercept, sop_uid=_uid(rng),
         )
-        for i, k in enumerate(keep)
+        for k in range(volume.shape[2])
     ]  # fmt: skip
+
+
+def write_series(
+    folder: Path,
+    volume: np.ndarray,
+    affine: np.ndarray,
+    *,
+    shuffle: bool = False,
+    suffix: str = ".dcm",
+    drop: Sequence[int] = (),
+    enhanced: bool = False,
+    seed: int = 0,
+    **header: Any,
+) -> list[Path]:
+    """Write ``volume`` (``X x Y x Z``, RAS ``affine``) as one MR series in ``folder``.
+
+    Args:
+        folder: where the files go (created).
+        volume: the values to store (see :func:`mr_datasets`).
+        affine: voxel -> RAS (see :func:`mr_datasets`).
+        shuffle: random file names without suffix and InstanceNumbers in random order.
+        suffix: the file suffix when not shuffled.
+        drop: slice indices to leave out (a missing slice).
+        enhanced: one multi-frame file (highdicom's legacy-converted enhanced MR) instead.
+        seed: for UIDs and the shuffle.
+        **header: ``description``, ``number``, ``slope``, ``intercept``, ``image_type``, ``uids`` of
+            :func:`mr_datasets`.
+
+    Returns:
+        The files written, in slice order.
+    """
+    rng = np.random.default_rng((seed, 1))  # apart from mr_datasets' stream of UIDs
+    datasets = [ds for k, ds in enumerate(mr_datasets(volume, affine, seed=seed, **header)) if k not in set(drop)]
+    if shuffle:
+        for ds, instance in zip(datasets, rng.permutation(len(datasets)) + 1):
+            ds.InstanceNumber = int(instance)
     folder.mkdir(parents=True, exist_ok=True)
     if enhanced:
         from highdicom.legacy import LegacyConvertedEnhancedMRImage
 
-        multi = LegacyConvertedEnhancedMRImage(datasets, uids["series"], number, _uid(rng), 1)
+        first = datasets[0]
+        multi = LegacyConvertedEnhancedMRImage(datasets, first.SeriesInstanceUID, first.SeriesNumber, _uid(rng), 1)
         path = folder / f"enhanced{suffix}"
         multi.save_as(path, enforce_file_format=True)
         return [path]
@@ -217,7 +273,7 @@ def build_corpus(root: Path, seed: int = 0) -> dict[str, Path]:
     paths = write_series(out["uneven"], flair, affine, seed=seed + 10)
     _edit(
         paths[n // 2],
-        ImagePositionPatient=[float(v) for v in (np.diag([-1, -1, 1, 1]) @ affine @ [0, 0, n // 2 + 0.4, 1])[:3]],
+        ImagePositionPatient=[float(v) for v in (_LPS_TO_RAS @ affine @ [0, 0, n // 2 + 0.4, 1])[:3]],
     )
     t1 = np.clip(1000.0 - flair, 0, None)
     write_series(out["study"] / "s1", t1, affine, description="AX T1 SE", number=1, uids=uids, seed=seed + 11)
@@ -262,3 +318,34 @@ def compress_jpeg_lossless(paths: Sequence[Path]) -> None:
         ds.PixelData = compressed.PixelData
         ds["PixelData"].is_undefined_length = True
         ds.save_as(path, enforce_file_format=True)
+
+
+def read_back(paths: Sequence[Path]) -> list:
+    """The datasets read from files, in the given order."""
+    import pydicom
+
+    return [pydicom.dcmread(p) for p in paths]
+
+
+def dicom_volume(datasets: Sequence[Any], source: Path = Path("series")) -> Any:
+    """The :class:`~gliomaseg.inference.volume.Volume` of a series in slice order, as a reader would give it:
+    ``X x Y x Z x 1`` with X along columns (``array[i, j, k] = datasets[k].pixel_array[j, i]``), RAS affine."""
+    from gliomaseg.inference.volume import Volume
+    from gliomaseg.inference.writers import DICOM_DATASETS
+
+    first, last = datasets[0], datasets[-1]
+    row, col = (
+        np.asarray(first.ImageOrientationPatient[:3], float),
+        np.asarray(first.ImageOrientationPatient[3:], float),
+    )
+    dr, dc = (float(x) for x in first.PixelSpacing)
+    origin = np.asarray(first.ImagePositionPatient, float)
+    n = len(datasets)
+    step = (np.asarray(last.ImagePositionPatient, float) - origin) / max(n - 1, 1)
+    if n == 1:
+        step = np.cross(row, col) * float(first.SliceThickness)
+    affine = np.eye(4)
+    affine[:3, 0], affine[:3, 1], affine[:3, 2] = row * dc, col * dr, step
+    affine[:3, 3] = origin
+    array = np.stack([ds.pixel_array.T for ds in datasets], axis=-1)[..., None]
+    return Volume(array, _LPS_TO_RAS @ affine, source, "dicom", extra={DICOM_DATASETS: list(datasets)})

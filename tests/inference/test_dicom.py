@@ -3,6 +3,7 @@ volumes), series listing and choice, refusals, and predict on a DICOM folder."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -18,10 +19,14 @@ from tests.inference.dicom_corpus import (
     rotation,
     write_series,
 )
+from tests.inference.seg_check import assert_seg_matches
 
+from gliomaseg import __version__
 from gliomaseg.errors import GliomasegError
 from gliomaseg.inference.dicom import format_series_table, is_dicom, list_series, read_dicom
+from gliomaseg.inference.inputs import discover_inputs, read_case
 from gliomaseg.inference.orientation import to_model_frame
+from gliomaseg.inference.outputs import OutputOptions, write_case
 from gliomaseg.inference.predict import predict_inputs
 
 
@@ -174,6 +179,15 @@ def test_predict_on_dicom_writes_the_mask_in_the_series_geometry_without_identif
         assert secret not in written
 
 
+def test_a_seg_is_not_written_without_naming_the_model(corpus: dict[str, Path], tmp_path: Path):
+    (case,) = discover_inputs([corpus["axial"]], tmp_path / "out")
+    read_case(case)
+    assert case.volume is not None
+    with pytest.raises(GliomasegError, match="records the model that made it"):
+        write_case(case, np.ones(case.volume.shape[:3], bool), options=OutputOptions(overview=False))
+    assert not list((tmp_path / "out").rglob("*.*"))  # refused before any file is written
+
+
 def test_one_enhanced_file_is_a_case(corpus: dict[str, Path], model_file, tmp_path: Path):
     (path,) = sorted(corpus["enhanced"].iterdir())
     table = predict_inputs(model_file(bias=10.0), [path], tmp_path / "out", overlays=False, field_of_view=False)
@@ -211,50 +225,10 @@ def test_real_volume_as_dicom_reads_back_as_kaggle_3m_slices(real_patients: Path
     np.testing.assert_array_equal(array[..., 0], kaggle[..., 1])
 
 
-def _expected_frame(ds, mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """The mask (``X x Y x Z`` on a NIfTI grid of RAS ``affine``) at every pixel of one source slice, found from
-    the slice's own position, orientation and spacing (DICOM's LPS), independently of the writer."""
-    rows, cols = int(ds.Rows), int(ds.Columns)
-    row_dir, col_dir = (
-        np.asarray(ds.ImageOrientationPatient[:3], float),
-        np.asarray(ds.ImageOrientationPatient[3:], float),
-    )
-    dr, dc = (float(v) for v in ds.PixelSpacing)
-    r, c = np.mgrid[:rows, :cols]
-    lps = np.asarray(ds.ImagePositionPatient, float) + c[..., None] * dc * row_dir + r[..., None] * dr * col_dir
-    ras = lps * np.array([-1.0, -1.0, 1.0])
-    ijk = np.rint((np.linalg.inv(affine) @ np.c_[ras.reshape(-1, 3), np.ones(rows * cols)].T)[:3]).astype(int)
-    return mask[ijk[0], ijk[1], ijk[2]].reshape(rows, cols)
-
-
-def _planes(ds) -> list:
-    """One plane (position, orientation, spacing, size) per frame of a source file, single- or multi-frame."""
-    from types import SimpleNamespace
-
-    if "PerFrameFunctionalGroupsSequence" not in ds:
-        return [ds]
-    shared = ds.SharedFunctionalGroupsSequence[0]
-
-    def group(frame, name):  # per-frame when there, else shared
-        return (frame.get(name) or shared.get(name))[0]
-
-    return [
-        SimpleNamespace(
-            Rows=ds.Rows,
-            Columns=ds.Columns,
-            ImagePositionPatient=group(f, "PlanePositionSequence").ImagePositionPatient,
-            ImageOrientationPatient=group(f, "PlaneOrientationSequence").ImageOrientationPatient,
-            PixelSpacing=group(f, "PixelMeasuresSequence").PixelSpacing,
-        )
-        for f in ds.PerFrameFunctionalGroupsSequence
-    ]
-
-
 @pytest.mark.parametrize("case", ["shuffled", "reversed", "oblique", "enhanced"])
 def test_predict_on_dicom_writes_a_seg_that_reads_back_to_the_mask(
     corpus: dict[str, Path], model_file, tmp_path: Path, case: str
 ):
-    import highdicom as hd
     import pydicom
 
     model = model_file()  # a real (untrained) U-Net: a mask that differs from slice to slice
@@ -266,23 +240,14 @@ def test_predict_on_dicom_writes_a_seg_that_reads_back_to_the_mask(
     image = nib.load(table.loc[0, "mask"])
     mask = np.asarray(image.dataobj) > 0
     assert 0 < mask.sum() < mask.size and len({int(s) for s in mask.sum(axis=(0, 1))}) > 1
-    seg = hd.seg.segread(table.loc[0, "seg"])
     sources = [pydicom.dcmread(p) for p in sorted(corpus[case].rglob("*")) if p.is_file() and is_dicom(p)]
-    referenced = {
-        r.ReferencedSOPInstanceUID for s in seg.ReferencedSeriesSequence for r in s.ReferencedInstanceSequence
-    }
-    assert referenced == {ds.SOPInstanceUID for ds in sources}
-    for ds in sources:
-        planes = _planes(ds)
-        if len(planes) > 1:  # enhanced multi-frame: the SEG's frames follow the source's own frame numbers
-            numbers = list(range(1, len(planes) + 1))
-            frames = seg.get_pixels_by_source_frame(
-                ds.SOPInstanceUID, source_frame_numbers=numbers, segment_numbers=[1]
-            )
-        else:
-            frames = seg.get_pixels_by_source_instance([ds.SOPInstanceUID], segment_numbers=[1])
-        for plane, frame in zip(planes, frames[..., 0]):
-            np.testing.assert_array_equal(frame > 0, _expected_frame(plane, mask, image.affine))
+    seg = assert_seg_matches(table.loc[0, "seg"], sources, mask, image.affine)
+    # the model that made it, by its file and the file's hash; nothing of the patient
+    algorithm = seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
+    assert algorithm.AlgorithmName == f"gliomaseg {model.stem} (unet)"
+    version = f"sha256:{hashlib.sha256(model.read_bytes()).hexdigest()[:12]}, gliomaseg {__version__}"
+    assert algorithm.AlgorithmVersion == version
+    assert seg.ManufacturerModelName == algorithm.AlgorithmName
 
 
 def test_cli_predict_on_dicom_logs_no_library_chatter(corpus: dict[str, Path], model_file, tmp_path: Path, caplog):

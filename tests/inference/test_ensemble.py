@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from gliomaseg import __version__
 from gliomaseg.cli import main
 from gliomaseg.data.io import read_mask
 from gliomaseg.errors import GliomasegError
 from gliomaseg.evaluation import evaluate
 from gliomaseg.evaluation.postprocess import postprocess_volume
-from gliomaseg.inference import Segmenter, load_segmenter, read_volume
+from gliomaseg.inference import Segmenter, load_segmenter, model_algorithm, read_volume
 from gliomaseg.inference.export import export_onnx
 from gliomaseg.inference.predict import predict_inputs
+from gliomaseg.inference.segmenter import MODEL_FILE
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +41,19 @@ def test_ensemble_probabilities_are_the_hand_computed_average(members, volume):
     np.testing.assert_allclose(ensemble.predict_proba(volume), (a + b) / 2, atol=1e-6)
     mask = ensemble.predict_volume(volume)
     np.testing.assert_array_equal(mask, postprocess_volume((a + b) / 2, ensemble.postprocess))
+
+
+def test_ensemble_algorithm_hashes_its_members_in_any_order(members):
+    forward = load_segmenter(members, graph_fusion=False)
+    backward = load_segmenter(members[::-1], graph_fusion=False)
+    digests = sorted(hashlib.sha256(p.read_bytes()).hexdigest() for p in members)
+    joined = hashlib.sha256("".join(digests).encode()).hexdigest()[:12]
+    expected = ("gliomaseg ensemble of 2 (unet)", f"sha256:{joined}, gliomaseg {__version__}")
+    assert model_algorithm(forward) == model_algorithm(backward) == expected
+    assert MODEL_FILE not in forward.meta  # the first member's file is not the ensemble's
+    assert [m[MODEL_FILE]["sha256"] for m in forward.meta["ensemble"]] == [
+        hashlib.sha256(p.read_bytes()).hexdigest() for p in members
+    ]
 
 
 def test_ensemble_tta_follows_the_ensemble(members, volume):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import platform
 from pathlib import Path
 
@@ -9,10 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from gliomaseg import __version__
 from gliomaseg.checkpoint import load_model
 from gliomaseg.data.normalise import PreprocessConfig
 from gliomaseg.evaluation.postprocess import PostprocessConfig
-from gliomaseg.inference import Segmenter, load_segmenter
+from gliomaseg.inference import Segmenter, load_segmenter, model_algorithm
+from gliomaseg.inference.segmenter import MODEL_FILE
 
 # What conftest's model files store (they differ from the defaults only by their weights).
 META = {"model": {"name": "unet", "kwargs": {"features": 4}}}
@@ -149,3 +152,21 @@ def test_predict_proba_rejects_bad_volumes(files: tuple[Path, Path]):
         seg.predict_proba(np.zeros((2, 32, 32, 3), np.float32))
     with pytest.raises(ValueError, match="S x H x W x 3"):
         seg.predict_proba(np.zeros((2, 32, 32, 1), np.uint8))
+
+
+def test_model_algorithm_names_the_model_file_and_its_hash(files: tuple[Path, Path], model_file, tmp_path: Path):
+    for path in files:  # a PyTorch model file and an ONNX export
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        seg = load_segmenter(path)
+        assert seg.meta[MODEL_FILE] == {"name": path.stem, "sha256": digest}
+        expected = (f"gliomaseg {path.stem} (unet)", f"sha256:{digest[:12]}, gliomaseg {__version__}")
+        assert model_algorithm(seg) == model_algorithm(seg.with_postprocess(tta=True)) == expected
+    trained = model_file(tmp_path / "best.pt", seed=3, split_id="565b4c0391dd:fold2")
+    name, version = model_algorithm(load_segmenter(trained, graph_fusion=False))
+    assert name == "gliomaseg best (unet)"
+    assert version == f"sha256:{hashlib.sha256(trained.read_bytes()).hexdigest()[:12]}, gliomaseg {__version__}, " + (
+        "565b4c0391dd:fold2"
+    )
+    # no file (a bare logits function): what its metadata say, still no "unknown"
+    bare = Segmenter(lambda x: x[:, :1], PreprocessConfig(size=32), meta={"model": {"name": "unet"}})
+    assert model_algorithm(bare) == ("gliomaseg unet", f"gliomaseg {__version__}")

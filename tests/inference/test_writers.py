@@ -8,7 +8,7 @@ import highdicom as hd
 import nibabel as nib
 import numpy as np
 import pytest
-from dicom_builder import dicom_volume, mr_series, read_back, save_series
+from tests.inference.dicom_corpus import PATIENT_ID, dicom_volume, read_back, series_affine, write_series
 
 from gliomaseg.errors import GliomasegError, OutputExistsError
 from gliomaseg.inference.volume import Volume
@@ -21,6 +21,9 @@ from gliomaseg.inference.writers import (
     write_nifti_mask,
     write_probabilities,
 )
+
+#: What the SEG records of the model (predict passes ``model_algorithm`` of the real one).
+ALGORITHM = ("gliomaseg unet", "sha256:0123456789ab, gliomaseg 0.1.0, 565b4c0391dd:fold0")
 
 
 def _rotation(axis: int, degrees: float) -> np.ndarray:
@@ -130,8 +133,8 @@ def _series(tmp_path: Path, name: str, n_slices: int = 5) -> list:
         row = np.asarray(params["row_dir"], float)
         col = np.asarray(params["col_dir"], float)
         params["col_dir"] = tuple(col - row * (row @ col) / (row @ row))
-    pixels = np.random.default_rng(3).integers(0, 4000, (n_slices, 24, 30)).astype(np.uint16)
-    return read_back(save_series(mr_series(pixels, **params), tmp_path / "series"))
+    pixels = np.random.default_rng(3).integers(0, 4000, (n_slices, 24, 30)).astype(np.uint16)  # Z x rows x columns
+    return read_back(write_series(tmp_path / "series", pixels.transpose(2, 1, 0), series_affine(**params)))
 
 
 def _check_seg(path: Path, datasets: list, expected: np.ndarray) -> hd.seg.Segmentation:
@@ -156,13 +159,13 @@ def test_dicom_seg_round_trip_equals_the_mask(tmp_path: Path, name: str):
     datasets = _series(tmp_path, name)
     volume = dicom_volume(datasets)
     mask = _random_mask(volume.shape, seed=4)
-    path = write_dicom_seg(tmp_path / "case_seg.dcm", mask, volume, algorithm=("gliomaseg unet", "0.1 fold0"))
+    path = write_dicom_seg(tmp_path / "case_seg.dcm", mask, volume, algorithm=ALGORITHM)
     # The builder's volume puts columns on the first axis: frame k is mask[:, :, k] transposed.
     expected = np.stack([mask[:, :, k].T for k in range(volume.shape[2])]).astype(np.uint8)
     seg = _check_seg(path, datasets, expected)
     algorithm = seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
-    assert (algorithm.AlgorithmName, algorithm.AlgorithmVersion) == ("gliomaseg unet", "0.1 fold0")
-    assert "PHANTOM01" not in path.name
+    assert (algorithm.AlgorithmName, algorithm.AlgorithmVersion) == ALGORITHM
+    assert PATIENT_ID not in path.name
 
 
 @pytest.mark.parametrize("layout", ["rows-first", "slices-reversed-and-flipped"])
@@ -186,7 +189,7 @@ def test_dicom_seg_places_frames_by_geometry_whatever_the_volumes_axis_order(tmp
     original = mask.swapaxes(0, 1) if layout == "rows-first" else mask[::-1, :, ::-1]  # back to the builder's order
     expected = np.stack([original[:, :, k].T for k in range(original.shape[2])]).astype(np.uint8)
     np.testing.assert_array_equal(frames, expected)
-    _check_seg(write_dicom_seg(tmp_path / "seg.dcm", mask, volume), datasets, expected)
+    _check_seg(write_dicom_seg(tmp_path / "seg.dcm", mask, volume, algorithm=ALGORITHM), datasets, expected)
 
 
 def test_dicom_seg_of_an_enhanced_multiframe_source(tmp_path: Path):
@@ -201,7 +204,7 @@ def test_dicom_seg_of_an_enhanced_multiframe_source(tmp_path: Path):
     base = dicom_volume(singles)
     volume = Volume(base.array, base.affine, Path("mf"), "dicom", extra={DICOM_DATASETS: [enhanced]})
     mask = _random_mask(volume.shape, seed=6)
-    path = write_dicom_seg(tmp_path / "mf_seg.dcm", mask, volume)
+    path = write_dicom_seg(tmp_path / "mf_seg.dcm", mask, volume, algorithm=ALGORITHM)
     seg = hd.seg.segread(path)
     pixels = seg.get_pixels_by_source_frame(enhanced.SOPInstanceUID, source_frame_numbers=[1, 2, 3, 4])[..., 0]
     # The converter orders its frames itself: frame f is the single slice at the same position.
@@ -217,15 +220,17 @@ def test_dicom_seg_empty_mask_and_refusals(tmp_path: Path):
     datasets = _series(tmp_path, "axial", n_slices=3)
     volume = dicom_volume(datasets)
     _check_seg(
-        write_dicom_seg(tmp_path / "e.dcm", np.zeros(volume.shape, bool), volume), datasets, np.zeros((3, 24, 30))
+        write_dicom_seg(tmp_path / "e.dcm", np.zeros(volume.shape, bool), volume, algorithm=ALGORITHM),
+        datasets,
+        np.zeros((3, 24, 30)),
     )
     with pytest.raises(OutputExistsError):
-        write_dicom_seg(tmp_path / "e.dcm", np.zeros(volume.shape, bool), volume)
+        write_dicom_seg(tmp_path / "e.dcm", np.zeros(volume.shape, bool), volume, algorithm=ALGORITHM)
     nifti = Volume(volume.array, volume.affine, Path("scan.nii.gz"), "nifti")
     with pytest.raises(GliomasegError, match="needs the source DICOM series"):
-        write_dicom_seg(tmp_path / "n.dcm", np.zeros(volume.shape, bool), nifti)
+        write_dicom_seg(tmp_path / "n.dcm", np.zeros(volume.shape, bool), nifti, algorithm=ALGORITHM)
     affine = volume.affine.copy()
     affine[:3, 3] += 0.4 * affine[:3, 0]  # off the grid by 0.4 voxel
     shifted = Volume(volume.array, affine, volume.source, "dicom", extra=volume.extra)
     with pytest.raises(GliomasegError, match="voxel grid"):
-        write_dicom_seg(tmp_path / "s.dcm", np.zeros(volume.shape, bool), shifted)
+        write_dicom_seg(tmp_path / "s.dcm", np.zeros(volume.shape, bool), shifted, algorithm=ALGORITHM)

@@ -16,7 +16,7 @@ from gliomaseg.data.io import read_mask, write_image, write_mask
 from gliomaseg.errors import GliomasegError
 from gliomaseg.evaluation.postprocess import PostprocessConfig
 from gliomaseg.inference.predict import predict_inputs
-from gliomaseg.inference.segmenter import Segmenter, load_segmenter
+from gliomaseg.inference.segmenter import Segmenter, load_segmenter, model_algorithm
 from gliomaseg.web.analysis import Analysis
 from gliomaseg.web.downloads import write_downloads
 from gliomaseg.web.examples import NIFTI_SPACING, Example, make_examples
@@ -295,7 +295,7 @@ def test_downloads_in_the_inputs_format(tmp_path: Path, examples, segmenter, key
     analysis = Analysis(load_upload(examples[key].scan, tmp_path / "work", max_bytes=10 * MB))
     result = analysis.update(segmenter, PostprocessConfig(0.49))
     z = 4 if key in ("nifti", "patient") else 0
-    mask_file, overlay_file = write_downloads(analysis, z)
+    mask_file, overlay_file = write_downloads(analysis, z, model_algorithm(segmenter))
     assert (mask_file.name, overlay_file.name) == (mask_name, overlay_name)
     assert np.asarray(Image.open(overlay_file)).shape == (64, 64, 3)
     if key == "patient":

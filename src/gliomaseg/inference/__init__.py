@@ -15,6 +15,7 @@ from gliomaseg._lazy import lazy_exports
 _EXPORTS = {
     "Segmenter": "gliomaseg.inference.segmenter",
     "load_segmenter": "gliomaseg.inference.segmenter",
+    "model_algorithm": "gliomaseg.inference.segmenter",
     "LoadedModel": "gliomaseg.inference.backends",
     "load_onnx": "gliomaseg.inference.backends",
     "load_torch": "gliomaseg.inference.backends",
@@ -51,7 +52,6 @@ _EXPORTS = {
     "read_dicom": "gliomaseg.inference.dicom",
     "read_sequences": "gliomaseg.inference.sequences",
     "read_volume": "gliomaseg.inference.inputs",
-    "model_algorithm": "gliomaseg.inference.predict",
     "predict_inputs": "gliomaseg.inference.predict",
     "CASES_COLUMNS": "gliomaseg.inference.outputs",
     "CASE_COMPONENT_COLUMNS": "gliomaseg.inference.outputs",
@@ -139,7 +139,7 @@ if TYPE_CHECKING:
         write_case,
     )
     from gliomaseg.inference.overview import OVERVIEW_SLICES, overview_image, overview_slices, write_overview
-    from gliomaseg.inference.predict import model_algorithm, predict_inputs
+    from gliomaseg.inference.predict import predict_inputs
     from gliomaseg.inference.pretrained import BUNDLED, BundledModel, bundled_path, model_card, resolve_model
     from gliomaseg.inference.quality import (
         QUALITY_COLUMNS,
@@ -149,7 +149,7 @@ if TYPE_CHECKING:
         quality_signals,
         score_signals,
     )
-    from gliomaseg.inference.segmenter import Segmenter, load_segmenter
+    from gliomaseg.inference.segmenter import Segmenter, load_segmenter, model_algorithm
     from gliomaseg.inference.sequences import read_sequences
     from gliomaseg.inference.volume import Volume
     from gliomaseg.inference.writers import (

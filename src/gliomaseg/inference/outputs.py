@@ -79,13 +79,14 @@ class OutputOptions:
         overlays: an overlay PNG per slice; None: only for single-slice cases.
         overview: one overview montage per volume.
         probabilities: the probability map (``<name>_proba.nii.gz``).
-        algorithm: ``(name, version)`` of the model, recorded in DICOM SEGs.
+        algorithm: ``(name, version)`` of the model, recorded in DICOM SEGs
+            (:func:`gliomaseg.inference.segmenter.model_algorithm`); needed to write a SEG.
     """
 
     overlays: bool | None = None
     overview: bool = True
     probabilities: bool = False
-    algorithm: tuple[str, str] = ("gliomaseg", "unknown")
+    algorithm: tuple[str, str] | None = None
 
     def wants_overlays(self, case: Case) -> bool:
         """Per-slice overlays for this case."""
@@ -240,7 +241,8 @@ def write_case(
 
     Raises:
         OutputExistsError: a target exists and ``overwrite`` is False.
-        GliomasegError: probabilities asked for but not given.
+        GliomasegError: probabilities asked for but not given; a DICOM case without
+            ``options.algorithm``.
     """
     options = options or OutputOptions()
     volume = case_volume(case)
@@ -248,6 +250,11 @@ def write_case(
     targets = case_targets(case, options, mask.shape[0])
     if targets["probabilities"] and probabilities is None:
         raise GliomasegError(f"{case.source}: probabilities were asked for but not computed")
+    if targets["seg"] and options.algorithm is None:
+        raise GliomasegError(
+            f"{case.source}: a DICOM SEG records the model that made it; pass "
+            "OutputOptions(algorithm=model_algorithm(segmenter))"
+        )
     assert case.volume is not None
     if case.kind in _ONE_FILE:
         write_nifti_mask(targets["mask"][0], source_mask, volume, overwrite=overwrite)

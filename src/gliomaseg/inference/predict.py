@@ -49,19 +49,11 @@ from gliomaseg.inference.outputs import (
     finished_case,
     write_case,
 )
-from gliomaseg.inference.segmenter import Segmenter, load_segmenter
+from gliomaseg.inference.segmenter import Segmenter, load_segmenter, model_algorithm
 
-__all__ = ["model_algorithm", "predict_inputs", "run_shard"]
+__all__ = ["predict_inputs", "run_shard"]
 
 log = logging.getLogger(__name__)
-
-
-def model_algorithm(seg: Segmenter) -> tuple[str, str]:
-    """``(name, version)`` of a segmenter's model, for DICOM SEG algorithm identification."""
-    meta = seg.meta
-    name = f"gliomaseg {(meta.get('model') or {}).get('name', 'model')}"
-    version = " ".join(str(v) for v in (meta.get("package_version"), meta.get("split_id")) if v)
-    return name, version or "unknown"
 
 
 def _check_writable(out: Path) -> None:

@@ -9,6 +9,7 @@ own size, then threshold and the configured post-processing.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -25,7 +26,11 @@ from gliomaseg.inference.backends import LoadedModel, load_onnx, load_torch
 from gliomaseg.inference.field_of_view import windowed
 from gliomaseg.inference.fusion import LogitsFn
 
-__all__ = ["Segmenter", "load_segmenter"]
+__all__ = ["MODEL_FILE", "Segmenter", "load_segmenter", "model_algorithm"]
+
+#: Key of :attr:`Segmenter.meta` recording the model file a segmenter was loaded from:
+#: ``{"name": file stem, "sha256": hex digest}`` (not in the file itself: computed on loading).
+MODEL_FILE = "model_file"
 
 
 class Segmenter:
@@ -72,11 +77,12 @@ class Segmenter:
         self.field_of_view = False
 
     @classmethod
-    def _from_loaded(cls, loaded: LoadedModel, postprocess: PostprocessConfig | None, batch_size: int) -> Segmenter:
+    def _from_loaded(
+        cls, loaded: LoadedModel, path: str | Path, postprocess: PostprocessConfig | None, batch_size: int
+    ) -> Segmenter:
         post = postprocess or PostprocessConfig.from_dict(loaded.meta.get("postprocess") or {})
-        return cls(
-            loaded.logits_fn, loaded.preprocess, post, batch_size=batch_size, meta=loaded.meta, backend=loaded.backend
-        )
+        meta = {**loaded.meta, MODEL_FILE: _file_record(Path(path))}
+        return cls(loaded.logits_fn, loaded.preprocess, post, batch_size=batch_size, meta=meta, backend=loaded.backend)
 
     @classmethod
     def from_checkpoint(
@@ -106,7 +112,7 @@ class Segmenter:
             graph_fusion: on the CPU, run the network as a TorchScript graph fused by oneDNN Graph.
         """
         loaded = load_torch(path, device=device, batch_size=batch_size, bf16=bf16, graph_fusion=graph_fusion)
-        return cls._from_loaded(loaded, postprocess, batch_size)
+        return cls._from_loaded(loaded, path, postprocess, batch_size)
 
     @classmethod
     def from_onnx(
@@ -128,7 +134,7 @@ class Segmenter:
         Raises:
             GliomasegError: the file is missing, not ONNX, or lacks the gliomaseg metadata.
         """
-        return cls._from_loaded(load_onnx(path, threads=threads), postprocess, batch_size)
+        return cls._from_loaded(load_onnx(path, threads=threads), path, postprocess, batch_size)
 
     @classmethod
     def ensemble(cls, members: Sequence[Segmenter], postprocess: PostprocessConfig | None = None) -> Segmenter:
@@ -158,7 +164,7 @@ class Segmenter:
         first = members[0]
         post = postprocess or first.postprocess
         meta = {
-            **{k: v for k, v in first.meta.items() if k not in ("metrics", "epoch")},
+            **{k: v for k, v in first.meta.items() if k not in ("metrics", "epoch", MODEL_FILE)},
             "split_id": [m.meta.get("split_id") for m in members],
             "ensemble": [m.meta for m in members],
         }
@@ -244,6 +250,52 @@ class Segmenter:
     def predict_volume(self, volume: np.ndarray) -> np.ndarray:
         """``S x H x W x 3`` uint8 volume -> ``S x H x W`` bool mask after post-processing."""
         return postprocess_volume(self.predict_proba(volume), self.postprocess)
+
+
+def _file_record(path: Path) -> dict[str, str]:
+    """The :data:`MODEL_FILE` record of a model file: its stem and sha256."""
+    with path.open("rb") as stream:
+        digest = hashlib.file_digest(stream, "sha256").hexdigest()
+    return {"name": path.stem, "sha256": digest}
+
+
+def model_algorithm(seg: Segmenter) -> tuple[str, str]:
+    """``(name, version)`` identifying a segmenter's model, for a DICOM SEG's algorithm identification.
+
+    The name is the model file's stem and architecture (``gliomaseg lgg-unet (unet)``; an ensemble:
+    ``gliomaseg ensemble of 3 (unet)``). The version starts with 12 hex digits of the model file's
+    sha256 (for an ensemble, of its members' sorted digests), so that it names the exact weights and
+    survives the 64-character limit of DICOM; then the gliomaseg version that trained the model and
+    its split id. Only the model's metadata go in, nothing of the scans.
+
+    Args:
+        seg: a loaded segmenter (a segmenter built from a bare ``logits_fn`` has no file: its name
+            and version then come from its metadata alone).
+
+    Returns:
+        ``(name, version)``, e.g. ``("gliomaseg lgg-unet (unet)", "sha256:3f1c0e9a7b21, gliomaseg 0.1.0,
+        565b4c0391dd:fold0")``.
+    """
+    from gliomaseg import __version__
+
+    metas = [m.meta for m in seg.members] or [seg.meta]
+    arch = str((seg.meta.get("model") or {}).get("name", "model"))
+    files = [meta.get(MODEL_FILE) for meta in metas]
+    if seg.members:
+        name = f"gliomaseg ensemble of {len(metas)} ({arch})"
+    elif files[0] and files[0]["name"] != arch:
+        name = f"gliomaseg {files[0]['name']} ({arch})"
+    else:
+        name = f"gliomaseg {arch}"
+    version = []
+    if all(files):
+        digests = sorted(str(f["sha256"]) for f in files if f)
+        joined = digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()
+        version.append(f"sha256:{joined[:12]}")
+    version.append(f"gliomaseg {seg.meta.get('package_version') or __version__}")
+    if isinstance(seg.meta.get("split_id"), str):
+        version.append(seg.meta["split_id"])
+    return name, ", ".join(version)
 
 
 def load_segmenter(

@@ -262,7 +262,7 @@ def write_dicom_seg(
     mask: np.ndarray,
     volume: Volume,
     *,
-    algorithm: tuple[str, str] = ("gliomaseg", "unknown"),
+    algorithm: tuple[str, str],
     overwrite: bool = False,
 ) -> Path:
     """Write a mask as a BINARY DICOM Segmentation referencing the source series.
@@ -276,7 +276,8 @@ def write_dicom_seg(
         path: the ``.dcm`` target.
         mask: ``X x Y x Z`` bool or 0/1 in the volume's own index order.
         volume: a DICOM volume with its source datasets under :data:`DICOM_DATASETS`.
-        algorithm: ``(name, version)`` of the model, for the segment's algorithm identification.
+        algorithm: ``(name, version)`` of the model, for the segment's algorithm identification
+            (:func:`gliomaseg.inference.segmenter.model_algorithm`).
         overwrite: replace an existing file.
 
     Returns:
@@ -288,7 +289,7 @@ def write_dicom_seg(
 
     Example:
         >>> import highdicom as hd
-        >>> write_dicom_seg("case_seg.dcm", mask, volume, algorithm=("gliomaseg unet", "0.1.0"))  # doctest: +SKIP
+        >>> write_dicom_seg("case_seg.dcm", mask, volume, algorithm=model_algorithm(seg))  # doctest: +SKIP
         >>> hd.seg.segread("case_seg.dcm").get_pixels_by_source_instance([uid])  # doctest: +SKIP
     """
     import highdicom as hd

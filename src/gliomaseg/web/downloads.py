@@ -29,19 +29,21 @@ def _zip(files: list[Path], target: Path) -> Path:
     return atomic_write(target, write, suffix=".zip")
 
 
-def write_downloads(analysis: Analysis, z: int) -> list[Path]:
+def write_downloads(analysis: Analysis, z: int, algorithm: tuple[str, str]) -> list[Path]:
     """Write the current mask and slice ``z``'s overlay into the scan's work folder.
 
     Args:
         analysis: the scan with a current result.
         z: the slice shown (its overlay PNG, at the input's resolution, is offered).
+        algorithm: ``(name, version)`` of the model, recorded in a DICOM SEG
+            (:func:`gliomaseg.inference.segmenter.model_algorithm`).
 
     Returns:
         ``[mask file or zip of slice masks, (DICOM SEG,) overlay PNG]``, replaced on every call.
     """
     assert analysis.result is not None
     case = analysis.scan.case
-    options = OutputOptions(overlays=False, overview=False)
+    options = OutputOptions(overlays=False, overview=False, algorithm=algorithm)
     write_case(case, analysis.result.mask, options=options, overwrite=True)
     seg = case_targets(case, options)["seg"]
     if case.kind in ("nifti", "dicom", "slice"):

@@ -20,7 +20,7 @@ from gliomaseg.data.io import write_image
 from gliomaseg.errors import GliomasegError
 from gliomaseg.evaluation.postprocess import PostprocessConfig
 from gliomaseg.inference.limits import DEFAULT_LIMITS, Limits
-from gliomaseg.inference.segmenter import Segmenter
+from gliomaseg.inference.segmenter import Segmenter, model_algorithm
 from gliomaseg.web.analysis import Analysis
 from gliomaseg.web.downloads import write_downloads
 from gliomaseg.web.examples import Example
@@ -139,7 +139,7 @@ class Viewer:
             slider,
             summary_html(analysis, z),
             gr.Dataframe(table, visible=True),
-            [str(p) for p in write_downloads(analysis, z)],
+            [str(p) for p in write_downloads(analysis, z, model_algorithm(self.segmenter))],
         )
 
     def _failed(self, err: Exception, analysis: Analysis | None, z: int) -> tuple[Any, ...]:
