@@ -123,3 +123,16 @@ def test_cli_quality_on_and_off(tmp_path, model_file, capsys, caplog):
     assert "quality_flag" not in capsys.readouterr().out
     written = pd.read_csv(tmp_path / "off" / "cases.csv")
     assert not set(QUALITY_COLUMNS) & set(written.columns)
+
+
+def test_resume_keeps_the_quality_the_earlier_table_wrote(tmp_path, model_file):
+    seg = load_segmenter(model_file(size=48, quality=NO_FLIP))
+    inputs = [_nifti(tmp_path / f"v{k}.nii.gz", 4, seed=k) for k in range(2)]
+    first = predict_inputs(seg, inputs, tmp_path / "out")
+    calls = _counted(seg)
+    again = predict_inputs(seg, inputs, tmp_path / "out", resume=True)  # every case skipped: no pass at all
+    assert calls == []
+    pd.testing.assert_frame_equal(again[list(QUALITY_COLUMNS)], first[list(QUALITY_COLUMNS)])
+    (tmp_path / "out" / "cases.csv").unlink()  # a stopped run: no table yet, so nothing to keep
+    blank = predict_inputs(seg, inputs, tmp_path / "out", resume=True)
+    assert blank["quality_flag"].tolist() == ["", ""] and blank["quality_score"].isna().all()

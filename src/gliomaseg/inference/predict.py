@@ -10,7 +10,8 @@ tables go to ``out``:
   slices, tumour voxels, volume in mL from the true voxel size (``volume_unit`` says ``voxels``
   when the input has none), 26-connected components and the largest one's volume, the files
   written and (``quality``, default on) ``quality_score`` and ``quality_flag``
-  (:mod:`gliomaseg.inference.quality`; blank for a single slice, and for cases a ``resume`` skips);
+  (:mod:`gliomaseg.inference.quality`; blank for a single slice; a case ``resume`` skips keeps
+  what the earlier run's table says, blank without one);
 - ``components.csv``: one row per component of every case, largest first.
 - ``failed.csv`` when cases failed (``input, case, error``): a case that cannot be read or segmented
   does not stop the others. Cohorts, shards and SLURM arrays: :mod:`gliomaseg.inference.cohort`
@@ -221,11 +222,13 @@ def predict_inputs(
         seg = _apply_postprocess(seg, postprocess)
         orientation = model_orientation(seg.meta)
         options = OutputOptions(overlays, overview, save_probabilities, model_algorithm(seg))
+    earlier = _earlier_quality([tables[0], *([shard_table(tables[0], shard)] if shard else [])]) if done else {}
     rows, parts, written, parted = [], [], [], []
     for case in cases:
         if id(case) in done:  # read back from its masks: the probabilities behind its quality are gone
             row, comps = done[id(case)]
-            row = {**row, "quality_score": math.nan, "quality_flag": ""} if quality else row
+            blank = {"quality_score": math.nan, "quality_flag": ""}
+            row = {**row, **earlier.get((row["input"], row["case"]), blank)} if quality else row
         elif failures.failed(case):
             continue
         else:
@@ -272,6 +275,23 @@ def _predict_case(
     text = f"{_volume_text(row)}{_quality_text(row)}"
     log.info("%s (%s): %d slice(s), tumour %s", case.name, case.kind, row["slices"], text)
     return row, comps
+
+
+def _earlier_quality(tables: Sequence[Path]) -> dict[tuple[str, str], dict[str, Any]]:
+    """The quality columns an earlier run's tables give its cases, by ``(input, case)``: a case that
+    ``resume`` skips is read back from its masks, but the probabilities behind its quality are gone."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in tables:
+        try:
+            table = pd.read_csv(path, dtype={"input": str, "case": str, "quality_flag": str})
+        except (OSError, ValueError):  # none, or unreadable: the rows stay blank
+            continue
+        if not set(QUALITY_COLUMNS) <= set(table.columns):
+            continue
+        for r in table.itertuples(index=False):
+            flag = r.quality_flag if isinstance(r.quality_flag, str) else ""
+            found[(r.input, r.case)] = {"quality_score": float(r.quality_score), "quality_flag": flag}
+    return found
 
 
 def _volume_text(row: Mapping[str, Any]) -> str:
