@@ -2,11 +2,13 @@
 """Calibrate the quality flag of a model from its evaluation folders (issue 25; docs/accuracy.md).
 
     python scripts/calibrate_quality.py EVAL_DIR... --out src/gliomaseg/inference/weights/lgg-unet.quality.json \
-        [--check TEST_EVAL_DIR...]
+        [--check TEST_EVAL_DIR...] [--signals input_distance,log_volume,uncertain_fraction]
 
 Each EVAL_DIR is a `gliomaseg evaluate ... --shift all` output (per_patient.csv + shifts.csv). Prints the
 out-of-fold AUROC (95% CI by patient bootstrap) of the score for Dice < 0.5, the flag threshold and, with
 --check, the AUROC of the fitted score on other evaluation folders (patients not used to fit it).
+--signals fits on a subset of the signals (default all): prediction computes only those the calibration
+lists, and a calibration without `disagreement` costs no second forward pass.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from gliomaseg.errors import GliomasegError
 from gliomaseg.evaluation.quality_calibration import FAIL_DICE, auroc_with_ci, fit_quality, load_cases, score_cases
+from gliomaseg.inference.quality import SIGNALS, check_signals
 from gliomaseg.utils import atomic_write_text
 
 
@@ -28,13 +32,25 @@ def main() -> int:
     parser.add_argument("--check", nargs="*", default=[], help="evaluation folders to check the fitted score on")
     parser.add_argument("--report", help="also write the figures as JSON here")
     parser.add_argument("--overwrite", action="store_true", help="replace --out")
+    parser.add_argument(
+        "--signals",
+        default=",".join(SIGNALS),
+        metavar="A,B,...",
+        help=f"comma-separated signals to fit on (default all: {','.join(SIGNALS)})",
+    )
     args = parser.parse_args()
+    try:
+        signals = check_signals([s.strip() for s in args.signals.split(",") if s.strip()], "--signals")
+    except GliomasegError as err:
+        parser.error(str(err))
+    if not signals:
+        parser.error(f"--signals: give at least one of {', '.join(SIGNALS)}")
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         parser.error(f"{out} exists: pass --overwrite to replace it")
     cases = load_cases(args.folders)
-    fitted = fit_quality(cases)
-    report = {"fit_on": [str(f) for f in args.folders], **fitted["evaluation"]}
+    fitted = fit_quality(cases, signals=signals)
+    report = {"fit_on": [str(f) for f in args.folders], "signals": list(signals), **fitted["evaluation"]}
     if args.check:
         held = load_cases(args.check)
         score = score_cases(held, fitted["calibration"])

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +15,8 @@ import pytest
 from gliomaseg.errors import GliomasegError
 from gliomaseg.evaluation.quality_calibration import fit_quality, load_cases, score_cases
 from gliomaseg.inference.quality import SIGNALS
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _cases(n_patients: int = 40, seed: int = 0) -> pd.DataFrame:
@@ -66,3 +74,56 @@ def test_load_cases_reads_evaluation_folders(tmp_path):
     assert len(loaded) == len(cases) and (loaded["shift"] == "none").sum() == len(inside)
     with pytest.raises(GliomasegError, match="per_patient.csv"):
         load_cases([tmp_path / "nothing"])
+
+
+@pytest.mark.parametrize(
+    ("signals", "with_reference"),
+    [
+        (["log_volume", "disagreement"], False),  # listed in SIGNALS order, whatever the order given
+        (["input_distance", "log_volume", "uncertain_fraction"], True),
+    ],
+)
+def test_fit_on_a_subset_of_the_signals(signals, with_reference):
+    cases = _cases()
+    fitted = fit_quality(cases, signals=signals, n_boot=50)
+    cal = fitted["calibration"]
+    assert cal["features"] == [s for s in SIGNALS if s in signals]
+    assert len(cal["coef"]) == len(cal["mean"]) == len(signals)
+    assert bool(cal["reference"]) == with_reference  # training statistics only for the input distance
+    assert 0.0 <= fitted["evaluation"]["out_of_fold"]["auroc"] <= 1.0
+    assert np.isfinite(score_cases(cases, cal)).all()
+
+
+def test_unknown_or_no_signals_are_refused():
+    with pytest.raises(GliomasegError, match=r"unknown signal\(s\) \['log_volumes'\].*log_volume"):
+        fit_quality(_cases(), signals=["log_volumes"], n_boot=10)
+    with pytest.raises(GliomasegError, match="at least one signal"):
+        fit_quality(_cases(), signals=[], n_boot=10)
+
+
+def test_the_script_fits_chosen_signals_and_names_the_valid_ones(tmp_path):
+    cases = _cases(20)
+    cases[cases["shift"] == "none"].drop(columns="shift").to_csv(tmp_path / "per_patient.csv", index=False)
+    cases[cases["shift"] != "none"].to_csv(tmp_path / "shifts.csv", index=False)
+    script = [sys.executable, str(REPO / "scripts" / "calibrate_quality.py"), str(tmp_path)]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    out = tmp_path / "cal.json"
+    done = subprocess.run(
+        [*script, "--out", str(out), "--signals", "disagreement,log_volume"],
+        env=env,
+        text=True,
+        capture_output=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out.read_text())["features"] == ["disagreement", "log_volume"]
+    assert json.loads(done.stdout)["signals"] == ["disagreement", "log_volume"]
+    typo = subprocess.run(
+        [*script, "--out", str(tmp_path / "x.json"), "--signals", "disagrement"],
+        env=env,
+        text=True,
+        capture_output=True,
+        check=False,
+    )
+    assert typo.returncode == 2 and "disagrement" in typo.stderr and "uncertain_fraction" in typo.stderr
+    assert not (tmp_path / "x.json").exists()

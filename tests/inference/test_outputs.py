@@ -154,5 +154,8 @@ def test_resume_redoes_a_case_that_lost_its_overview(tmp_path: Path, models):
     stamp = (out / "a_mask.nii.gz").stat().st_mtime_ns
     table = predict_inputs(models["all"], inputs, out, save_probabilities=True, resume=True)
     assert (out / "b_overview.png").is_file() and (out / "a_mask.nii.gz").stat().st_mtime_ns == stamp
-    pd.testing.assert_frame_equal(table, first)
+    pd.testing.assert_frame_equal(table[list(CASES_COLUMNS)], first[list(CASES_COLUMNS)])
+    # a's row is read back from its mask (no quality: its probabilities are gone); b is predicted again
+    assert table["quality_flag"].tolist() == ["", first.loc[1, "quality_flag"]] and first.loc[1, "quality_flag"]
+    assert table.loc[1, "quality_score"] == pytest.approx(first.loc[1, "quality_score"])
     assert table.loc[0, "tumour_ml"] == pytest.approx(36 * 36 * 4 * 0.002)

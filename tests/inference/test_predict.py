@@ -14,6 +14,7 @@ from gliomaseg.cli import main
 from gliomaseg.inference.inputs import discover_inputs
 from gliomaseg.inference.outputs import CASES_COLUMNS, overlay
 from gliomaseg.inference.predict import predict_inputs
+from gliomaseg.inference.quality import QUALITY_COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ def test_single_slice_formats_and_geometry(tmp_path: Path, models: dict[str, Pat
     assert mask.shape == (40, 56) and mask.dtype == np.uint8
     assert set(np.unique(mask).tolist()) <= {0, 255}
     assert (out / f"{Path(name).stem}_overlay.png").is_file()
-    assert list(table.columns) == list(CASES_COLUMNS)
+    assert list(table.columns) == [*CASES_COLUMNS, *QUALITY_COLUMNS]
     assert table.loc[0, "kind"] == "slice" and table.loc[0, "slices"] == 1
     assert table.loc[0, "tumour_voxels"] == int((mask > 0).sum())
     assert np.isnan(table.loc[0, "tumour_ml"]) and table.loc[0, "volume_unit"] == "voxels"
@@ -272,7 +273,11 @@ def test_resume_skips_the_cases_already_written(tmp_path: Path, models: dict[str
     table = predict_inputs(models["none"], inputs, out, resume=True)
     assert table["case"].tolist() == ["a", "b", "v"]
     assert table["tumour_voxels"].tolist() == [first.loc[0, "tumour_voxels"], 0, first.loc[2, "tumour_voxels"]]
-    assert table.drop(index=1).equals(first.drop(index=1))  # rows read back from the masks on disk
+    measured = list(CASES_COLUMNS)  # rows read back from the masks on disk
+    assert table.drop(index=1)[measured].equals(first.drop(index=1)[measured])
+    # the probabilities behind a skipped case's quality are gone: blank, the predicted case scored
+    assert table["quality_flag"].tolist()[::2] == ["", ""] and table.loc[1, "quality_flag"] in ("ok", "check")
+    assert table["quality_score"].isna().tolist() == [True, False, True]
     assert pd.read_csv(out / "cases.csv")["tumour_voxels"].tolist() == table["tumour_voxels"].tolist()
     components = pd.read_csv(out / "components.csv")
     assert components["case"].tolist() == ["a", "v"]  # b is empty now: no component

@@ -11,7 +11,17 @@ import pytest
 from gliomaseg.data.phantoms import synthesise_volume
 from gliomaseg.errors import GliomasegError
 from gliomaseg.inference import load_segmenter
-from gliomaseg.inference.quality import input_statistics, quality_for_case, quality_signals, score_signals
+from gliomaseg.inference.quality import (
+    SIGNALS,
+    calibration_signals,
+    input_statistics,
+    probability_signals,
+    quality_for_case,
+    quality_signals,
+    score_case,
+    score_signals,
+    unscored_reason,
+)
 
 CAL = {
     "reference": {"in_q50_1": [0.4, 0.1]},
@@ -88,3 +98,68 @@ def test_an_ensemble_uses_its_members_not_a_flip(model_file, case):
     proba = np.mean(probas, axis=0)
     row = quality_for_case(seg, image, proba, proba > 0.5, member_probas=probas, calibration=CAL)
     assert row["disagreement"] == pytest.approx(1.0, abs=1e-3)  # one says everything, the other nothing
+
+
+# ------------------------------------------------------------------ only the signals a calibration uses
+NO_FLIP = {**CAL, "features": ["input_distance", "log_volume"], "coef": [1.0, -1.0]}
+
+
+@pytest.mark.parametrize(
+    ("calibration", "all_signals", "expected"),
+    [
+        (CAL, False, {"disagreement", "in_q50_1"}),
+        (NO_FLIP, False, {"log_volume", "in_q50_1"}),
+        (NO_FLIP, True, set(SIGNALS) - {"input_distance"} | {"in_q50_1", "in_corr_pre_flair"}),
+    ],
+)
+def test_only_the_calibrations_signals_are_computed(model_file, case, calibration, all_signals, expected):
+    image, _ = case
+    seg = load_segmenter(model_file(size=64))
+    proba = seg.predict_proba(image)
+    row = quality_for_case(seg, image, proba, proba > 0.5, calibration=calibration, all_signals=all_signals)
+    computed = set(row) - {"input_distance", "quality_score", "quality_flag"}
+    assert expected <= computed
+    if not all_signals:
+        assert computed - {k for k in computed if k.startswith("in_")} <= set(calibration["features"])
+    assert 0.0 < row["quality_score"] < 1.0 and row["quality_flag"] in ("ok", "check")
+
+
+def test_score_case_reuses_the_probability_signals(model_file, case):
+    """The web page keeps probability_signals while the post-processing changes: same score as in one go."""
+    image, _ = case
+    seg = load_segmenter(model_file(size=64))
+    proba = seg.predict_proba(image)
+    base = probability_signals(seg, image, proba, signals=calibration_signals(CAL))
+    for threshold in (0.3, 0.5, 0.7):
+        mask = proba > threshold
+        assert score_case(base, mask, CAL)["quality_score"] == pytest.approx(
+            quality_for_case(seg, image, proba, mask, calibration=CAL)["quality_score"]
+        )
+
+
+def test_the_box_gives_the_whole_volumes_signals():
+    """Components and uncertain band come from the box where p > 0.2: the same as over the whole volume."""
+    proba = np.zeros((9, 40, 40), np.float32)
+    proba[2:4, 5:9, 30:35] = 0.9  # two components before post-processing, an uncertain rim around one
+    proba[6, 20:25, 3:6] = 0.6
+    proba[1:5, 4:10, 29:36] = np.maximum(proba[1:5, 4:10, 29:36], 0.3)
+    mask = proba > 0.5
+    s = quality_signals(np.zeros((9, 40, 40, 3), np.uint8), proba, mask)
+    assert s["log_components"] == pytest.approx(math.log1p(2))
+    assert s["uncertain_fraction"] == pytest.approx(((proba > 0.2) & (proba < 0.8)).sum() / mask.sum())
+    empty = quality_signals(np.zeros((9, 40, 40, 3), np.uint8), proba * 0, mask & False)
+    assert empty["log_components"] == 0.0 and empty["uncertain_fraction"] == 0.0 and empty["log_volume"] == 0.0
+
+
+def test_input_statistics_do_not_depend_on_the_layout(case):
+    image, _ = case
+    turned = np.ascontiguousarray(image.transpose(0, 2, 1, 3)).transpose(0, 2, 1, 3)  # same values, another layout
+    assert input_statistics(turned) == input_statistics(image)
+
+
+def test_unknown_signals_and_single_slices():
+    with pytest.raises(GliomasegError, match=r"unknown signal\(s\) \['flip'\].*disagreement, input_distance"):
+        calibration_signals({**CAL, "features": ["flip"]})
+    assert "one slice" in unscored_reason(np.zeros((1, 8, 8, 3), np.uint8), CAL)
+    assert unscored_reason(np.zeros((2, 8, 8, 3), np.uint8), CAL) == ""
+    assert "no quality calibration" in unscored_reason(np.zeros((2, 8, 8, 3), np.uint8), None)

@@ -202,8 +202,11 @@ def test_page_masks_and_areas_equal_predict(tmp_path: Path, examples, segmenter,
     cli = table.iloc[0]
     for column in ("slices", "slices_with_tumour", "tumour_voxels", "components", "volume_unit"):
         assert result.row[column] == cli[column]
-    for column in ("tumour_ml", "largest_component_ml"):
-        assert np.isclose(result.row[column], cli[column], equal_nan=True)
+    for column in ("tumour_ml", "largest_component_ml", "quality_score"):
+        value = result.quality[column] if column.startswith("quality") else result.row[column]
+        assert np.isclose(value, cli[column], equal_nan=True)
+    assert result.quality["quality_flag"] == cli["quality_flag"]
+    assert (result.quality["quality_flag"] == "") == (key != "nifti")  # a single slice is not scored
     if key == "nifti":
         stored = np.asanyarray(nib.load(cli["mask"]).dataobj)
         assert np.array_equal(result.mask, np.moveaxis(stored, 2, 0) > 0)
@@ -212,18 +215,38 @@ def test_page_masks_and_areas_equal_predict(tmp_path: Path, examples, segmenter,
     assert result.mask.any()  # the random net's probabilities straddle 0.5, so the comparison is not trivial
 
 
-def test_threshold_reuses_probabilities_and_tta_runs_the_network(tmp_path: Path, examples, segmenter):
+#: Quality calibrations with and without the flip disagreement (which costs the flipped input's pass).
+_WITH_FLIP = {"features": ["disagreement", "log_volume"], "mean": [0.2, 3.0], "scale": [0.1, 1.0]}
+_NO_FLIP = {"features": ["log_components", "log_volume"], "mean": [0.7, 3.0], "scale": [0.4, 1.0]}
+
+
+@pytest.mark.parametrize(
+    ("calibration", "passes"),
+    [(_NO_FLIP, 1), (_WITH_FLIP, 2)],  # the page's quality costs a second pass only for the disagreement
+    ids=["no-flip", "flip"],
+)
+def test_threshold_reuses_probabilities_and_tta_runs_the_network(
+    tmp_path: Path, examples, segmenter, calibration, passes
+):
     calls = []
+    quality = {**calibration, "coef": [1.0, -1.0], "intercept": 0.0, "threshold": 0.5}
     counting = Segmenter(
-        lambda x: calls.append(len(x)) or segmenter.logits_fn(x), segmenter.preprocess, segmenter.postprocess
+        lambda x: calls.append(len(x)) or segmenter.logits_fn(x),
+        segmenter.preprocess,
+        segmenter.postprocess,
+        meta={"quality": quality},
     )
     analysis = Analysis(load_upload(examples["nifti"].scan, tmp_path / "work", max_bytes=10 * MB))
-    sizes = []
+    sizes, scores = [], []
     for settings in (PostprocessConfig(0.5), PostprocessConfig(0.49), PostprocessConfig(0.49, fill_holes=True)):
-        sizes.append(int(analysis.update(counting, settings).mask.sum()))
-    assert sum(calls) == 20 and sizes[1] > sizes[0]  # one pass over the 20 slices, threshold applied after
+        result = analysis.update(counting, settings)
+        sizes.append(int(result.mask.sum()))
+        scores.append(result.quality["quality_score"])
+    # one pass over the 20 slices (and the flipped one), threshold and the mask's quality signals applied after
+    assert sum(calls) == passes * 20 and sizes[1] > sizes[0]
+    assert scores[0] != scores[1] and all(0.0 < q < 1.0 for q in scores)  # the predicted volume is a signal
     analysis.update(counting, PostprocessConfig(0.5, tta=True))
-    assert sum(calls) == 20 + 4 * 20  # flip TTA: four flips of every slice
+    assert sum(calls) == passes * (20 + 4 * 20)  # flip TTA: four flips of every slice
 
 
 def test_truth_metrics_and_per_slice_table(tmp_path: Path, examples, segmenter):
@@ -245,7 +268,11 @@ def test_truth_metrics_and_per_slice_table(tmp_path: Path, examples, segmenter):
     [
         (
             "slice",
-            [r"Tumour area</th><td id=\"tumour-total\"><span class=\"gs-value\">[\d,]+</span> pixels", "in voxels"],
+            [
+                r"Tumour area</th><td id=\"tumour-total\"><span class=\"gs-value\">[\d,]+</span> pixels",
+                "in voxels",
+                r"id=\"quality\">not scored \(one slice: the quality flag is calibrated on whole volumes\)",
+            ],
         ),
         (
             "nifti",
@@ -254,6 +281,8 @@ def test_truth_metrics_and_per_slice_table(tmp_path: Path, examples, segmenter):
                 r"\([\d,]+ voxels\)",
                 "0.9 × 0.9 × 3 mm",
                 r"Components</th><td id=\"components\">\d+",
+                r"Quality</th><td id=\"quality\"><span class=\"gs-value\">[01]\.\d\d</span> "
+                r"<span class=\"gs-flag-(ok|check)\">(ok|check)</span>",
             ],
         ),
     ],

@@ -197,6 +197,8 @@ def test_page_numbers_equal_predict(browser, server: Server, inputs: Inputs):
     _wait_text(browser, "summary", r"phantom_12 \(slice\)")
     area = _wait_text(browser, "tumour-total", r"^([\d,]+) pixels$")
     assert _number(area.group(1)) == inputs.areas.loc[0, "tumour_voxels"]
+    assert _text(browser, "quality").startswith("not scored (one slice")  # blank in cases.csv too
+    assert inputs.areas.loc[0, "quality_flag"] == ""
 
     _upload(browser, "scan-upload", inputs.nifti)
     _wait_text(browser, "summary", r"head \(nifti\)")
@@ -204,6 +206,8 @@ def test_page_numbers_equal_predict(browser, server: Server, inputs: Inputs):
     assert _number(volume.group(2)) == inputs.areas.loc[1, "tumour_voxels"]
     assert _number(volume.group(1)) == pytest.approx(inputs.areas.loc[1, "tumour_ml"], abs=0.005)
     assert "0.8 × 0.8 × 2.5 mm from the NIfTI header" in _text(browser, "summary")
+    quality = _wait_text(browser, "quality", r"^([01]\.\d\d) (ok|check)")  # beside the volume, as in cases.csv
+    assert quality.groups() == (f"{inputs.areas.loc[1, 'quality_score']:.2f}", inputs.areas.loc[1, "quality_flag"])
 
     _upload(browser, "truth-upload", inputs.truth)
     dice = _wait_text(browser, "dice", r"^(\d\.\d{3}|–)")

@@ -35,6 +35,7 @@ __all__ = [
     "add_out_flag",
     "add_overwrite_flag",
     "add_postprocess_flags",
+    "add_quality_flag",
     "add_resume_flag",
     "add_shard_flag",
     "limits_from",
@@ -82,6 +83,7 @@ MEANINGS: dict[str, str] = {
     "--max-slice-pixels": "refuse slices of more pixels (H x W) than this",
     "--max-voxels": "refuse scans of more voxels (slices x H x W) than this",
     "--max-slices": "refuse scans of more slices than this",
+    "--quality": "a quality score and ok/check flag per case",
 }
 
 
@@ -223,6 +225,17 @@ def add_postprocess_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--tta", **on_off, help=f"{MEANINGS['--tta']} (default: the model's)")
     p.add_argument("--fill-holes", **on_off, help=f"{MEANINGS['--fill-holes']} (default: the model's)")
+
+
+def add_quality_flag(p: argparse.ArgumentParser, what: str) -> None:
+    """``--quality/--no-quality`` (default on): :mod:`gliomaseg.inference.quality` (``what``: where it goes)."""
+    p.add_argument(
+        "--quality",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=f"{MEANINGS['--quality']} ({what}; default on; it costs a second network pass only when the model's "
+        "quality calibration uses the flip disagreement)",
+    )
 
 
 def postprocess_changes(args: argparse.Namespace) -> dict[str, object]:

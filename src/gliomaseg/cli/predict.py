@@ -16,6 +16,7 @@ from gliomaseg.cli._common import (
     add_out_flag,
     add_overwrite_flag,
     add_postprocess_flags,
+    add_quality_flag,
     add_resume_flag,
     add_shard_flag,
     limits_from,
@@ -96,6 +97,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         "save_probabilities": args.save_probabilities,
         "graph_fusion": args.graph_fusion,
         "resume": args.resume,
+        "quality": args.quality,
         "limits": limits_from(args, "predict"),
     }
     if args.launcher == "submitit":
@@ -108,6 +110,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     table = predict_inputs(**options, shard=shard, series=args.series, field_of_view=args.field_of_view)
     n_slices = int(table["slices"].sum())
     shown = ["case", "kind", "slices", "slices_with_tumour", "tumour_voxels", "tumour_ml", "volume_unit", "components"]
+    shown += ["quality_score", "quality_flag"] if args.quality else []
     print(table[shown].to_string(index=False))
     where = f"shard {args.shard}: " if shard else ""
     merged = " (cases.csv, components.csv: merged by the last shard to finish)" if shard else ""
@@ -211,6 +214,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=False,
         help="also write each case's tumour probabilities, <name>_proba.nii.gz (float32 0..1, the input's geometry)",
     )
+    add_quality_flag(p, "columns quality_score and quality_flag of cases.csv")
     add_shard_flag(
         p,
         "the cases (1 <= K <= N; shards may run at once on several machines into one --out; the last to finish "

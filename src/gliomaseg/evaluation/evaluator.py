@@ -276,8 +276,10 @@ def _score_patients(seg: Segmenter, plan: EvaluationPlan, gif_dir: Path | None, 
             pred = postprocess_volume(proba, seg.postprocess)
             if seg.members:
                 members[pid] = member_dice(probas, truth, seg.postprocess)
-            # an ensemble's members measure the disagreement; a single model's flipped input does
-            quality = quality_for_case(seg, images, proba, pred, member_probas=probas if len(probas) > 1 else None)
+            # an ensemble's members measure the disagreement, a single model's flipped input does; every
+            # signal is recorded (not only the calibration's), so that calibrations can be fitted on them
+            members_or_none = probas if len(probas) > 1 else None
+            quality = quality_for_case(seg, images, proba, pred, member_probas=members_or_none, all_signals=True)
             t2 = time.perf_counter()
             per_slice = slice_metrics(pred, truth)
             per_slice["slice"] = rows["slice"].to_numpy()

@@ -9,7 +9,9 @@ score finds the cases with Dice < 0.5:
   volumes' statistics when the evaluated patients are training patients, as for the bundled model);
   ``input_distance`` is measured against them.
 - a logistic regression (scikit-learn, L2, standardised features) predicting Dice < 0.5 from
-  :data:`~gliomaseg.inference.quality.SIGNALS`; ``quality_score`` = 1 - its probability.
+  :data:`~gliomaseg.inference.quality.SIGNALS`, or a chosen subset of them (prediction computes only
+  the signals its calibration lists: without ``disagreement``, no second forward pass);
+  ``quality_score`` = 1 - its probability.
 - AUROC of the score out of fold: patients are split into 5 groups and each group's cases are
   scored by a model fitted on the others (all cases of a patient, shifted or not, stay together),
   with a 95% CI from 2000 bootstrap resamples of patients.
@@ -28,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from gliomaseg.errors import GliomasegError
-from gliomaseg.inference.quality import SIGNALS, score_signals
+from gliomaseg.inference.quality import SIGNALS, check_signals, score_signals
 
 __all__ = ["FAIL_DICE", "auroc_with_ci", "fit_quality", "load_cases"]
 
@@ -60,11 +62,16 @@ def _reference(cases: pd.DataFrame) -> dict[str, list[float]]:
     return {c: [float(inside[c].mean()), float(max(inside[c].std(), 1e-3))] for c in columns}
 
 
-def _features(cases: pd.DataFrame, reference: dict[str, list[float]]) -> np.ndarray:
+def _features(cases: pd.DataFrame, reference: dict[str, list[float]], signals: Sequence[str]) -> np.ndarray:
     z = [(cases[c] - m).abs() / s for c, (m, s) in reference.items()]
     distance = pd.concat(z, axis=1).mean(axis=1) if z else pd.Series(math.nan, index=cases.index)
     table = cases.assign(input_distance=distance)
-    return table[list(SIGNALS)].to_numpy(dtype=np.float64)
+    missing = sorted(set(signals) - set(table.columns))
+    if missing:
+        raise GliomasegError(
+            f"the evaluated cases lack the signal(s) {missing}: evaluate them again (gliomaseg evaluate)"
+        )
+    return table[list(signals)].to_numpy(dtype=np.float64)
 
 
 def _fit(x: np.ndarray, y: np.ndarray) -> Any:
@@ -96,12 +103,19 @@ def auroc_with_ci(
 
 
 def fit_quality(
-    cases: pd.DataFrame, *, target_sensitivity: float = 0.8, folds: int = 5, n_boot: int = 2000
+    cases: pd.DataFrame,
+    *,
+    signals: Sequence[str] = SIGNALS,
+    target_sensitivity: float = 0.8,
+    folds: int = 5,
+    n_boot: int = 2000,
 ) -> dict[str, Any]:
     """Fit the calibration on evaluated cases and measure it out of fold.
 
     Args:
         cases: from :func:`load_cases` (columns ``patient_id``, ``shift``, ``dice``, the signals).
+        signals: the signals to fit on (names from :data:`~gliomaseg.inference.quality.SIGNALS`);
+            the calibration lists them, and prediction computes only those.
         target_sensitivity: the share of Dice < 0.5 cases the flag must catch (out of fold).
         folds: patient groups for the out-of-fold scores.
         n_boot: bootstrap resamples of patients for the AUROC intervals.
@@ -111,9 +125,15 @@ def fit_quality(
         out-of-fold AUROC (all cases, in-domain only, shifted only), flag rates and the threshold.
 
     Raises:
-        GliomasegError: no failing or no passing case (nothing to calibrate on).
+        GliomasegError: no failing or no passing case (nothing to calibrate on), no signal or an
+            unknown one.
     """
     from sklearn.model_selection import GroupKFold
+
+    signals = check_signals(signals, "fit_quality")
+    if not signals:
+        raise GliomasegError(f"fit_quality: give at least one signal of {', '.join(SIGNALS)}")
+    uses_input = "input_distance" in signals  # the training statistics are needed only for it
 
     y = (cases["dice"].to_numpy() < FAIL_DICE).astype(int)
     if y.sum() == 0 or y.sum() == len(y):
@@ -121,18 +141,18 @@ def fit_quality(
     groups = cases["patient_id"].to_numpy()
     oof = np.empty(len(y))
     for train, held in GroupKFold(n_splits=folds).split(cases, y, groups):
-        reference = _reference(cases.iloc[train])
-        model = _fit(_features(cases.iloc[train], reference), y[train])
-        oof[held] = 1.0 - model.predict_proba(_features(cases.iloc[held], reference))[:, 1]
+        reference = _reference(cases.iloc[train]) if uses_input else {}
+        model = _fit(_features(cases.iloc[train], reference, signals), y[train])
+        oof[held] = 1.0 - model.predict_proba(_features(cases.iloc[held], reference, signals))[:, 1]
     # the flag is "score < threshold": just above the quantile, so that at least the target share is below it
     threshold = float(np.nextafter(np.quantile(oof[y == 1], target_sensitivity, method="higher"), np.inf))
-    reference = _reference(cases)
-    model = _fit(_features(cases, reference), y)
+    reference = _reference(cases) if uses_input else {}
+    model = _fit(_features(cases, reference, signals), y)
     scaler, logistic = model.named_steps["standardscaler"], model.named_steps["logisticregression"]
     calibration = {
         "format": "gliomaseg-quality/1",
         "target": f"Dice < {FAIL_DICE}",
-        "features": list(SIGNALS),
+        "features": list(signals),
         "mean": scaler.mean_.tolist(),
         "scale": scaler.scale_.tolist(),
         # the score is 1 - P(fail): coefficients of the failure's logit

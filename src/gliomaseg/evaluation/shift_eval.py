@@ -49,7 +49,8 @@ def case_row(seg: Any, volume: np.ndarray, truth: np.ndarray, quality: bool = Tr
     pred = postprocess_volume(proba, seg.postprocess)
     row: dict[str, Any] = dict(binary_metrics(pred, truth))
     if quality:
-        row.update(quality_for_case(seg, volume, proba, pred, member_probas=probas if len(probas) > 1 else None))
+        members = probas if len(probas) > 1 else None  # every signal, for fitting calibrations
+        row.update(quality_for_case(seg, volume, proba, pred, member_probas=members, all_signals=True))
     return row
 
 

@@ -91,10 +91,17 @@ _EXPORTS = {
     "resolve_model": "gliomaseg.inference.pretrained",
     "QUALITY_COLUMNS": "gliomaseg.inference.quality",
     "SIGNALS": "gliomaseg.inference.quality",
+    "calibration_signals": "gliomaseg.inference.quality",
+    "check_signals": "gliomaseg.inference.quality",
+    "default_calibration": "gliomaseg.inference.quality",
     "input_statistics": "gliomaseg.inference.quality",
+    "probability_signals": "gliomaseg.inference.quality",
+    "quality_calibration": "gliomaseg.inference.quality",
     "quality_for_case": "gliomaseg.inference.quality",
     "quality_signals": "gliomaseg.inference.quality",
+    "score_case": "gliomaseg.inference.quality",
     "score_signals": "gliomaseg.inference.quality",
+    "unscored_reason": "gliomaseg.inference.quality",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
@@ -144,10 +151,17 @@ if TYPE_CHECKING:
     from gliomaseg.inference.quality import (
         QUALITY_COLUMNS,
         SIGNALS,
+        calibration_signals,
+        check_signals,
+        default_calibration,
         input_statistics,
+        probability_signals,
+        quality_calibration,
         quality_for_case,
         quality_signals,
+        score_case,
         score_signals,
+        unscored_reason,
     )
     from gliomaseg.inference.segmenter import Segmenter, load_segmenter, model_algorithm
     from gliomaseg.inference.sequences import read_sequences

@@ -8,8 +8,10 @@ tables go to ``out``:
 
 - ``cases.csv``: one row per case (:data:`~gliomaseg.inference.outputs.CASES_COLUMNS`): the input,
   slices, tumour voxels, volume in mL from the true voxel size (``volume_unit`` says ``voxels``
-  when the input has none), 26-connected components and the largest one's volume, and the files
-  written;
+  when the input has none), 26-connected components and the largest one's volume, the files
+  written and (``quality``, default on) ``quality_score`` and ``quality_flag``
+  (:mod:`gliomaseg.inference.quality`; blank for a single slice; a case ``resume`` skips keeps
+  what the earlier run's table says, blank without one);
 - ``components.csv``: one row per component of every case, largest first.
 - ``failed.csv`` when cases failed (``input, case, error``): a case that cannot be read or segmented
   does not stop the others. Cohorts, shards and SLURM arrays: :mod:`gliomaseg.inference.cohort`
@@ -26,12 +28,14 @@ the cases whose outputs are all there.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from gliomaseg.data.io import KAGGLE_3M_ORIENTATION
@@ -49,6 +53,7 @@ from gliomaseg.inference.outputs import (
     finished_case,
     write_case,
 )
+from gliomaseg.inference.quality import QUALITY_COLUMNS, quality_for_case
 from gliomaseg.inference.segmenter import Segmenter, load_segmenter, model_algorithm
 
 __all__ = ["predict_inputs", "run_shard"]
@@ -125,6 +130,7 @@ def predict_inputs(
     series: str | None = None,
     field_of_view: bool = True,
     limits: Limits = DEFAULT_LIMITS,
+    quality: bool = True,
 ) -> pd.DataFrame:
     """Segment slices, folders and volumes and write masks, overviews, ``cases.csv`` and ``components.csv``.
 
@@ -157,9 +163,13 @@ def predict_inputs(
             own framing. kaggle_3m folders and slice images are never windowed.
         limits: the memory budget of one case (pixels per slice, voxels, slices), checked from the
             file headers before any pixel is decoded.
+        quality: add ``quality_score`` and ``quality_flag`` to every row
+            (:func:`~gliomaseg.inference.quality.quality_for_case`; one more forward pass per case
+            only when the model's calibration uses the flip disagreement).
 
     Returns:
-        The ``cases.csv`` table (:data:`~gliomaseg.inference.outputs.CASES_COLUMNS`), one row per case predicted
+        The ``cases.csv`` table (:data:`~gliomaseg.inference.outputs.CASES_COLUMNS`, then with ``quality``
+        :data:`~gliomaseg.inference.quality.QUALITY_COLUMNS`), one row per case predicted
         (of the shard); ``table.attrs["failed"]`` lists the cases that failed (``failed.csv``: input, case,
         error), which do not stop the others.
 
@@ -204,15 +214,18 @@ def predict_inputs(
         seg = _apply_postprocess(seg, postprocess)
         orientation = model_orientation(seg.meta)
         options = OutputOptions(overlays, overview, save_probabilities, model_algorithm(seg))
+    earlier = _earlier_quality([tables[0], *([shard_table(tables[0], shard)] if shard else [])]) if done else {}
     rows, parts, written, parted = [], [], [], []
     for case in cases:
-        if id(case) in done:
+        if id(case) in done:  # read back from its masks: the probabilities behind its quality are gone
             row, comps = done[id(case)]
+            blank = {"quality_score": math.nan, "quality_flag": ""}
+            row = {**row, **earlier.get((row["input"], row["case"]), blank)} if quality else row
         elif failures.failed(case):
             continue
         else:
             with failures.catch(case):
-                row, comps = _predict_case(seg, case, options, orientation, field_of_view, overwrite or resume)
+                row, comps = _predict_case(seg, case, options, orientation, field_of_view, overwrite or resume, quality)
             case.volume = case.image = case.nifti = None  # one case in memory at a time
             if failures.failed(case):
                 continue
@@ -222,7 +235,7 @@ def predict_inputs(
         parted.extend([case] * len(comps))
     if shard is None:
         failures.raise_if_all(cases)  # one bad input alone (or only bad ones) is an error: no table is written
-    table = pd.DataFrame(rows, columns=list(CASES_COLUMNS))
+    table = pd.DataFrame(rows, columns=[*CASES_COLUMNS, *(QUALITY_COLUMNS if quality else ())])
     components = pd.DataFrame(parts, columns=list(CASE_COMPONENT_COLUMNS))
     finish_tables({tables[0]: (table, written), tables[1]: (components, parted)}, failures, cohort, shard)
     table.attrs["failed"] = failures.table()
@@ -236,25 +249,57 @@ def _predict_case(
     orientation: Sequence[str],
     field_of_view: bool,
     overwrite: bool,
+    quality: bool,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Read one case into the model's frame, segment it and write its outputs in the input's geometry."""
     volume = read_case(case, orientation)
     if field_of_view and case.kind in WINDOWED_KINDS:
         seg = seg.with_field_of_view()
-    probs = seg.predict_proba(volume)
+    # what Segmenter.predict_proba does; an ensemble's members also give the quality's disagreement
+    probas = seg.member_probas(volume)
+    probs = probas[0] if len(probas) == 1 else np.mean(probas, axis=0, dtype=np.float32)
     mask = postprocess_volume(probs, seg.postprocess)  # what Segmenter.predict_volume does
     # With resume, a case's own outputs from the stopped run are replaced.
     row, comps = write_case(
         case, mask, options=options, probabilities=probs if options.probabilities else None, overwrite=overwrite
     )
-    log.info("%s (%s): %d slice(s), tumour %s", case.name, case.kind, row["slices"], _volume_text(row))
+    if quality:
+        found = quality_for_case(seg, volume, probs, mask, member_probas=probas if len(probas) > 1 else None)
+        row.update({k: found[k] for k in QUALITY_COLUMNS})
+    text = f"{_volume_text(row)}{_quality_text(row)}"
+    log.info("%s (%s): %d slice(s), tumour %s", case.name, case.kind, row["slices"], text)
     return row, comps
+
+
+def _earlier_quality(tables: Sequence[Path]) -> dict[tuple[str, str], dict[str, Any]]:
+    """The quality columns an earlier run's tables give its cases, by ``(input, case)``: a case that
+    ``resume`` skips is read back from its masks, but the probabilities behind its quality are gone."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in tables:
+        try:
+            table = pd.read_csv(path, dtype={"input": str, "case": str, "quality_flag": str})
+        except (OSError, ValueError):  # none, or unreadable: the rows stay blank
+            continue
+        if not set(QUALITY_COLUMNS) <= set(table.columns):
+            continue
+        for r in table.itertuples(index=False):
+            flag = r.quality_flag if isinstance(r.quality_flag, str) else ""
+            found[(r.input, r.case)] = {"quality_score": float(r.quality_score), "quality_flag": flag}
+    return found
 
 
 def _volume_text(row: Mapping[str, Any]) -> str:
     """``12.3 mL in 2 component(s)``, or voxels when the input has no voxel size."""
     size = f"{row['tumour_ml']:.2f} mL" if row["volume_unit"] == "mL" else f"{row['tumour_voxels']} voxels"
     return f"{size} in {row['components']} component(s)"
+
+
+def _quality_text(row: Mapping[str, Any]) -> str:
+    """``; quality 0.93: ok`` (or ``: check``), ``; quality not scored`` (one slice), or '' without quality."""
+    if "quality_flag" not in row:
+        return ""
+    flag = row["quality_flag"]
+    return f"; quality {row['quality_score']:.2f}: {flag}" if flag else "; quality not scored"
 
 
 def run_shard(kwargs: dict[str, Any], k: int, n: int) -> dict[str, int]:

@@ -1,14 +1,19 @@
-"""One scan on the page: cached probabilities, and the mask, areas and metrics for the current settings.
+"""One scan on the page: cached probabilities, and the mask, areas, quality and metrics for the current settings.
 
 The network runs once per scan (twice if the user switches flip TTA on, which changes the
 probabilities); the threshold and the other post-processing switches only re-run
 :func:`~gliomaseg.evaluation.postprocess.postprocess_volume` on the cached probabilities. That is
 the same computation :meth:`~gliomaseg.inference.segmenter.Segmenter.predict_volume` does for
 ``predict``, so the page and the CLI give identical masks for the same file and settings.
+
+The quality flag (:mod:`gliomaseg.inference.quality`) likewise: the signals of the input and the
+probabilities (with the flipped input's pass when the calibration uses the flip disagreement) are
+cached with the probabilities; a settings change recomputes only the cheap signals of the mask.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +24,13 @@ from gliomaseg.evaluation.metrics import binary_metrics, dice_from_counts
 from gliomaseg.evaluation.postprocess import PostprocessConfig, postprocess_volume
 from gliomaseg.inference.inputs import WINDOWED_KINDS
 from gliomaseg.inference.outputs import case_row, to_source
+from gliomaseg.inference.quality import (
+    calibration_signals,
+    probability_signals,
+    quality_calibration,
+    score_case,
+    unscored_reason,
+)
 from gliomaseg.inference.segmenter import Segmenter
 from gliomaseg.web.uploads import Scan
 
@@ -39,6 +51,8 @@ class Result:
             truth, or None without one.
         per_slice: one row per slice: ``slice``, ``tumour_px``, (known voxel size) ``tumour_mm2``, (with truth)
             ``truth_px`` and ``dice`` (NaN where the truth is empty).
+        quality: ``quality_score`` and ``quality_flag`` as ``predict`` writes them, and
+            ``quality_note``: why the case is not scored ('' when it is).
     """
 
     settings: PostprocessConfig
@@ -47,6 +61,7 @@ class Result:
     row: dict[str, Any]
     metrics: dict[str, Any] | None
     per_slice: pd.DataFrame
+    quality: dict[str, Any] = field(default_factory=dict)
 
     @property
     def best_slice(self) -> int:
@@ -70,6 +85,7 @@ class Analysis:
     truth: np.ndarray | None = None
     result: Result | None = None
     _probs: dict[bool, np.ndarray] = field(default_factory=dict, repr=False)
+    _signals: dict[bool, dict[str, float]] = field(default_factory=dict, repr=False)
     released: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -91,18 +107,36 @@ class Analysis:
         self.released = True
         self.result, self.truth, self.scan.truth = None, None, None
         self._probs.clear()
+        self._signals.clear()
         self.scan.case.volume, self.scan.case.nifti = None, None
 
     def probabilities(self, segmenter: Segmenter, tta: bool) -> np.ndarray:
-        """``S x H x W`` probabilities, computed by the network on first use and cached.
-
-        NIfTI and DICOM scans go through the field-of-view window, as in ``predict``.
-        """
+        """``S x H x W`` probabilities, computed by the network on first use and cached, with the
+        quality signals that depend on them alone. NIfTI and DICOM scans go through the field-of-view
+        window, as in ``predict``."""
         if tta not in self._probs:
             seg = segmenter.with_postprocess(tta=tta)
             seg = seg.with_field_of_view() if self.scan.case.kind in WINDOWED_KINDS else seg
-            self._probs[tta] = seg.predict_proba(self.scan.volume)
+            probas = seg.member_probas(self.scan.volume)  # what predict_proba does; members give the disagreement
+            probs = probas[0] if len(probas) == 1 else np.mean(probas, axis=0, dtype=np.float32)
+            calibration = quality_calibration(seg.meta)
+            if not unscored_reason(self.scan.volume, calibration):
+                members = probas if len(probas) > 1 else None
+                signals = calibration_signals(calibration)
+                self._signals[tta] = probability_signals(
+                    seg, self.scan.volume, probs, member_probas=members, signals=signals
+                )
+            self._probs[tta] = probs
         return self._probs[tta]
+
+    def _quality(self, segmenter: Segmenter, tta: bool, mask: np.ndarray) -> dict[str, Any]:
+        """The case's quality for this mask: the cached signals plus those of the mask, scored."""
+        calibration = quality_calibration(segmenter.meta)
+        reason = unscored_reason(self.scan.volume, calibration)
+        if reason:
+            return {"quality_score": math.nan, "quality_flag": "", "quality_note": reason}
+        scored = score_case(self._signals[tta], mask, calibration)
+        return {"quality_score": scored["quality_score"], "quality_flag": scored["quality_flag"], "quality_note": ""}
 
     def update(self, segmenter: Segmenter, settings: PostprocessConfig) -> Result:
         """Mask, areas and metrics for ``settings`` (stored as :attr:`result`).
@@ -119,7 +153,8 @@ class Analysis:
         metrics = binary_metrics(mask, self.truth) if self.truth is not None else None
         case = self.scan.case
         row, _ = case_row(case, to_source(case, mask), self.scan.geometry.voxel_ml)
-        self.result = Result(settings, probs, mask, row, metrics, self._per_slice(mask))
+        quality = self._quality(segmenter, settings.tta, mask)
+        self.result = Result(settings, probs, mask, row, metrics, self._per_slice(mask), quality)
         return self.result
 
     def _per_slice(self, mask: np.ndarray) -> pd.DataFrame:

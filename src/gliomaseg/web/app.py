@@ -28,6 +28,8 @@ CSS = """
 .gs-summary th { text-align: left; font-weight: 600; }
 .gs-summary .gs-value { font-weight: 700; font-size: 1.1em; }
 .gs-case { color: #666; margin: 0; }
+.gs-flag-ok { color: #176117; font-weight: 600; }
+.gs-flag-check { color: #fff; background: #c0392b; font-weight: 700; padding: 0 0.35em; border-radius: 3px; }
 """
 _SESSION_TTL_S = 2 * 3600
 

@@ -64,14 +64,24 @@ def _volume(row: dict, voxels_key: str, ml_key: str, bare: str) -> str:
     return f'<span class="gs-value">{float(row[ml_key]):,.2f}</span> mL ({voxels:,} voxels)'
 
 
+def _quality(quality: dict) -> str:
+    """``0.93 ok`` / ``0.41 check: ...``, or why the case is not scored (the figures of ``predict``'s cases.csv)."""
+    if not quality.get("quality_flag"):
+        return f"not scored ({html.escape(quality.get('quality_note') or 'no quality calibration')})"
+    score, flag = float(quality["quality_score"]), quality["quality_flag"]
+    note = " (the mask may be wrong: compare it with the scan)" if flag == "check" else ""
+    return f'<span class="gs-value">{score:.2f}</span> <span class="gs-flag-{flag}">{flag}</span>{note}'
+
+
 def summary_html(analysis: Analysis, z: int) -> str:
-    """The numbers: tumour volume in mL (or area), components, the slice's area, Dice and IoU against the truth.
+    """The numbers: tumour volume in mL (or area), quality, components, the slice's area, Dice and IoU.
 
     Volumes come from the true voxel size (NIfTI or DICOM header), through the same
     :func:`~gliomaseg.inference.outputs.case_row` as ``predict``'s ``cases.csv``; slice images carry
-    no spacing, so they are counted in voxels (pixels for one slice) and the page says so. Each
-    value sits in an element with an ``id`` (``tumour-total``, ``components``, ``tumour-slice``,
-    ``dice``, ``iou``) so it can be found on the page.
+    no spacing, so they are counted in voxels (pixels for one slice) and the page says so. The
+    quality score and flag (``quality_score`` < the calibration's threshold: ``check``) are those
+    ``predict`` writes. Each value sits in an element with an ``id`` (``tumour-total``, ``quality``,
+    ``components``, ``tumour-slice``, ``dice``, ``iou``) so it can be found on the page.
     """
     result = analysis.result
     assert result is not None
@@ -92,6 +102,7 @@ def summary_html(analysis: Analysis, z: int) -> str:
         pixel_area = None
     lines = [
         (total_label, "tumour-total", _volume(row, "tumour_voxels", "tumour_ml", "pixels" if one_slice else "voxels")),
+        ("Quality", "quality", _quality(result.quality)),
         (
             "Components",
             "components",
