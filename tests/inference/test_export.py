@@ -91,6 +91,8 @@ def test_predict_on_onnx_equals_checkpoint(exported: tuple[Path, Path, float], t
     a = predict_inputs(ckpt, inputs, tmp_path / "pt")
     b = predict_inputs(onnx_path, inputs, tmp_path / "onnx")
     files = ["mask", "seg", "overview", "probabilities", "overlays"]  # paths differ: pt/ and onnx/
+    # the quality score is a smooth function of the probabilities, which differ in the last float digits
+    np.testing.assert_allclose(a.pop("quality_score"), b.pop("quality_score"), atol=1e-4)
     assert a.drop(columns=files).equals(b.drop(columns=files))
     for n in range(1, 4):
         name = f"p/p_{n}_mask.tif"
