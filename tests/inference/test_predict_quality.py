@@ -16,7 +16,7 @@ from PIL import Image
 
 from gliomaseg.cli import main
 from gliomaseg.data.phantoms import synthesise_volume
-from gliomaseg.inference import Segmenter, load_segmenter
+from gliomaseg.inference import Segmenter, load_segmenter, read_volume
 from gliomaseg.inference.outputs import CASES_COLUMNS
 from gliomaseg.inference.predict import predict_inputs
 from gliomaseg.inference.quality import QUALITY_COLUMNS, quality_for_case
@@ -49,15 +49,16 @@ def _nifti(path: Path, slices: int, seed: int = 0) -> Path:
 
 
 def _counted(seg: Segmenter) -> list[int]:
-    """Count the real network's volume passes: ``predict_proba`` calls, the slices of each."""
+    """Count the real network's slices: the batch size of each call of its logits function (copies of the
+    segmenter, e.g. predict's field-of-view one, share that function)."""
     calls: list[int] = []
-    real = seg.predict_proba
+    real = seg.logits_fn
 
-    def predict_proba(volume: np.ndarray) -> np.ndarray:
-        calls.append(len(volume))
-        return real(volume)
+    def logits_fn(batch):
+        calls.append(len(batch))
+        return real(batch)
 
-    seg.predict_proba = predict_proba  # type: ignore[method-assign]
+    seg.logits_fn = logits_fn
     return calls
 
 
@@ -74,7 +75,7 @@ def test_forward_passes_follow_the_calibration(tmp_path, model_file, calibration
     seg = load_segmenter(model_file(size=48, quality=calibration))
     calls = _counted(seg)
     table = predict_inputs(seg, [_nifti(tmp_path / "v.nii.gz", slices)], tmp_path / "out", quality=quality)
-    assert calls == [slices] * passes
+    assert sum(calls) == slices * passes  # every pass runs each slice through the network once
     written = pd.read_csv(tmp_path / "out" / "cases.csv", keep_default_na=False)
     assert list(written.columns) == [*CASES_COLUMNS, *(QUALITY_COLUMNS if quality else ())]
     if quality and slices > 1:
@@ -98,10 +99,10 @@ def test_the_flag_is_the_calibration_threshold(tmp_path, model_file, threshold, 
 
 def test_the_columns_are_those_evaluate_computes(tmp_path, model_file):
     """predict's score equals quality_for_case's with every signal (as evaluate records them)."""
-    seg = load_segmenter(model_file(size=48, quality=WITH_FLIP))
-    table = predict_inputs(seg, [_nifti(tmp_path / "v.nii.gz", 6)], tmp_path / "out")
-    volume = synthesise_volume(np.random.default_rng(0), 6, 48)[0]
-    flair = np.repeat(volume[..., 1:2], 3, axis=-1)  # a FLAIR-only NIfTI fills the three channels
+    seg = load_segmenter(model_file(size=48, quality=WITH_FLIP)).with_field_of_view()  # predict's, for a NIfTI
+    path = _nifti(tmp_path / "v.nii.gz", 6)
+    table = predict_inputs(seg, [path], tmp_path / "out")
+    flair = read_volume(path)  # what predict read: a FLAIR-only NIfTI fills the three channels
     proba = seg.predict_proba(flair)
     full = quality_for_case(seg, flair, proba, seg.predict_volume(flair), all_signals=True)
     assert set(full) > {"disagreement", "input_distance", "in_q50_1", "uncertain_fraction"}
