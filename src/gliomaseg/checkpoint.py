@@ -5,7 +5,8 @@ tensors, saved with :func:`torch.save` and read with ``torch.load(weights_only=T
 
 - ``format``: ``"gliomaseg-model/1"``; ``package_version``
 - ``model``: ``{"name": ..., "kwargs": {...}}`` for :func:`gliomaseg.training.models.create_model`
-- ``preprocess``: :class:`gliomaseg.data.normalise.PreprocessConfig` as a dict (size, normalisation)
+- ``preprocess``: :class:`gliomaseg.data.normalise.PreprocessConfig` as a dict (size, normalisation,
+  ``context_slices``: the neighbours stacked on each side; files without it are single-slice models)
 - ``postprocess``: threshold and post-processing settings
 - ``orientation``: nibabel axis codes of the training slices' (row, column, slice) indices, e.g.
   ``["P", "L", "S"]`` (kaggle_3m's); files without it are kaggle_3m models (see

@@ -112,6 +112,37 @@ def test_key_changes_with_setting_and_file(tiny: pd.DataFrame) -> None:
     assert cache_key(tiny.iloc[:-1], PreprocessConfig(size=32)) != base
 
 
+def test_one_single_slice_cache_serves_every_context_slices(tiny: pd.DataFrame, tmp_path: Path) -> None:
+    base = build_cache(tiny, tmp_path, PreprocessConfig(size=32), workers=1)
+    assert build_cache(tiny, tmp_path, PreprocessConfig(size=32, context_slices=2), workers=1) == base
+    cache = open_cache(base)
+    assert cache.config == PreprocessConfig(size=32) and cache.images.shape[-1] == 3
+    # the key of a cache built before the setting existed: the settings without it
+    assert base.name == _key_without_context_slices(tiny, PreprocessConfig(size=32))
+    table = cache.context_rows(1)
+    for patient in cache.patients:
+        rows = cache.rows_of(patient)
+        assert table[rows[0]].tolist() == [rows[0], rows[0], rows[1]]
+        assert table[rows[-1]].tolist() == [rows[-2], rows[-1], rows[-1]]
+
+
+def _key_without_context_slices(table: pd.DataFrame, cfg: PreprocessConfig) -> str:
+    import hashlib
+    import json
+
+    from gliomaseg.data.cache import CACHE_FORMAT
+
+    files = [
+        [str(i), str(m), *(v for f in (i, m) for v in (os.stat(f).st_size, os.stat(f).st_mtime_ns))]
+        for i, m in zip(table["image_path"], table["mask_path"])
+    ]
+    settings = {"size": cfg.size, "normalisation": cfg.normalisation}
+    blob = json.dumps(
+        {"format": CACHE_FORMAT, "config": settings, "files": files}, sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
 def test_reuse_returns_same_path(tiny: pd.DataFrame, tmp_path: Path) -> None:
     cfg = PreprocessConfig(size=32)
     first = build_cache(tiny, tmp_path / "cache", cfg, workers=1)

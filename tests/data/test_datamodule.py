@@ -278,3 +278,57 @@ def test_real_patients_end_to_end(real_patients: Path, tmp_path: Path) -> None:
     assert set(torch.unique(batch["mask"]).tolist()) <= {0.0, 1.0}
     val = next(iter(dm.val_dataloader()))
     assert dm.val_patients[int(val["patient_index"][0])] in set(table["patient_id"])
+
+
+# ---------------------------------------------------------------------------- context slices (2.5D)
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_context_slices_stack_the_same_patient_s_neighbours_in_slice_order(cache_dir: Path, k: int) -> None:
+    cache = open_cache(cache_dir)
+    patients = PATIENTS[:2]
+    rows = np.concatenate([cache.rows_of(p) for p in patients])
+    ds = SliceDataset(cache, rows, {p: i for i, p in enumerate(patients)}, context_slices=k)
+    single = SliceDataset(cache, rows, {p: i for i, p in enumerate(patients)})
+    batch = ds.__getitems__(list(range(len(rows)))).stacked
+    assert batch["image"].shape == (len(rows), 3 * (2 * k + 1), HW, HW)
+    for i, row in enumerate(rows):
+        own = cache.rows_of(patients[i // N_SLICES])  # this item's patient, ordered by slice
+        position = int(np.flatnonzero(own == row)[0])
+        for j, offset in enumerate(range(-k, k + 1)):
+            neighbour = own[min(max(position + offset, 0), N_SLICES - 1)]  # the edge slice repeated
+            expected = cache.images[neighbour].astype(np.float32).transpose(2, 0, 1)
+            np.testing.assert_array_equal(batch["image"][i, 3 * j : 3 * j + 3].numpy(), expected)
+        # the target, row and patient are the centre slice's, as without neighbours
+        np.testing.assert_array_equal(batch["image"][i, 3 * k : 3 * k + 3].numpy(), single[i]["image"].numpy())
+        np.testing.assert_array_equal(batch["mask"][i].numpy(), single[i]["mask"].numpy())
+    assert batch["row"].tolist() == rows.tolist()
+
+
+def test_context_slices_augment_every_stacked_slice_alike(tmp_path: Path) -> None:
+    """Patients of one slice stack it three times (the edge rule); the three stay equal through the whole
+    robust recipe but its noise, which real slices get independently."""
+    from dataclasses import replace
+
+    from gliomaseg.data.augment import AUGMENT_PRESETS, split_augmentation
+
+    table = _write_dataset(tmp_path / "data")
+    one_slice = table[table["slice"] == TUMOUR_SLICES[0]]
+    cache = open_cache(build_cache(one_slice, tmp_path / "cache", PreprocessConfig(size=HW), workers=1))
+    rows = np.concatenate([cache.rows_of(p) for p in PATIENTS])
+    recipe = replace(AUGMENT_PRESETS["robust"], noise_p=0.0, affine_p=1.0, skull_strip_p=0.5)
+    batch_aug, per_slice = split_augmentation(recipe, seed=3)
+    ds = SliceDataset(cache, rows, {p: i for i, p in enumerate(PATIENTS)}, per_slice, batch_aug, context_slices=1)
+    for _ in range(4):
+        image = ds.__getitems__(list(range(len(rows)))).stacked["image"].numpy()
+        np.testing.assert_allclose(image[:, 0:3], image[:, 3:6], atol=1e-5)
+        np.testing.assert_allclose(image[:, 6:9], image[:, 3:6], atol=1e-5)
+
+
+def test_datamodule_passes_context_slices_and_checks_them(cache_dir: Path, splits: dict) -> None:
+    dm = GliomaDataModule(cache_dir, splits, batch_size=4, augment=NO_AUG, context_slices=1)
+    batch = next(iter(dm.val_dataloader()))
+    assert batch["image"].shape == (4, 9, HW, HW)
+    assert dm.preprocess_config == PreprocessConfig(size=HW, context_slices=1)
+    with pytest.raises(ValueError, match="context_slices=4"):
+        GliomaDataModule(cache_dir, splits, context_slices=4)

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gliomaseg.data.normalise import PreprocessConfig, normalise_volume, preprocess_volume, resize_volume
+from gliomaseg.data.normalise import (
+    PreprocessConfig,
+    context_index,
+    normalise_volume,
+    preprocess_volume,
+    resize_volume,
+    stack_context,
+)
 
 # --------------------------------------------------------------------------------------- config
 
@@ -17,6 +24,10 @@ from gliomaseg.data.normalise import PreprocessConfig, normalise_volume, preproc
         ({"size": 16}, ValueError, "size=16"),
         ({"size": 64.0}, TypeError, "size=64.0"),
         ({"normalisation": "minmax"}, ValueError, "normalisation='minmax'"),
+        ({"context_slices": 4}, ValueError, "context_slices=4"),
+        ({"context_slices": -1}, ValueError, "context_slices=-1"),
+        ({"context_slices": 1.0}, ValueError, "context_slices=1.0"),
+        ({"context_slices": True}, ValueError, "context_slices=True"),
     ],
 )
 def test_config_validation(kwargs: dict, error: type, needle: str) -> None:
@@ -27,9 +38,63 @@ def test_config_validation(kwargs: dict, error: type, needle: str) -> None:
 def test_config_roundtrip() -> None:
     cfg = PreprocessConfig(size=64, normalisation="reference")
     assert PreprocessConfig.from_dict(cfg.to_dict()) == cfg
-    assert cfg.to_dict() == {"size": 64, "normalisation": "reference"}
+    assert cfg.to_dict() == {"size": 64, "normalisation": "reference", "context_slices": 0}
+    # settings written before context_slices existed read as single-slice input
+    assert PreprocessConfig.from_dict({"size": 64, "normalisation": "reference"}) == cfg
     with pytest.raises(ValueError, match="colour"):
         PreprocessConfig.from_dict({"size": 64, "colour": 1})
+
+
+# ---------------------------------------------------------------------------- context slices (2.5D)
+
+
+@pytest.mark.parametrize(
+    ("n", "k", "expected"),
+    [
+        (1, 0, [[0]]),
+        (3, 0, [[0], [1], [2]]),
+        (1, 1, [[0, 0, 0]]),  # a single slice is its own neighbours
+        (2, 1, [[0, 0, 1], [0, 1, 1]]),
+        (4, 1, [[0, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, 3]]),
+        (3, 2, [[0, 0, 0, 1, 2], [0, 0, 1, 2, 2], [0, 1, 2, 2, 2]]),
+        (
+            5,
+            3,
+            [
+                [0, 0, 0, 0, 1, 2, 3],
+                [0, 0, 0, 1, 2, 3, 4],
+                [0, 0, 1, 2, 3, 4, 4],
+                [0, 1, 2, 3, 4, 4, 4],
+                [1, 2, 3, 4, 4, 4, 4],
+            ],
+        ),
+    ],
+)
+def test_context_index_repeats_the_edge_slice(n: int, k: int, expected: list[list[int]]) -> None:
+    assert context_index(n, k).tolist() == expected
+
+
+def test_stack_context_puts_each_neighbour_s_three_sequences_in_slice_order() -> None:
+    # slice s, sequence c holds the value 10 s + c
+    volume = (10 * np.arange(4)[:, None, None, None] + np.arange(3)).astype(np.float32) * np.ones((4, 2, 2, 3))
+    stacked = stack_context(volume, 1)
+    assert stacked.shape == (4, 2, 2, 9)
+    assert stacked[0, 0, 0].tolist() == [0, 1, 2, 0, 1, 2, 10, 11, 12]  # below the first slice: itself
+    assert stacked[2, 1, 1].tolist() == [10, 11, 12, 20, 21, 22, 30, 31, 32]
+    assert stacked[3, 0, 1].tolist() == [20, 21, 22, 30, 31, 32, 30, 31, 32]
+    assert stack_context(volume, 0) is volume
+
+
+def test_preprocess_volume_stacks_after_the_per_volume_normalisation() -> None:
+    volume = np.random.default_rng(0).integers(0, 256, (5, 40, 40, 3), dtype=np.uint8)
+    single = preprocess_volume(volume, PreprocessConfig(size=32))
+    stacked = preprocess_volume(volume, PreprocessConfig(size=32, context_slices=2))
+    assert single.shape == (5, 32, 32, 3) and stacked.shape == (5, 32, 32, 15)
+    np.testing.assert_array_equal(stacked[..., 6:9], single)  # the centre slice, normalised over the volume
+    np.testing.assert_array_equal(stacked[1, ..., :3], single[0])  # two below slice 1: the first slice again
+    np.testing.assert_array_equal(stacked[1, ..., 12:], single[3])
+    assert PreprocessConfig(size=32, context_slices=2).channels == 15
+    assert PreprocessConfig(size=32, context_slices=2).per_slice() == PreprocessConfig(size=32)
 
 
 # --------------------------------------------------------------------------------- normalisation

@@ -18,6 +18,7 @@ import albumentations as A
 import cv2
 import numpy as np
 
+from gliomaseg.data.normalise import SEQUENCES
 from gliomaseg.data.scanner_augment import ScannerShifts
 from gliomaseg.errors import GliomasegError
 from gliomaseg.utils import SettingsMixin
@@ -168,6 +169,15 @@ class _UnclippedBrightnessContrast(A.RandomBrightnessContrast):
         return super().apply(img, alpha=alpha, beta=beta, **params)
 
 
+def _fill_with_flair(image: np.ndarray, channel: int) -> None:
+    """Replace sequence ``channel`` (0 pre-, 2 post-contrast) by FLAIR in place, in every stacked slice.
+
+    ``image`` is ``... x 3 (2K + 1)``: three sequences per slice (2.5D stacks hold ``2K + 1`` slices), so
+    a sequence missing from a volume is missing from all of a slice's neighbours too.
+    """
+    image[..., channel::SEQUENCES] = image[..., 1::SEQUENCES]
+
+
 class _MissingSequence(A.ImageOnlyTransform):
     """Copy FLAIR (channel 1) into pre-contrast (0), post-contrast (2) or both, chosen at random.
 
@@ -181,12 +191,15 @@ class _MissingSequence(A.ImageOnlyTransform):
     def apply(self, img: np.ndarray, channels: tuple[int, ...] = (), **params: Any) -> np.ndarray:
         img = img.copy()
         for channel in channels:
-            img[..., channel] = img[..., 1]
+            _fill_with_flair(img, channel)
         return img
 
 
 def build_augmentation(cfg: AugmentConfig | None, seed: int | None = None) -> A.Compose | None:
-    """Albumentations pipeline applied identically to the image (``H x W x 3`` float32) and mask.
+    """Albumentations pipeline applied identically to the image (``H x W x C`` float32) and mask.
+
+    ``C`` is 3, or ``3 (2K + 1)`` for a slice stacked with its neighbours: the warp is one transform of
+    the whole stack, so the neighbours stay aligned with the centre slice.
 
     Geometric transforms use bilinear interpolation for the image and nearest for the mask, so the mask
     stays {0, 1}. Pixels shifted in from outside replicate the border (background in these scans), not
@@ -266,7 +279,10 @@ class BatchAugment:
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, images: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Augment ``N x H x W x 3`` float32 images and ``N x H x W`` masks (both modified in place).
+        """Augment ``N x H x W x C`` float32 images and ``N x H x W`` masks (both modified in place).
+
+        ``C`` is 3, or ``3 (2K + 1)`` for slices stacked with their neighbours (2.5D): each item's draw
+        applies to all of its stacked slices alike.
 
         Returns:
             The augmented ``(images, masks)``.
@@ -288,7 +304,7 @@ class BatchAugment:
         kind = rng.integers(0, len(self._MISSING), n)
         for i in np.flatnonzero(chosen):
             for channel in self._MISSING[kind[i]]:
-                images[i, ..., channel] = images[i, ..., 1]
+                _fill_with_flair(images[i], channel)
         return images, masks
 
 

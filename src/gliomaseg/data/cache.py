@@ -2,7 +2,9 @@
 
 The cache (:func:`build_cache`) stores the preprocessed slices of a whole index table under
 ``cache_root/<key>/`` where ``key`` hashes the settings and the source files (paths, sizes, mtimes), so
-changing either gives a new cache and an unchanged one is reused at once.
+changing either gives a new cache and an unchanged one is reused at once. It holds single slices:
+a 2.5D model's neighbours (``context_slices``) are stacked as the slices are read
+(:class:`~gliomaseg.data.datamodule.SliceDataset`), so one cache serves every number of neighbours.
 
 A build runs in parallel worker processes, each writing its patients' rows straight into the
 memory maps of a temporary folder that is renamed into place when complete.
@@ -28,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from gliomaseg.data.io import read_image, read_mask
-from gliomaseg.data.normalise import PreprocessConfig, preprocess_volume, resize_volume
+from gliomaseg.data.normalise import PreprocessConfig, context_index, preprocess_volume, resize_volume
 from gliomaseg.errors import GliomasegError
 from gliomaseg.utils import exit_with_parent, owner_tag, remove_abandoned
 
@@ -49,7 +51,7 @@ class Cache:
         masks: uint8 memmap ``N x H x W`` in {0, 1}.
         slices: one row per cached slice: ``patient_id``, ``slice``, ``row``, ``has_tumour``,
             ``tumour_pixels`` (of the cached, resized mask).
-        config: the settings it was built with.
+        config: the settings it was built with (``context_slices`` always 0: single slices).
         patients: patient ids in cache order.
         meta: the contents of ``meta.json``.
     """
@@ -79,6 +81,23 @@ class Cache:
             return self._rows[patient_id]
         except KeyError:
             raise KeyError(f"patient {patient_id!r} is not in the cache {self.path}") from None
+
+    def context_rows(self, k: int) -> np.ndarray:
+        """For every cache row, the rows of its slice and of the ``k`` neighbours on each side.
+
+        Neighbours come from the same patient in slice order; at a patient's first and last slices the
+        edge slice is repeated (:func:`~gliomaseg.data.normalise.context_index`, the rule inference uses).
+
+        Args:
+            k: neighbours on each side (>= 0).
+
+        Returns:
+            int64 ``N x (2k + 1)``, the row itself in column ``k``.
+        """
+        table = np.repeat(np.arange(len(self), dtype=np.int64)[:, None], 2 * k + 1, axis=1)
+        for rows in self._rows.values():
+            table[rows] = rows[context_index(len(rows), k)]
+        return table
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -116,11 +135,15 @@ def cache_key(table: pd.DataFrame, cfg: PreprocessConfig) -> str:
         16 hex digits.
     """
     table = _check_table(table)
+    settings = cfg.to_dict()
+    # Neighbours are stacked when slices are read, so they do not change the cache; leaving the key out
+    # also keeps the caches built before the setting existed valid.
+    settings.pop("context_slices", None)
     files = [
         [str(img), str(msk), *_file_stamp(str(img)), *_file_stamp(str(msk))]
         for img, msk in zip(table["image_path"], table["mask_path"])
     ]
-    payload = {"format": CACHE_FORMAT, "config": cfg.to_dict(), "files": files}
+    payload = {"format": CACHE_FORMAT, "config": settings, "files": files}
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode("utf-8")
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -205,7 +228,8 @@ def build_cache(
     Args:
         table: index table (one row per slice; ``patient_id``, ``slice``, ``image_path``, ``mask_path``).
         cache_root: parent directory of all caches.
-        cfg: settings (default :class:`PreprocessConfig()`).
+        cfg: settings (default :class:`PreprocessConfig()`); ``context_slices`` is ignored (the cache
+            holds single slices).
         progress: show a tqdm progress bar over patients.
         workers: parallel patient workers (default: ``min(2, cpu count)``); ``1`` runs in-process.
         executor: ``"process"`` (default; measured faster here) or ``"thread"``.
@@ -216,7 +240,7 @@ def build_cache(
     Raises:
         GliomasegError: bad table, unreadable/corrupt files (message names the file), bad ``workers``.
     """
-    cfg = cfg or PreprocessConfig()
+    cfg = (cfg or PreprocessConfig()).per_slice()
     if executor not in ("process", "thread"):
         raise GliomasegError(f"executor={executor!r} must be 'process' or 'thread'")
     table = _check_table(table)

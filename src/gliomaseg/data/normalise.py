@@ -18,6 +18,9 @@ A single slice is treated as a volume of one slice, so its statistics come from 
 
 Order: normalise at full resolution first, then resize (bilinear for images, nearest for masks), so
 the statistics do not depend on the target size and match what prediction on full-size slices sees.
+Last, a model trained with ``context_slices = K > 0`` (2.5D input) gets each slice stacked with its
+``K`` neighbours on either side as channels (:func:`stack_context`); the cache stores single slices and
+the training data stack them as they are read, with the same edge rule (:func:`context_index`).
 Because the inputs are uint8, every mode reduces to a 256-entry lookup table per channel built from a
 histogram of the volume; percentiles, means and standard deviations are exact (numpy's ``linear``
 percentile method) without ever materialising a float64 copy of the volume.
@@ -25,7 +28,7 @@ percentile method) without ever materialising a float64 copy of the volume.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -37,17 +40,25 @@ __all__ = [
     "MIN_SIZE",
     "NORMALISATIONS",
     "SIZE_MULTIPLE",
+    "MAX_CONTEXT_SLICES",
+    "SEQUENCES",
     "check_size",
     "PreprocessConfig",
+    "context_index",
     "normalise_volume",
     "preprocess_volume",
     "resize_volume",
+    "stack_context",
 ]
 
 SIZE_MULTIPLE = 16
 """Network input sides must be multiples of this: every registered model downsamples four times by 2."""
 MIN_SIZE = 32
 """The smallest training/preprocessing size (a 2 x 2 bottleneck after four poolings)."""
+SEQUENCES = 3
+"""Channels of one slice: pre-contrast, FLAIR, post-contrast."""
+MAX_CONTEXT_SLICES = 3
+"""The most neighbours on each side a 2.5D model may take (7 slices: about 2 cm at kaggle_3m's spacing)."""
 
 
 def check_size(size: object, name: str = "size") -> int:
@@ -92,18 +103,38 @@ class PreprocessConfig(SettingsMixin):
     Args:
         size: output height and width in pixels (see :func:`check_size`).
         normalisation: ``"zscore"``, ``"reference"`` or ``"scale"`` (see module docstring).
+        context_slices: neighbours on each side stacked with a slice as extra channels (2.5D input;
+            0 to :data:`MAX_CONTEXT_SLICES`); the network takes :attr:`channels` channels. Model files
+            written before the setting existed have no such key and read as 0.
     """
 
     _SETTING_KIND = "preprocessing setting"
 
     size: int = 256
     normalisation: str = "zscore"
+    context_slices: int = 0
 
     def __post_init__(self) -> None:
         size = check_size(self.size)
         if self.normalisation not in NORMALISATIONS:
             raise GliomasegError(f"normalisation={self.normalisation!r}: choose one of {list(NORMALISATIONS)}")
+        k = self.context_slices
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= MAX_CONTEXT_SLICES:
+            raise GliomasegError(
+                f"context_slices={k!r}: must be an int from 0 (one slice, 3 channels) to {MAX_CONTEXT_SLICES} "
+                f"(neighbours on each side stacked as channels)"
+            )
         object.__setattr__(self, "size", size)
+        object.__setattr__(self, "context_slices", int(k))
+
+    @property
+    def channels(self) -> int:
+        """The network's input channels: 3 sequences for each of the ``2 * context_slices + 1`` slices."""
+        return SEQUENCES * (2 * self.context_slices + 1)
+
+    def per_slice(self) -> PreprocessConfig:
+        """These settings without the neighbours: what the slice cache stores (one cache serves every K)."""
+        return replace(self, context_slices=0)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -255,14 +286,58 @@ def resize_volume(volume: np.ndarray, size: int, kind: str = "image") -> np.ndar
     return out
 
 
-def preprocess_volume(images: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
-    """Normalise at full resolution, then resize.
+def context_index(n: int, k: int) -> np.ndarray:
+    """For each of ``n`` slices in order, the indices of itself and its ``k`` neighbours on each side.
+
+    At a volume's first and last slices the missing neighbours repeat the edge slice: the nearest
+    slice that exists is the best guess of the one that does not, so the stack still looks like
+    anatomy. Zero-filled neighbours would not (after z-scoring 0 is mid-grey tissue, not background:
+    a blank grey slice no scan gives), and dropping the edge slices would leave them unsegmented.
 
     Args:
-        images: ``S x H x W x 3`` uint8 (or ``H x W x 3``: one slice, stats from it alone).
+        n: slices in the volume (>= 1).
+        k: neighbours on each side (>= 0).
+
+    Returns:
+        int64 ``n x (2k + 1)``: row ``i`` is ``clip(i - k .. i + k, 0, n - 1)``, the centre in column ``k``.
+
+    Example:
+        >>> context_index(3, 1).tolist()
+        [[0, 0, 1], [0, 1, 2], [1, 2, 2]]
+    """
+    offsets = np.arange(-k, k + 1, dtype=np.int64)
+    return np.clip(np.arange(n, dtype=np.int64)[:, None] + offsets, 0, max(n - 1, 0))
+
+
+def stack_context(images: np.ndarray, k: int) -> np.ndarray:
+    """Each slice of a volume with its ``k`` neighbours on each side, stacked along the channels.
+
+    Args:
+        images: ``S x H x W x C`` one patient's slices in order (any dtype).
+        k: neighbours on each side; 0 returns ``images`` itself.
+
+    Returns:
+        ``S x H x W x (2k + 1) C``: channels ``j C .. j C + C - 1`` hold slice ``s - k + j`` (the centre
+        slice at ``j = k``), with the edge rule of :func:`context_index`.
+    """
+    if k == 0:
+        return images
+    s, h, w, c = images.shape
+    stacked = images[context_index(s, k)]  # S x (2k+1) x H x W x C
+    return np.ascontiguousarray(stacked.transpose(0, 2, 3, 1, 4)).reshape(s, h, w, (2 * k + 1) * c)
+
+
+def preprocess_volume(images: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """Normalise at full resolution, resize, and stack each slice's neighbours (``cfg.context_slices``).
+
+    Args:
+        images: ``S x H x W x 3`` uint8, one patient's slices in order (or ``H x W x 3``: one slice,
+            stats from it alone).
         cfg: preprocessing settings.
 
     Returns:
-        float32 ``S x size x size x 3``.
+        float32 ``S x size x size x cfg.channels`` (``x 3`` without context slices): the network's input,
+        channels last.
     """
-    return resize_volume(normalise_volume(images, cfg.normalisation), cfg.size, "image")
+    out = resize_volume(normalise_volume(images, cfg.normalisation), cfg.size, "image")
+    return stack_context(out, cfg.context_slices)

@@ -9,8 +9,14 @@ scale by matching the mean and standard deviation of its head voxels (the brain'
 stripping) to those the slice had, a per-slice stand-in for the per-volume normalisation the shifted
 volume would get. Lower resolution (down- then up-sampling) is linear and acts on the z-scores.
 A slice drawn for any of the intensity shifts is converted once, gets each of them with its own
-probability, and is standardised once; the work is done channels-first (``3N x H x W``), because
+probability, and is standardised once; the work is done channels-first (``CN x H x W``), because
 NumPy broadcasting over a last axis of 3 runs several times slower.
+
+A 2.5D item (a slice stacked with its neighbours, ``C = 3 (2K + 1)`` channels) gets one draw for the
+whole stack: one bias field, one gamma per sequence, one noise level per sequence and one
+resolution, as a scanner gives one volume; the noise itself is drawn per plane, as each slice's is.
+Skull stripping uses the same erosion for every stacked slice but each slice's own head outline,
+as a brain mask of the volume would; the target mask is cut by the centre slice's.
 
 Albumentations has per-image equivalents for some of these (``RandomGamma``, ``GaussNoise``,
 ``Downscale``), but calling it per slice costs about 2.5 ms of Python per 128 x 128 slice, a third of
@@ -25,6 +31,8 @@ from typing import Any
 import cv2
 import numpy as np
 from scipy import ndimage
+
+from gliomaseg.data.normalise import SEQUENCES
 
 __all__ = ["ScannerShifts"]
 
@@ -71,26 +79,31 @@ class ScannerShifts:
         self._bank: np.ndarray | None = None
 
     def __call__(self, images: np.ndarray, masks: np.ndarray, rng: np.random.Generator) -> None:
-        """Augment ``N x H x W x 3`` z-scored float32 images in place (masks are cut by skull stripping)."""
+        """Augment ``N x H x W x C`` z-scored float32 images in place (masks are cut by skull stripping).
+
+        ``C`` is 3 (pre-contrast, FLAIR, post-contrast), or ``3 (2K + 1)`` for slices stacked with their
+        neighbours (see the module docstring).
+        """
         cfg, n = self.cfg, len(images)
         draws = {
             name: rng.random(n) < getattr(cfg, name) for name in ("skull_strip_p", "bias_field_p", "gamma_p", "noise_p")
         }
         idx = np.flatnonzero(np.any(list(draws.values()), axis=0))
         if idx.size:
-            h, w = images.shape[1:3]
+            h, w, planes = images.shape[1:]
             x = np.ascontiguousarray(images[idx].transpose(0, 3, 1, 2)).reshape(-1, h, w)
-            chosen = {name: np.repeat(d[idx], 3) for name, d in draws.items()}
-            masks[idx] = self._intensity(x, chosen, masks[idx], rng)
-            images[idx] = x.reshape(len(idx), 3, h, w).transpose(0, 2, 3, 1)
+            chosen = {name: np.repeat(d[idx], planes) for name, d in draws.items()}
+            masks[idx] = self._intensity(x, planes, chosen, masks[idx], rng)
+            images[idx] = x.reshape(len(idx), planes, h, w).transpose(0, 2, 3, 1)
         low = np.flatnonzero(rng.random(n) < cfg.resolution_p)
         if low.size:
             self._resolution(images, low, rng)
 
     def _intensity(
-        self, x: np.ndarray, chosen: dict[str, np.ndarray], masks: np.ndarray, rng: np.random.Generator
+        self, x: np.ndarray, planes: int, chosen: dict[str, np.ndarray], masks: np.ndarray, rng: np.random.Generator
     ) -> np.ndarray:
-        """The intensity shifts on ``3N x H x W`` planes (3 per slice) in place; returns the cut masks."""
+        """The intensity shifts on ``planes N x H x W`` planes (``planes`` per item) in place; returns the
+        cut masks."""
         background = _stat(x, np.min)
         x -= background
         np.maximum(x, 0.0, out=x)
@@ -99,13 +112,13 @@ class ScannerShifts:
         ref_mean, ref_std = _stat(x, "mean", head) + background, _stat(x, "std", head)
         region = head
         if chosen["skull_strip_p"].any():
-            region, masks = self._skull_strip(x, head, chosen["skull_strip_p"], masks, rng)
+            region, masks = self._skull_strip(x, planes, head, chosen["skull_strip_p"], masks, rng)
         if chosen["bias_field_p"].any():
-            self._bias_field(x, chosen["bias_field_p"], rng)
+            self._bias_field(x, planes, chosen["bias_field_p"], rng)
         if chosen["gamma_p"].any():
-            self._gamma(x, top, chosen["gamma_p"], rng)
+            self._gamma(x, planes, top, chosen["gamma_p"], rng)
         if chosen["noise_p"].any():
-            self._noise(x, top, chosen["noise_p"], rng)
+            self._noise(x, planes, top, chosen["noise_p"], rng)
         _restandardise(x, region, ref_mean, ref_std)
         if chosen["skull_strip_p"].any():
             # The stripped background lands at -mean/std of the brain; from one small or uniform slice's
@@ -114,39 +127,55 @@ class ScannerShifts:
         return masks
 
     def _skull_strip(
-        self, x: np.ndarray, head: np.ndarray, chosen: np.ndarray, masks: np.ndarray, rng: np.random.Generator
+        self,
+        x: np.ndarray,
+        planes: int,
+        head: np.ndarray,
+        chosen: np.ndarray,
+        masks: np.ndarray,
+        rng: np.random.Generator,
     ) -> tuple[np.ndarray, np.ndarray]:
         region, masks = head.copy(), masks.copy()
         scale = x.shape[1] / 256.0
-        for k in np.flatnonzero(chosen[::3]):
-            brain = ndimage.binary_fill_holes(head[3 * k + 1])  # FLAIR's head, holes (CSF, necrosis) kept inside
+        depth = planes // SEQUENCES
+        for k in np.flatnonzero(chosen[::planes]):
             radius = max(1, round(float(rng.uniform(6.0, 12.0)) * scale))
             disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-            brain = cv2.erode(brain.astype(np.uint8), disk).astype(bool)
-            if brain.sum() < 16:  # a slice above or below the brain: nothing to strip to
-                continue
-            x[3 * k : 3 * k + 3] *= brain
-            region[3 * k : 3 * k + 3] = brain
-            masks[k] &= brain.astype(masks.dtype)
+            for j in range(depth):  # each stacked slice by its own outline, as a volume's brain mask
+                first = planes * k + SEQUENCES * j
+                brain = ndimage.binary_fill_holes(head[first + 1])  # FLAIR's head, holes (CSF, necrosis) kept inside
+                brain = cv2.erode(brain.astype(np.uint8), disk).astype(bool)
+                if brain.sum() < 16:  # a slice above or below the brain: nothing to strip to
+                    continue
+                x[first : first + SEQUENCES] *= brain
+                region[first : first + SEQUENCES] = brain
+                if j == depth // 2:  # the centre slice, whose mask is the target
+                    masks[k] &= brain.astype(masks.dtype)
         return region, masks
 
-    def _bias_field(self, x: np.ndarray, chosen: np.ndarray, rng: np.random.Generator) -> None:
+    def _bias_field(self, x: np.ndarray, planes: int, chosen: np.ndarray, rng: np.random.Generator) -> None:
         h, w = x.shape[1:]
-        for k in np.flatnonzero(chosen[::3]):  # one field per slice, the same for its three sequences
+        for k in np.flatnonzero(chosen[::planes]):  # one field per item, the same for all its planes
             coeff = rng.uniform(-self.cfg.bias_field_coeff, self.cfg.bias_field_coeff, len(_BASIS))
             field = np.exp(np.tensordot(coeff.astype(np.float32), _BASIS, axes=1))
-            x[3 * k : 3 * k + 3] *= cv2.resize(field, (w, h), interpolation=cv2.INTER_LINEAR)
+            x[planes * k : planes * (k + 1)] *= cv2.resize(field, (w, h), interpolation=cv2.INTER_LINEAR)
 
-    def _gamma(self, x: np.ndarray, top: np.ndarray, chosen: np.ndarray, rng: np.random.Generator) -> None:
+    def _gamma(self, x: np.ndarray, planes: int, top: np.ndarray, chosen: np.ndarray, rng: np.random.Generator) -> None:
         log_g = np.log(self.cfg.gamma_max)
         levels = np.linspace(0.0, 1.0, _LUT, dtype=np.float32)
-        for k in np.flatnonzero(chosen):
-            level = np.minimum(x[k] * ((_LUT - 1) / top[k]), _LUT - 1).astype(np.int16)
-            x[k] = (levels ** np.exp(rng.uniform(-log_g, log_g)))[level] * top[k]
+        for k in np.flatnonzero(chosen[::planes]):
+            for sequence in range(SEQUENCES):  # one gamma per sequence, shared by the stacked slices
+                table = levels ** np.exp(rng.uniform(-log_g, log_g))
+                for plane in range(planes * k + sequence, planes * (k + 1), SEQUENCES):
+                    level = np.minimum(x[plane] * ((_LUT - 1) / top[plane]), _LUT - 1).astype(np.int16)
+                    x[plane] = table[level] * top[plane]
 
-    def _noise(self, x: np.ndarray, top: np.ndarray, chosen: np.ndarray, rng: np.random.Generator) -> None:
+    def _noise(self, x: np.ndarray, planes: int, top: np.ndarray, chosen: np.ndarray, rng: np.random.Generator) -> None:
         idx = np.flatnonzero(chosen)
-        sigma = (rng.uniform(0.0, self.cfg.noise_std, (len(idx), 1, 1)) * top[idx]).astype(np.float32)
+        # one level per item and sequence (in plane order: item, stacked slice, sequence)
+        level = rng.uniform(0.0, self.cfg.noise_std, (len(idx) // planes, 1, SEQUENCES))
+        level = np.broadcast_to(level, (len(level), planes // SEQUENCES, SEQUENCES)).reshape(-1, 1, 1)
+        sigma = (level * top[idx]).astype(np.float32)
         if self._bank is None or self._bank.shape[2:] != x.shape[1:]:
             # standard normal fields drawn once (fresh ones per slice cost more than the rest of the recipe);
             # each use takes a random entry rolled by a random offset
@@ -161,5 +190,7 @@ class ScannerShifts:
         h, w = images.shape[1:3]
         for i, factor in zip(idx, rng.uniform(1.5, self.cfg.resolution_factor, len(idx))):
             size = (max(4, round(w / factor)), max(4, round(h / factor)))
-            small = cv2.resize(images[i], size, interpolation=cv2.INTER_AREA)
-            images[i] = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+            for first in range(0, images.shape[3], SEQUENCES):  # OpenCV resizes at most 4 channels at once
+                part = np.ascontiguousarray(images[i, ..., first : first + SEQUENCES])
+                small = cv2.resize(part, size, interpolation=cv2.INTER_AREA)
+                images[i, ..., first : first + SEQUENCES] = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)

@@ -32,8 +32,8 @@ class LoadedModel:
     """A network ready to run, with what the model file says about it.
 
     Attributes:
-        logits_fn: maps a float32 ``B x 3 x h x w`` tensor (preprocessed, training size) to
-            ``B x 1 x h x w`` logits on the CPU.
+        logits_fn: maps a float32 ``B x C x h x w`` tensor (preprocessed, training size; ``C`` is
+            ``preprocess.channels``) to ``B x 1 x h x w`` logits on the CPU.
         preprocess: the preprocessing the model was trained with.
         meta: the model file's metadata (everything but the weights).
         backend: ``"torchscript-onednn"``, ``"eager"`` or ``"onnxruntime"``.
@@ -45,7 +45,7 @@ class LoadedModel:
     backend: str
 
 
-def check_output_shape(logits_fn: LogitsFn, path: Path, size: int) -> None:
+def check_output_shape(logits_fn: LogitsFn, path: Path, size: int, channels: int = 3) -> None:
     """Run a loaded model once on a small input and refuse it unless it gives ``B x 1 x size x size`` logits.
 
     The shapes a file declares can lie (an ONNX graph with a 2 x 2 max-pool appended still declares
@@ -53,26 +53,28 @@ def check_output_shape(logits_fn: LogitsFn, path: Path, size: int) -> None:
     real output of a real run is trusted.
 
     Args:
-        logits_fn: the loaded model's function (float32 ``B x 3 x size x size`` -> logits).
+        logits_fn: the loaded model's function (float32 ``B x channels x size x size`` -> logits).
         path: the model file, for the message.
         size: the training size stored in the file.
+        channels: the input channels its stored preprocessing gives (3, or ``3 (2K + 1)`` for 2.5D).
 
     Raises:
         GliomasegError: naming the file, the shape it gave and the shape expected.
     """
     expected = (_TRIAL_BATCH, 1, size, size)
+    given = (_TRIAL_BATCH, channels, size, size)
     try:
-        out = logits_fn(torch.zeros(_TRIAL_BATCH, 3, size, size))
+        out = logits_fn(torch.zeros(given))
         shape = tuple(int(n) for n in out.shape)
         finite = bool(torch.isfinite(out).all())
     except Exception as err:  # noqa: BLE001 - any failure of a trial run means the file is unusable
         raise GliomasegError(
-            f"{path}: the model fails on a {' x '.join(map(str, (_TRIAL_BATCH, 3, size, size)))} input "
+            f"{path}: the model fails on a {' x '.join(map(str, given))} input "
             f"({type(err).__name__}: {' '.join(str(err).split())[:200]}); it is not a usable gliomaseg model"
         ) from None
     if shape != expected:
         raise GliomasegError(
-            f"{path}: run on a {_TRIAL_BATCH} x 3 x {size} x {size} input, the model gives "
+            f"{path}: run on a {' x '.join(map(str, given))} input, the model gives "
             f"{' x '.join(map(str, shape))} instead of {' x '.join(map(str, expected))} (B x 1 x H x W at the input "
             "size, as its stored size "
             "says); its masks would be wrong, so it is refused: export or train it again"
@@ -121,7 +123,7 @@ def load_torch(
     dev = resolve_device(device)
     if bf16 is None:
         bf16 = graph_fusion and dev.type == "cpu" and cpu_has_native_bf16()
-    model = fold_batchnorm(model.to(dev), preprocess.size, dev)
+    model = fold_batchnorm(model.to(dev), preprocess.size, dev, preprocess.channels)
     channels_last = dev.type == "cpu"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -139,10 +141,12 @@ def load_torch(
             # A bf16 copy of the weights traced on its own: the graph then runs bf16 convolutions
             # end to end (oneDNN/AMX) instead of casting around each op as autocast does.
             bf16_model = copy.deepcopy(model).to(torch.bfloat16)
-            fused = graph_fused(bf16_model, eager_fn, batch_size, preprocess.size, dtype=torch.bfloat16)
+            fused = graph_fused(
+                bf16_model, eager_fn, batch_size, preprocess.size, dtype=torch.bfloat16, channels=preprocess.channels
+            )
         else:
-            fused = graph_fused(model, eager_fn, batch_size, preprocess.size)
-    check_output_shape(eager_fn, Path(path), preprocess.size)
+            fused = graph_fused(model, eager_fn, batch_size, preprocess.size, channels=preprocess.channels)
+    check_output_shape(eager_fn, Path(path), preprocess.size, preprocess.channels)
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
     backend = ("torchscript-onednn-bf16" if bf16 else "torchscript-onednn") if fused else "eager"
     return LoadedModel(fused or eager_fn, preprocess, meta, backend)
@@ -188,5 +192,5 @@ def load_onnx(path: str | Path, *, threads: int | None = None) -> LoadedModel:
         return torch.from_numpy(session.run(None, {input_name: x})[0])
 
     preprocess = PreprocessConfig.from_dict(meta["preprocess"])
-    check_output_shape(logits_fn, path, preprocess.size)
+    check_output_shape(logits_fn, path, preprocess.size, preprocess.channels)
     return LoadedModel(logits_fn, preprocess, meta, "onnxruntime")

@@ -1,7 +1,8 @@
 """Export a gliomaseg model file to ONNX for deployment with onnxruntime.
 
-The graph has one input ``image`` (``B x 3 x size x size`` float32, preprocessed as stored) and
-one output ``logits`` (``B x 1 x size x size``); the batch axis is dynamic. The checkpoint's
+The graph has one input ``image`` (``B x C x size x size`` float32, preprocessed as stored: ``C`` is 3,
+or ``3 (2K + 1)`` for a 2.5D model whose stored preprocessing has ``context_slices = K``) and one
+output ``logits`` (``B x 1 x size x size``); the batch axis is dynamic. The checkpoint's
 metadata travel inside the file as ONNX ``metadata_props`` (each value a JSON string), so
 :meth:`gliomaseg.inference.Segmenter.from_onnx` applies the same preprocessing and
 post-processing as the PyTorch model file:
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from gliomaseg.data.normalise import PreprocessConfig
 from gliomaseg.errors import GliomasegError, OutputExistsError
 from gliomaseg.inference.onnx_check import ONNX_FORMAT
 from gliomaseg.utils import atomic_write
@@ -84,7 +86,7 @@ class AveragedProbabilities(nn.Module):
     applies its sigmoid and gets the averaged probabilities back (clamped to [1e-7, 1 - 1e-7]).
 
     Args:
-        members: networks mapping ``B x 3 x H x W`` to logits ``B x 1 x H x W``.
+        members: networks mapping ``B x C x H x W`` to logits ``B x 1 x H x W``.
     """
 
     def __init__(self, members: Sequence[nn.Module]) -> None:
@@ -92,23 +94,24 @@ class AveragedProbabilities(nn.Module):
         self.members = nn.ModuleList(members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``B x 3 x H x W`` images -> ``B x 1 x H x W`` logits of the averaged probabilities."""
+        """``B x C x H x W`` images -> ``B x 1 x H x W`` logits of the averaged probabilities."""
         p = torch.stack([torch.sigmoid(m(x)) for m in self.members]).mean(dim=0).clamp(1e-7, 1 - 1e-7)
         return torch.log(p) - torch.log1p(-p)
 
 
-def _load_for_export(checkpoints: Sequence[Path]) -> tuple[nn.Module, dict[str, Any], int]:
-    """The network to export (an :class:`AveragedProbabilities` for several), its metadata and size."""
+def _load_for_export(checkpoints: Sequence[Path]) -> tuple[nn.Module, dict[str, Any], PreprocessConfig]:
+    """The network to export (an :class:`AveragedProbabilities` for several), its metadata and preprocessing."""
     from gliomaseg.checkpoint import load_model
-    from gliomaseg.data.normalise import PreprocessConfig
 
     loaded = [load_model(c) for c in checkpoints]
     payload = dict(loaded[0][1])
-    sizes = {PreprocessConfig.from_dict(p["preprocess"]).size for _, p in loaded}
-    if len({json.dumps(p["preprocess"], sort_keys=True) for _, p in loaded}) > 1:
+    # read through PreprocessConfig, so that a file written before a setting existed equals one holding its default
+    settings = [PreprocessConfig.from_dict(p["preprocess"]) for _, p in loaded]
+    if len(set(settings)) > 1:
+        shown = sorted({f"size {c.size}, {c.normalisation}, context_slices {c.context_slices}" for c in settings})
         raise GliomasegError(
-            f"the ensemble's members were trained with different preprocessing (sizes {sorted(sizes)}); one ONNX "
-            "graph needs one input size: export them separately and ensemble with `predict --model A.onnx B.onnx`"
+            f"the ensemble's members were trained with different preprocessing ({'; '.join(shown)}); one ONNX "
+            "graph needs one input: export them separately and ensemble with `predict --model A.onnx B.onnx`"
         )
     if len(loaded) == 1:
         model = loaded[0][0]
@@ -116,7 +119,7 @@ def _load_for_export(checkpoints: Sequence[Path]) -> tuple[nn.Module, dict[str, 
         model = AveragedProbabilities([m for m, _ in loaded])
         payload["split_id"] = [p.get("split_id") for _, p in loaded]
         payload["ensemble"] = [str(c) for c in checkpoints]
-    return model.float().eval(), payload, sizes.pop()
+    return model.float().eval(), payload, settings[0]
 
 
 def default_onnx_path(checkpoints: Sequence[str | Path]) -> Path:
@@ -169,9 +172,10 @@ def export_onnx(
         raise OutputExistsError(f"{target} exists; pass --overwrite to replace it")
     if opset < 13:
         raise GliomasegError(f"opset={opset}: use 13 or newer (dynamic batch axes need it)")
-    model, payload, size = _load_for_export(checkpoints)
-    data = _to_onnx(model, payload, size, opset)
-    diff = _max_difference(model, data, size, check_batch, seed)
+    model, payload, preprocess = _load_for_export(checkpoints)
+    shape = (preprocess.channels, preprocess.size, preprocess.size)
+    data = _to_onnx(model, payload, shape, opset)
+    diff = _max_difference(model, data, shape, check_batch, seed)
     if not diff <= atol:
         raise GliomasegError(
             f"ONNX export of {checkpoints[0]} differs from PyTorch by {diff:.3g} (> {atol}); "
@@ -183,7 +187,8 @@ def export_onnx(
     return ExportResult(path=target, max_abs_diff=diff, opset=opset)
 
 
-def _to_onnx(model: nn.Module, payload: dict[str, Any], size: int, opset: int) -> bytes:
+def _to_onnx(model: nn.Module, payload: dict[str, Any], shape: tuple[int, int, int], opset: int) -> bytes:
+    """The ONNX bytes of ``model`` traced on one ``shape`` (``C x H x W``) image, with ``payload``'s metadata."""
     import onnx
 
     buffer = io.BytesIO()
@@ -194,7 +199,7 @@ def _to_onnx(model: nn.Module, payload: dict[str, Any], size: int, opset: int) -
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model,
-            (torch.zeros(1, 3, size, size),),
+            (torch.zeros(1, *shape),),
             buffer,
             dynamo=False,
             input_names=["image"],
@@ -211,12 +216,12 @@ def _to_onnx(model: nn.Module, payload: dict[str, Any], size: int, opset: int) -
     return proto.SerializeToString()
 
 
-def _max_difference(model: nn.Module, data: bytes, size: int, check_batch: int, seed: int) -> float:
-    """Largest |onnxruntime - PyTorch| logit difference on a random batch."""
+def _max_difference(model: nn.Module, data: bytes, shape: tuple[int, int, int], check_batch: int, seed: int) -> float:
+    """Largest |onnxruntime - PyTorch| logit difference on a random batch of ``shape`` (``C x H x W``) images."""
     import onnxruntime as ort
 
     generator = torch.Generator().manual_seed(seed)
-    batch = torch.randn(check_batch, 3, size, size, generator=generator)
+    batch = torch.randn(check_batch, *shape, generator=generator)
     with torch.no_grad():
         expected = model(batch).numpy()
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])

@@ -46,12 +46,14 @@ def _metadata(proto: Any, path: Path) -> dict[str, Any]:
     return meta
 
 
-def _check_interface(proto: Any, path: Path, size: int) -> None:
+def _check_interface(proto: Any, path: Path, preprocess: PreprocessConfig) -> None:
+    """One ``image`` input of ``B x channels x size x size`` and one ``logits`` output of ``B x 1 x size x size``."""
+    size = preprocess.size
     graph = proto.graph
     initialisers = {t.name for t in graph.initializer}
     inputs = [i for i in graph.input if i.name not in initialisers]
     shapes = {"input": [(i.name, _dims(i)) for i in inputs], "output": [(o.name, _dims(o)) for o in graph.output]}
-    expected = {"input": ("image", 3), "output": ("logits", 1)}
+    expected = {"input": ("image", preprocess.channels), "output": ("logits", 1)}
     for kind, found in shapes.items():
         name, channels = expected[kind]
         ok = len(found) == 1 and found[0][0] == name and len(found[0][1]) == 4
@@ -74,13 +76,13 @@ def check_onnx_model(path: str | Path) -> tuple[bytes, dict[str, Any]]:
 
     Raises:
         GliomasegError: a missing or unparsable file, tensors stored outside the file, a graph that
-            fails ``onnx.checker``, inputs/outputs other than ``image``/``logits`` of the stored size,
-            or missing or invalid gliomaseg metadata.
+            fails ``onnx.checker``, inputs/outputs other than ``image``/``logits`` of the stored size and
+            channels (3, or ``3 (2K + 1)`` for ``context_slices = K``), or missing or invalid gliomaseg metadata.
 
     Example:
         >>> model_bytes, meta = check_onnx_model("runs/unet__bce_dice__fold0/best.onnx")  # doctest: +SKIP
         >>> meta["preprocess"]  # doctest: +SKIP
-        {'size': 128, 'normalisation': 'zscore'}
+        {'size': 128, 'normalisation': 'zscore', 'context_slices': 0}
     """
     import onnx
     from onnx.external_data_helper import uses_external_data
@@ -101,5 +103,5 @@ def check_onnx_model(path: str | Path) -> tuple[bytes, dict[str, Any]]:
         reason = " ".join(str(err).split())
         raise GliomasegError(f"{path} is not a valid ONNX model ({reason}); {_FIX}") from None
     meta = _metadata(proto, path)
-    _check_interface(proto, path, PreprocessConfig.from_dict(meta["preprocess"]).size)
+    _check_interface(proto, path, PreprocessConfig.from_dict(meta["preprocess"]))
     return data, meta

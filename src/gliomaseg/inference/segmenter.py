@@ -2,7 +2,8 @@
 
 ``evaluate`` and ``predict`` both go through :meth:`Segmenter.predict_proba`, so the two give the
 same masks for the same input. Steps: the checkpoint's preprocessing (per-volume normalisation
-at the input's resolution, then resize to the training size), the network in batches
+at the input's resolution, resize to the training size, and for a 2.5D model each slice stacked with
+its stored number of neighbours, ``context_slices``), the network in batches
 (optionally with flip TTA), sigmoid, bilinear resize of the probabilities back to the input's
 own size, then threshold and the configured post-processing.
 """
@@ -37,8 +38,8 @@ class Segmenter:
     """Apply a trained network to volumes.
 
     Args:
-        logits_fn: maps a float32 ``B x 3 x h x w`` tensor (preprocessed, training size) to
-            ``B x 1 x h x w`` logits.
+        logits_fn: maps a float32 ``B x C x h x w`` tensor (preprocessed, training size; ``C`` is
+            ``preprocess.channels``) to ``B x 1 x h x w`` logits.
         preprocess: the preprocessing the model was trained with.
         postprocess: threshold, component filtering, TTA.
         batch_size: slices per forward pass.
@@ -235,7 +236,9 @@ class Segmenter:
     def _network_proba(self, volume: np.ndarray) -> np.ndarray:
         """:meth:`predict_proba` of one model on exactly the slices given."""
         height, width = volume.shape[1:3]
-        images = preprocess_volume(volume, self.preprocess)  # S x h x w x 3 float32
+        # S x h x w x C float32; a 2.5D model's neighbours are stacked here, after the per-volume
+        # normalisation and on the slices given (the field-of-view window's, when it is on)
+        images = preprocess_volume(volume, self.preprocess)
         batch = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
         probs = []
         for start in range(0, len(batch), self.batch_size):

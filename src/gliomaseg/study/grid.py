@@ -48,6 +48,7 @@ _STATISTICS_KEYS = {"metric", "n_boot", "alpha"}
 _BARE_AXES = ("arch", "loss")
 _SHORT = {
     "augment": "aug",
+    "context_slices": "ctx",
     "features": "f",
     "batch_size": "bs",
     "epochs": "ep",

@@ -96,6 +96,9 @@ class TrainConfig:
     fold: int = _setting(0, "fold whose train/val patients are used")
     size: int = _setting(256, "slice size in pixels for training (a multiple of 16, >= 32); slices are resized to it")
     normalisation: str = _setting("zscore", "per-volume intensity normalisation", _normalisations)
+    context_slices: int = _setting(
+        0, "2.5D input: neighbouring slices on each side stacked as channels, 0-3 (0: one slice, 3 channels)"
+    )
     augment: str = _setting("full", "augmentation preset", _augment_presets)
     tumour_fraction: float | None = _setting(None, "share of tumour slices per batch, in (0, 1) (unset: natural)")
     # model and loss
@@ -171,7 +174,7 @@ class TrainConfig:
         from gliomaseg.training.losses import list_losses
         from gliomaseg.training.models import list_models
 
-        self.preprocess_config()
+        preprocess = self.preprocess_config()
         self.postprocess_config()
         checks = [
             (self.arch in list_models(), f"arch={self.arch!r}: choose one of {list_models()}"),
@@ -207,7 +210,7 @@ class TrainConfig:
             if not ok:
                 raise GliomasegError(message)
         check_ranges({f.name: getattr(self, f.name) for f in fields(self)})
-        check_memory(self.arch, self.features, self.size, self.batch_size, self.accelerator)
+        check_memory(self.arch, self.features, self.size, self.batch_size, self.accelerator, preprocess.channels)
 
     def to_dict(self) -> dict[str, Any]:
         """Every setting as a plain dict (``config.yaml``, the model file)."""
@@ -217,7 +220,7 @@ class TrainConfig:
         """The preprocessing the network is trained with (and that the model file stores)."""
         from gliomaseg.data.normalise import PreprocessConfig
 
-        return PreprocessConfig(size=self.size, normalisation=self.normalisation)
+        return PreprocessConfig(size=self.size, normalisation=self.normalisation, context_slices=self.context_slices)
 
     def postprocess_config(self) -> PostprocessConfig:
         """The post-processing stored in the model file as its default for evaluate/predict."""

@@ -127,11 +127,14 @@ def machine_memory_bytes(accelerator: str = "auto") -> int | None:
         return None
 
 
-def estimate_training_bytes(model: str, features: int, size: int, batch_size: int) -> tuple[int, int, int]:
+def estimate_training_bytes(
+    model: str, features: int, size: int, batch_size: int, in_channels: int = 3
+) -> tuple[int, int, int]:
     """Memory to train ``model`` on ``batch_size`` slices of ``size`` x ``size``, without allocating it.
 
     The network is built on PyTorch's ``meta`` device (shapes only, no storage) and run once there:
     its parameters are counted exactly, and its activations as the sum of every module's output.
+    ``in_channels`` is the input's channel count (``3 (2K + 1)`` for a 2.5D model).
 
     Returns:
         ``(bytes, parameters, activation values per slice)``; bytes = parameters x 16 (weight,
@@ -142,7 +145,7 @@ def estimate_training_bytes(model: str, features: int, size: int, batch_size: in
     from gliomaseg.training.models import create_model
 
     with torch.device("meta"):
-        net = create_model(model, features=features)
+        net = create_model(model, in_channels=in_channels, features=features)
     parameters = sum(p.numel() for p in net.parameters())
     activations = 0
 
@@ -154,7 +157,7 @@ def estimate_training_bytes(model: str, features: int, size: int, batch_size: in
     handles = [m.register_forward_hook(count) for m in net.modules() if not list(m.children())]
     try:
         with torch.no_grad():
-            net(torch.empty(1, 3, size, size, device="meta"))
+            net(torch.empty(1, in_channels, size, size, device="meta"))
     except Exception:  # noqa: BLE001 - a model that cannot run on meta: its parameters alone are counted
         activations = 0
     finally:
@@ -164,13 +167,15 @@ def estimate_training_bytes(model: str, features: int, size: int, batch_size: in
     return total, parameters, activations
 
 
-def check_memory(model: str, features: int, size: int, batch_size: int, accelerator: str = "auto") -> None:
+def check_memory(
+    model: str, features: int, size: int, batch_size: int, accelerator: str = "auto", in_channels: int = 3
+) -> None:
     """Refuse a model that would not fit in the memory it would train in, before anything is allocated.
 
     Raises:
         GliomasegError: the estimate (:func:`estimate_training_bytes`) and the memory, with the fix.
     """
-    needed, parameters, _ = estimate_training_bytes(model, features, size, batch_size)
+    needed, parameters, _ = estimate_training_bytes(model, features, size, batch_size, in_channels)
     available = machine_memory_bytes(accelerator)
     if available is not None and needed > available:
         raise GliomasegError(

@@ -61,7 +61,7 @@ class SegmentationModule(L.LightningModule):
         self._val_rows: torch.Tensor | None = None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """``B x 3 x H x W`` images -> ``B x 1 x H x W`` logits."""
+        """``B x C x H x W`` images (``C`` = 3, or ``3 (2K + 1)`` with context slices) -> ``B x 1 x H x W`` logits."""
         if self.hparams.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return self.model(images)

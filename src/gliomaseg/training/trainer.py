@@ -136,7 +136,7 @@ def _module(cfg: TrainConfig, n_rows: int) -> SegmentationModule:
     )
     return SegmentationModule(
         model_name=cfg.arch,
-        model_kwargs={"in_channels": 3, "out_channels": 1, "features": cfg.features},
+        model_kwargs={"in_channels": cfg.preprocess_config().channels, "out_channels": 1, "features": cfg.features},
         loss=cfg.loss,
         optimizer=cfg.optimizer,
         lr=cfg.lr,
@@ -254,6 +254,7 @@ def train(
         augment=augment_config(cfg.augment),
         tumour_fraction=cfg.tumour_fraction,
         seed=cfg.seed,
+        context_slices=cfg.context_slices,
     )
     module = _module(cfg, n_rows=len(ws.table))
     if resumed is not None:
