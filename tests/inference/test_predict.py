@@ -150,8 +150,9 @@ def test_nifti_keeps_geometry(tmp_path: Path, models: dict[str, Path], shape: tu
     assert row["tumour_voxels"] == 40 * 48 * slices and row["components"] == 1
     assert row["tumour_ml"] == pytest.approx(40 * 48 * slices * voxel_ml, rel=1e-5)
     assert not (out / "brain_overlay").exists()
-    overview = np.asarray(Image.open(out / "brain_overview.png"))
-    assert overview.ndim == 3 and overview.shape[2] == 3 and row["overview"] == str(out / "brain_overview.png")
+    overview = Image.open(out / "brain_overview.png")  # a palette PNG: grey levels, the red outline, yellow labels
+    assert overview.mode == "P" and row["overview"] == str(out / "brain_overview.png")
+    assert np.asarray(overview.convert("RGB")).shape[2] == 3
     predict_inputs(models["all"], [tmp_path / "brain.nii.gz"], out, overlays=True, overwrite=True)
     overlays = sorted((out / "brain_overlay").glob("*.png"))
     # Overlays show the slices as the model saw them, turned to its frame: rows along -X (posterior), columns

@@ -310,9 +310,10 @@ def discover_inputs(
 
 
 def _as_three_channels(image: np.ndarray) -> np.ndarray:
-    # A grey image is FLAIR; copying it into every channel mirrors how kaggle_3m fills a missing
-    # pre- or post-contrast sequence with FLAIR.
-    return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
+    # A grey image is FLAIR; FLAIR in every channel mirrors how kaggle_3m fills a missing pre- or
+    # post-contrast sequence. A read-only broadcast, not three copies: the normaliser then works on
+    # the one channel (gliomaseg.data.normalise.shared_channel), a third of its work.
+    return np.broadcast_to(image, (*image.shape[:-1], 3)) if image.shape[-1] == 1 else image
 
 
 def read_image(case: Case) -> Volume:
@@ -337,7 +338,8 @@ def read_case(case: Case, orientation: Sequence[str] = KAGGLE_3M_ORIENTATION) ->
             file's; see :func:`~gliomaseg.inference.orientation.model_orientation`).
 
     Returns:
-        ``S x H x W x 3`` uint8 (pre-contrast, FLAIR, post-contrast).
+        ``S x H x W x 3`` uint8 (pre-contrast, FLAIR, post-contrast); for a FLAIR-only NIfTI or DICOM
+        case a read-only broadcast of the one channel (copy it to write into it).
 
     Raises:
         GliomasegError: an unreadable or truncated file, a wrong dtype or channel count, or slices of
@@ -345,7 +347,7 @@ def read_case(case: Case, orientation: Sequence[str] = KAGGLE_3M_ORIENTATION) ->
     """
     if case.kind in WINDOWED_KINDS:
         array, case.frame = to_model_frame(read_image(case), orientation)
-        case.volume = np.ascontiguousarray(_as_three_channels(nifti_to_uint8(array)))
+        case.volume = _as_three_channels(np.ascontiguousarray(nifti_to_uint8(array)))
         return case.volume
     slices = []
     for path in case.files:
