@@ -215,3 +215,17 @@ def test_preprocess_volume_normalises_then_resizes() -> None:
     cfg = PreprocessConfig(size=32)
     expected = resize_volume(normalise_volume(vol, "zscore"), 32, "image")
     np.testing.assert_array_equal(preprocess_volume(vol, cfg), expected)
+
+
+@pytest.mark.parametrize("mode", ["zscore", "reference", "scale"])
+@pytest.mark.parametrize("size", [64, 96])
+def test_flair_broadcast_to_three_channels_preprocesses_exactly_like_three_copies(mode: str, size: int):
+    # A FLAIR-only scan is read as one channel broadcast to three; its one-channel path must give the
+    # network the very numbers three copies give it.
+    flair = np.random.default_rng(3).integers(0, 256, (5, 80, 72), dtype=np.uint8)
+    flair[:, :10] = 0  # a background, as in a head
+    shared = np.broadcast_to(flair[..., None], (*flair.shape, 3))
+    copies = np.repeat(flair[..., None], 3, axis=-1)
+    cfg = PreprocessConfig(size=size, normalisation=mode)
+    np.testing.assert_array_equal(preprocess_volume(shared, cfg), preprocess_volume(copies, cfg))
+    np.testing.assert_array_equal(normalise_volume(shared, mode), normalise_volume(copies, mode))

@@ -10,6 +10,7 @@ from torch import nn
 from gliomaseg.evaluation.postprocess import (
     PostprocessConfig,
     binarise,
+    bounding_box,
     flip_tta,
     keep_largest_component,
     postprocess_volume,
@@ -269,3 +270,17 @@ def test_component_score_probability_keeps_the_confident_small_component() -> No
 def test_component_score_must_be_known() -> None:
     with pytest.raises(ValueError, match="component_score='mean'"):
         PostprocessConfig(component_score="mean")
+
+
+def test_bounding_box_is_the_extent_of_the_true_voxels_in_any_memory_layout():
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        mask = np.zeros((12, 20, 16), bool)
+        mask[tuple(rng.integers(0, n, 3) for n in mask.shape)] = True
+        # a transposed, flipped view, as a mask put back into a scan's own geometry is
+        view = np.flip(mask.transpose(rng.permutation(3)), axis=tuple(np.flatnonzero(rng.integers(0, 2, 3))))
+        hits = np.nonzero(view)
+        expected = tuple(slice(int(h.min()), int(h.max()) + 1) for h in hits)
+        assert bounding_box(view) == expected
+        assert view[expected].sum() == view.sum()
+    assert bounding_box(np.zeros((4, 5, 6), bool)) is None

@@ -31,6 +31,7 @@ __all__ = [
     "FLIPS",
     "PostprocessConfig",
     "binarise",
+    "bounding_box",
     "flip_tta",
     "keep_largest_component",
     "postprocess_volume",
@@ -133,6 +134,30 @@ def binarise(prob: Any, threshold: float = 0.5) -> np.ndarray:
     return p >= threshold
 
 
+def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """The smallest box holding every True voxel of ``mask``, or None when it has none.
+
+    Axes are cut one at a time, the one with the largest stride first, each projection taken over
+    the box cut so far: a small tumour's box costs about one pass over the volume, whatever its
+    memory order (a mask put back into the input's geometry is a transposed, flipped view), not one per axis.
+
+    Args:
+        mask: bool array of any shape and memory layout.
+
+    Returns:
+        One slice per axis, or None for an empty mask.
+    """
+    cut = [slice(0, n) for n in mask.shape]
+    for axis in sorted(range(mask.ndim), key=lambda a: -abs(mask.strides[a])):
+        others = tuple(a for a in range(mask.ndim) if a != axis)
+        hits = np.flatnonzero(mask[tuple(cut)].any(axis=others))
+        if not len(hits):
+            return None
+        start = cut[axis].start
+        cut[axis] = slice(start + int(hits[0]), start + int(hits[-1]) + 1)
+    return tuple(cut)
+
+
 def _label(mask: Any, connectivity: int) -> tuple[np.ndarray, int, np.ndarray, tuple[slice, ...]]:
     """The mask, its number of components, the labels of its bounding box, and the box.
 
@@ -148,13 +173,10 @@ def _label(mask: Any, connectivity: int) -> tuple[np.ndarray, int, np.ndarray, t
         raise GliomasegError(
             f"connectivity must be in 1..{m.ndim} (1 = 6-connected, 3 = 26-connected in 3D), got {connectivity!r}."
         )
-    box = []
-    for axis in range(m.ndim):
-        hits = np.flatnonzero(m.any(axis=tuple(a for a in range(m.ndim) if a != axis)))
-        box.append(slice(int(hits[0]), int(hits[-1]) + 1) if len(hits) else slice(0, 0))
+    box = bounding_box(m) or (slice(0, 0),) * m.ndim
     structure = ndimage.generate_binary_structure(m.ndim, connectivity)
-    labels, n = ndimage.label(m[tuple(box)], structure=structure)
-    return m, n, labels, tuple(box)
+    labels, n = ndimage.label(m[box], structure=structure)
+    return m, n, labels, box
 
 
 def _in_box(shape: tuple[int, ...], box: tuple[slice, ...], inside: np.ndarray) -> np.ndarray:

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from gliomaseg.evaluation.postprocess import bounding_box
+
 __all__ = ["COMPONENT_COLUMNS", "MEASURE_COLUMNS", "components", "measure", "summarise"]
 
 #: The per-case figures :func:`measure` returns, in ``cases.csv`` order.
@@ -42,15 +44,10 @@ _CONNECTIVITY_26 = np.ones((3, 3, 3), bool)
 def _crop(mask: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
     """The mask cut to its bounding box, and the box's corner: labelling a whole head for a small
     tumour costs most of the time of a 155-slice ``predict`` otherwise."""
-    corner, cut = [], []
-    for axis in range(mask.ndim):
-        others = tuple(a for a in range(mask.ndim) if a != axis)
-        hits = np.flatnonzero(mask.any(axis=others))
-        if not len(hits):
-            return mask[:0, :0, :0], (0,) * mask.ndim
-        corner.append(int(hits[0]))
-        cut.append(slice(int(hits[0]), int(hits[-1]) + 1))
-    return mask[tuple(cut)], tuple(corner)
+    box = bounding_box(mask)
+    if box is None:
+        return mask[:0, :0, :0], (0,) * mask.ndim
+    return mask[box], tuple(b.start for b in box)
 
 
 def _labels(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
