@@ -64,20 +64,23 @@ def nifti_spacing(image: Any) -> tuple[float, ...]:
     return tuple(float(z) for z in image.header.get_zooms()[:n_spatial])
 
 
-def _table_index(channel: np.ndarray) -> tuple[np.ndarray, int, int] | None:
-    """``(index, first value, table length)``: ``channel`` as non-negative integers indexing a lookup
-    table whose entry ``i`` stands for the value ``first + i``; None when the range is too wide."""
-    if channel.dtype == np.int16:  # offset binary: one cheap pass, no wider copy
-        return channel.view(np.uint16) ^ np.uint16(0x8000), -(1 << 15), 1 << 16
-    if channel.dtype == np.int8:
-        return channel.view(np.uint8) ^ np.uint8(0x80), -(1 << 7), 1 << 8
+def _table_index(channel: np.ndarray) -> tuple[np.ndarray, int, int, bool] | None:
+    """``(index, first value, table length, wrapped)``: ``channel`` as non-negative integers indexing a
+    lookup table whose entry ``i`` stands for the value ``first + i``; None when the range is too wide.
+
+    ``wrapped``: signed 8/16-bit data are indexed by their own bits read as unsigned (no pass over the
+    volume), so the table is in two's-complement order, its halves swapped against value order.
+    """
+    if channel.dtype in (np.int16, np.int8):
+        bits = channel.dtype.itemsize * 8
+        return channel.view(np.dtype(f"u{channel.dtype.itemsize}")), -(1 << (bits - 1)), 1 << bits, True
     if channel.dtype == np.uint16:
-        return channel, 0, 1 << 16
+        return channel, 0, 1 << 16, False
     lo_value, hi_value = int(channel.min()), int(channel.max())
     if hi_value - lo_value > 1 << 20:
         return None
     # int32: the offset values must not wrap around in a narrow type
-    return np.subtract(channel, lo_value, dtype=np.int32), lo_value, hi_value - lo_value + 1
+    return np.subtract(channel, lo_value, dtype=np.int32), lo_value, hi_value - lo_value + 1, False
 
 
 def _histogram(index: np.ndarray, length: int) -> np.ndarray:
@@ -118,13 +121,15 @@ def _integer_channel_to_uint8(channel: np.ndarray) -> np.ndarray | None:
     indexed = _table_index(channel)
     if indexed is None:
         return None
-    index, first, length = indexed
-    lo, hi = _lerp_percentiles(np.cumsum(_histogram(index, length)), first)
+    index, first, length, wrapped = indexed
+    counts = _histogram(index, length)
+    half = length // 2 if wrapped else 0  # swapping the halves turns two's-complement order into value order
+    lo, hi = _lerp_percentiles(np.cumsum(np.roll(counts, half)), first)
     if hi <= lo:
         return np.zeros(channel.shape, np.uint8)
     values = np.arange(first, first + length, dtype=np.float64)
     table = np.clip(np.rint((values - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
-    return table[index]
+    return np.roll(table, half)[index]
 
 
 def nifti_spacing_known(image: Any) -> bool:
