@@ -182,7 +182,8 @@ def to_model_frame(
 
     Returns:
         ``(array, frame)``: ``S x H x W x C`` (the volume's dtype; float32 when resliced, uint8 kept) and
-        the :class:`Frame` that :func:`from_model_frame` needs.
+        the :class:`Frame` that :func:`from_model_frame` needs. A volume only permuted and flipped comes as
+        a view of ``volume.array`` (the uint8 scaling reads it where it lies: no copy of the raw volume).
 
     Raises:
         GliomasegError: slices smaller than 32 x 32 in the model's frame.
@@ -211,7 +212,7 @@ def to_model_frame(
             f"{volume.source}: slices of {out.shape[0]} x {out.shape[1]} voxels in the model's orientation are too "
             f"small (at least {MIN_SIZE} x {MIN_SIZE}); check the file's affine (its axis directions and voxel sizes)"
         )
-    return np.ascontiguousarray(np.moveaxis(out, 2, 0)), frame
+    return np.moveaxis(out, 2, 0), frame
 
 
 def from_model_frame(mask: np.ndarray, frame: Frame, *, order: int = 0) -> np.ndarray:
