@@ -8,6 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from gliomaseg.data.normalise import shared_channel
 from gliomaseg.inference import Segmenter
 from gliomaseg.inference.field_of_view import HEAD_FRACTION, crop_to_box, uncrop_from_box, window_box, windowed
 from gliomaseg.inference.predict import predict_inputs
@@ -99,3 +100,12 @@ def test_predict_windows_nifti_but_keeps_the_input_grid(model_file, tmp_path: Pa
         sizes[fov] = int(np.asarray(mask.dataobj).astype(bool).sum())
     assert sizes[False] == flair.size
     assert 60 * 50 * 6 < sizes[True] < flair.size / 3  # the head's window (side ~68) on each of the 6 slices
+
+
+def test_a_flair_broadcast_to_three_channels_is_windowed_like_three_copies():
+    flair = np.random.default_rng(2).integers(0, 256, (3, 60, 50), dtype=np.uint8)
+    shared = np.broadcast_to(flair[..., None], (*flair.shape, 3))
+    for box in [(5, 4, 40, 40), (-6, -3, 70, 70)]:  # a crop, and a window reaching outside (padding)
+        window = crop_to_box(shared, box)
+        np.testing.assert_array_equal(window, crop_to_box(np.repeat(flair[..., None], 3, axis=-1), box))
+        assert shared_channel(window) is not None  # still one channel for the normaliser

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy import ndimage
 
-from gliomaseg.data.normalise import MIN_SIZE
+from gliomaseg.data.normalise import MIN_SIZE, shared_channel
 
 __all__ = ["HEAD_FRACTION", "crop_to_box", "head_box", "uncrop_from_box", "window_box", "windowed"]
 
@@ -67,7 +67,15 @@ def window_box(flair: np.ndarray) -> Box:
 
 
 def crop_to_box(data: np.ndarray, box: Box) -> np.ndarray:
-    """``data``'s (``S x H x W (x C)``) part inside ``box``; zero where the box reaches outside (padding)."""
+    """``data``'s (``S x H x W (x C)``) part inside ``box``; zero where the box reaches outside (padding).
+
+    FLAIR alone broadcast to three channels (:func:`~gliomaseg.data.normalise.shared_channel`) is cut
+    once and stays a broadcast, so the normaliser still works on its one channel.
+    """
+    shared = shared_channel(data)
+    if shared is not None:
+        window = crop_to_box(shared, box)
+        return np.broadcast_to(window[..., None], (*window.shape, data.shape[3]))
     r0, c0, h, w = box
     out = np.zeros((data.shape[0], h, w, *data.shape[3:]), data.dtype)
     rs, re_, cs, ce = max(r0, 0), min(r0 + h, data.shape[1]), max(c0, 0), min(c0 + w, data.shape[2])
