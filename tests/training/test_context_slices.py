@@ -12,6 +12,7 @@ import onnx
 import pytest
 import torch
 import torch.nn.functional as F
+from tests.training.tiny_config import tiny_config
 
 from gliomaseg.checkpoint import load_checkpoint, load_model
 from gliomaseg.data.normalise import PreprocessConfig, preprocess_volume
@@ -29,22 +30,8 @@ SIZE = 32
 @pytest.fixture(scope="module")
 def run_dir(phantoms: Path, phantom_workdir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real training run with one neighbour on each side (9 input channels)."""
-    cfg = resolve_config(
-        {
-            "data": str(phantoms),
-            "workdir": str(phantom_workdir),
-            "runs_dir": str(tmp_path_factory.mktemp("context") / "runs"),
-            "size": SIZE,
-            "features": 4,
-            "batch_size": 4,
-            "epochs": 2,
-            "num_workers": 0,
-            "loss": "bce_dice",
-            "lr": 1e-3,
-            "augment": "robust",
-            "context_slices": 1,
-        }
-    )
+    runs = tmp_path_factory.mktemp("context") / "runs"
+    cfg = tiny_config(phantoms, phantom_workdir, runs, size=SIZE, augment="robust", context_slices=1)
     return train(cfg)
 
 

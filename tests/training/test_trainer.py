@@ -8,10 +8,10 @@ import sys
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
+from tests.training.tiny_config import tiny_config
 
 from gliomaseg.checkpoint import load_checkpoint, load_model
 from gliomaseg.training import read_training_log, train
-from gliomaseg.training.config import resolve_config
 
 
 @pytest.fixture(scope="module")
@@ -22,20 +22,7 @@ def data(phantoms, phantom_workdir):
 
 def _cfg(data, tmp_path, **overrides):
     root, workdir = data
-    values = {
-        "data": str(root),
-        "workdir": str(workdir),
-        "runs_dir": str(tmp_path / "runs"),
-        "size": 32,
-        "features": 4,
-        "batch_size": 4,
-        "epochs": 2,
-        "num_workers": 0,
-        "loss": "bce_dice",
-        "lr": 1e-3,
-    }
-    values.update(overrides)
-    return resolve_config(values)
+    return tiny_config(root, workdir, tmp_path / "runs", **overrides)
 
 
 def _metrics(run_dir):
