@@ -119,6 +119,7 @@ LAYERS = {
     # TrainConfig holds the PostprocessConfig that model files store, so these settings sit below
     # training although the module lives in evaluation/ (it imports only errors and utils).
     "gliomaseg.evaluation.postprocess": 2,
+    "gliomaseg.evaluation.boxes": 2,  # post-processing's bounding box (NumPy only)
     "gliomaseg.training": 3,
     "gliomaseg.evaluation": 4,
     "gliomaseg.inference": 5,

@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
+from gliomaseg.evaluation.boxes import bounding_box
 from gliomaseg.evaluation.postprocess import (
     PostprocessConfig,
     binarise,
-    bounding_box,
     flip_tta,
     keep_largest_component,
     postprocess_volume,

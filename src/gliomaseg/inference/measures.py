@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from gliomaseg.evaluation.postprocess import bounding_box
+from gliomaseg.evaluation.boxes import bounding_box
 
 __all__ = ["COMPONENT_COLUMNS", "MEASURE_COLUMNS", "components", "measure", "summarise"]
 
