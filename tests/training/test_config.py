@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from gliomaseg.errors import GliomasegError
-from gliomaseg.training.config import PRESETS, TrainConfig, load_config_file, resolve_config
+from gliomaseg.training.config import TrainConfig, load_config_file, resolve_config
+from gliomaseg.training.presets import PRESETS
 
 
 def test_defaults_are_the_seed_recipe():

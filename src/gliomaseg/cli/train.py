@@ -26,7 +26,8 @@ def _flag_type(hint: object) -> Callable[[str], object] | None:
 
 
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
-    from gliomaseg.training.config import PRESETS, TrainConfig
+    from gliomaseg.training.config import TrainConfig
+    from gliomaseg.training.presets import PRESETS
 
     hints = typing.get_type_hints(TrainConfig)
     p.add_argument("--preset", choices=sorted(PRESETS), help="a named recipe (see README): %(choices)s")

@@ -12,7 +12,7 @@ from gliomaseg._lazy import lazy_exports
 _EXPORTS = {
     "OPTIMIZERS": "gliomaseg.training.config",
     "PRECISIONS": "gliomaseg.training.config",
-    "PRESETS": "gliomaseg.training.config",
+    "PRESETS": "gliomaseg.training.presets",
     "SCHEDULERS": "gliomaseg.training.config",
     "TrainConfig": "gliomaseg.training.config",
     "load_config_file": "gliomaseg.training.config",
@@ -52,7 +52,6 @@ if TYPE_CHECKING:
     from gliomaseg.training.config import (
         OPTIMIZERS,
         PRECISIONS,
-        PRESETS,
         SCHEDULERS,
         TrainConfig,
         load_config_file,
@@ -72,6 +71,7 @@ if TYPE_CHECKING:
         list_models,
     )
     from gliomaseg.training.module import MONITOR, SegmentationModule
+    from gliomaseg.training.presets import PRESETS
     from gliomaseg.training.registry import Registry
     from gliomaseg.training.trainer import (
         ModelFileCallback,
