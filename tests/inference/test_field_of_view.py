@@ -40,8 +40,15 @@ def test_window_is_a_square_around_the_head_sized_as_in_kaggle_3m(canvas: int, t
 
 @pytest.mark.parametrize(
     "box",
-    [(5, 6, 20, 20), (-10, -4, 30, 30), (30, 35, 40, 40), (-8, -8, 60, 60)],
-    ids=["inside", "over-the-top-left", "over-the-bottom-right", "larger-than-the-slice"],
+    [(5, 6, 20, 20), (-10, -4, 30, 30), (30, 35, 40, 40), (-8, -8, 60, 60), (-40, -40, 20, 20), (60, 70, 9, 9)],
+    ids=[
+        "inside",
+        "over-the-top-left",
+        "over-the-bottom-right",
+        "larger-than-the-slice",
+        "wholly-above",
+        "wholly-below",
+    ],
 )
 def test_uncrop_puts_back_what_crop_took(box: tuple[int, int, int, int]):
     data = np.random.default_rng(0).integers(1, 255, (3, 44, 48, 2), dtype=np.uint8)
@@ -50,7 +57,7 @@ def test_uncrop_puts_back_what_crop_took(box: tuple[int, int, int, int]):
     back = uncrop_from_box(window, box, data.shape[1:3])
     r0, c0, h, w = box
     inside = np.zeros(data.shape[1:3], bool)
-    inside[max(r0, 0) : r0 + h, max(c0, 0) : c0 + w] = True
+    inside[max(r0, 0) : max(r0 + h, 0), max(c0, 0) : max(c0 + w, 0)] = True
     np.testing.assert_array_equal(back[:, inside], data[:, inside])
     assert not back[:, ~inside].any()
     assert (window == 0).sum() == (h * w - inside.sum()) * 3 * 2  # padding where the box leaves the slice
@@ -81,6 +88,8 @@ def test_segmenter_field_of_view_equals_the_network_on_the_crop(model_file):
     assert not np.allclose(seg.predict_proba(volume), direct, atol=1e-3)  # the window changes what the net sees
     ensemble = Segmenter.ensemble([seg, seg]).with_field_of_view()
     np.testing.assert_allclose(ensemble.predict_proba(volume), direct, atol=1e-5)
+    one_slice = ensemble.member_probas(volume[0])  # an H x W x 3 slice is a volume of one, as in predict_proba
+    assert [p.shape for p in one_slice] == [(1, 200, 200)] * 2
 
 
 def test_predict_windows_nifti_but_keeps_the_input_grid(model_file, tmp_path: Path):

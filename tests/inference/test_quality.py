@@ -163,3 +163,21 @@ def test_unknown_signals_and_single_slices():
     assert "one slice" in unscored_reason(np.zeros((1, 8, 8, 3), np.uint8), CAL)
     assert unscored_reason(np.zeros((2, 8, 8, 3), np.uint8), CAL) == ""
     assert "no quality calibration" in unscored_reason(np.zeros((2, 8, 8, 3), np.uint8), None)
+
+
+def test_input_statistics_are_those_of_the_window_the_network_saw(model_file):
+    """With the field-of-view window, a head in a wide canvas has the statistics of the same head framed
+    tightly (the calibration's are kaggle_3m's framing); without it, the empty canvas changes them."""
+    volume = synthesise_volume(np.random.default_rng(3), 6, 64)[0]
+    canvas = np.zeros((6, 200, 200, 3), np.uint8)
+    canvas[:, 120:184, 20:84] = volume
+    seg = load_segmenter(model_file(size=48)).with_field_of_view()
+    wanted = ("input_distance",)
+    framed = probability_signals(seg, volume, seg.predict_proba(volume), signals=wanted)
+    wide = probability_signals(seg, canvas, seg.predict_proba(canvas), signals=wanted)
+    plain = seg.with_field_of_view(False)
+    unwindowed = probability_signals(plain, canvas, plain.predict_proba(canvas), signals=wanted)
+    assert framed.keys() == wide.keys() and any(k.startswith("in_") for k in framed)
+    for key in framed:
+        assert wide[key] == pytest.approx(framed[key], abs=0.02), key
+    assert unwindowed["in_head_1"] < 0.5 * framed["in_head_1"]  # the canvas's background counted as input

@@ -78,3 +78,11 @@ def test_a_released_scan_asks_to_upload_again(tmp_path, segmenter):
     for handler in (viewer.settle, viewer.show_slice):
         view = handler(analysis, 1, 0.5, 0, False, False, False)
         assert "cleared from the server" in view[VIEW.index("status")] and view[VIEW.index("overlay")] is None
+
+
+def test_a_broadcast_flair_counts_once_in_the_memory_budget():
+    from gliomaseg.web.analysis import _held_bytes
+
+    flair = np.zeros((4, 30, 20, 1), np.uint8)
+    assert _held_bytes(np.broadcast_to(flair, (4, 30, 20, 3))) == 4 * 30 * 20
+    assert _held_bytes(np.zeros((4, 30, 20, 3), np.uint8)) == 4 * 30 * 20 * 3

@@ -271,8 +271,7 @@ def _score_patients(seg: Segmenter, plan: EvaluationPlan, gif_dir: Path | None, 
             t0 = time.perf_counter()
             images, truth = read_patient(rows, pool)
             t1 = time.perf_counter()
-            probas = seg.member_probas(images)
-            proba = np.mean(probas, axis=0, dtype=np.float32)
+            proba, probas = seg.probabilities(images)
             pred = postprocess_volume(proba, seg.postprocess)
             if seg.members:
                 members[pid] = member_dice(probas, truth, seg.postprocess)

@@ -44,8 +44,7 @@ def case_row(seg: Any, volume: np.ndarray, truth: np.ndarray, quality: bool = Tr
         The volume metrics of :func:`~gliomaseg.evaluation.metrics.binary_metrics` and, with
         ``quality``, those of :func:`~gliomaseg.inference.quality.quality_for_case`.
     """
-    probas = seg.member_probas(volume)
-    proba = np.mean(probas, axis=0, dtype=np.float32)
+    proba, probas = seg.probabilities(volume)
     pred = postprocess_volume(proba, seg.postprocess)
     row: dict[str, Any] = dict(binary_metrics(pred, truth))
     if quality:

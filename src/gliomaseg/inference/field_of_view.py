@@ -79,7 +79,8 @@ def crop_to_box(data: np.ndarray, box: Box) -> np.ndarray:
     r0, c0, h, w = box
     out = np.zeros((data.shape[0], h, w, *data.shape[3:]), data.dtype)
     rs, re_, cs, ce = max(r0, 0), min(r0 + h, data.shape[1]), max(c0, 0), min(c0 + w, data.shape[2])
-    out[:, rs - r0 : re_ - r0, cs - c0 : ce - c0] = data[:, rs:re_, cs:ce]
+    if re_ > rs and ce > cs:  # a box wholly outside the slices is all padding
+        out[:, rs - r0 : re_ - r0, cs - c0 : ce - c0] = data[:, rs:re_, cs:ce]
     return out
 
 
@@ -88,7 +89,8 @@ def uncrop_from_box(window: np.ndarray, box: Box, size: tuple[int, int]) -> np.n
     r0, c0, h, w = box
     out = np.zeros((window.shape[0], *size, *window.shape[3:]), window.dtype)
     rs, re_, cs, ce = max(r0, 0), min(r0 + h, size[0]), max(c0, 0), min(c0 + w, size[1])
-    out[:, rs:re_, cs:ce] = window[:, rs - r0 : re_ - r0, cs - c0 : ce - c0]
+    if re_ > rs and ce > cs:
+        out[:, rs:re_, cs:ce] = window[:, rs - r0 : re_ - r0, cs - c0 : ce - c0]
     return out
 
 

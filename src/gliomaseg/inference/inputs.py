@@ -376,7 +376,8 @@ def read_volume(path: str | os.PathLike[str], series: str | None = None) -> np.n
         series: the DICOM series (None: FLAIR, picked by name).
 
     Returns:
-        ``S x H x W x 3`` uint8 (pre-contrast, FLAIR, post-contrast), slices in order.
+        ``S x H x W x 3`` uint8 (pre-contrast, FLAIR, post-contrast), slices in order; for a FLAIR-only
+        NIfTI or DICOM a read-only broadcast of the one channel (``.copy()`` it to write into it).
 
     Raises:
         GliomasegError: a missing, unsupported or corrupt input (naming the file), or a folder that

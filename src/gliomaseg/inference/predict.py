@@ -35,7 +35,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from gliomaseg.data.io import KAGGLE_3M_ORIENTATION
@@ -255,9 +254,7 @@ def _predict_case(
     volume = read_case(case, orientation)
     if field_of_view and case.kind in WINDOWED_KINDS:
         seg = seg.with_field_of_view()
-    # what Segmenter.predict_proba does; an ensemble's members also give the quality's disagreement
-    probas = seg.member_probas(volume)
-    probs = probas[0] if len(probas) == 1 else np.mean(probas, axis=0, dtype=np.float32)
+    probs, probas = seg.probabilities(volume)  # an ensemble's members also give the quality's disagreement
     mask = postprocess_volume(probs, seg.postprocess)  # what Segmenter.predict_volume does
     # With resume, a case's own outputs from the stopped run are replaced.
     row, comps = write_case(

@@ -172,11 +172,12 @@ def _hot_box(proba: np.ndarray) -> np.ndarray:
     return part[:, rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
-def _probability_part(volume: np.ndarray, proba: np.ndarray, signals: Collection[str]) -> dict[str, float]:
-    """The signals of the input and the probabilities, but the disagreement."""
+def _probability_part(input_view: np.ndarray, proba: np.ndarray, signals: Collection[str]) -> dict[str, float]:
+    """The signals of the input (``input_view``: the slices the network saw) and the probabilities, but the
+    disagreement."""
     out: dict[str, float] = {}
     if "input_distance" in signals:
-        out.update({f"in_{k}": v for k, v in input_statistics(volume).items()})
+        out.update({f"in_{k}": v for k, v in input_statistics(input_view).items()})
     if "log_components" in signals or "uncertain_fraction" in signals:
         box = _hot_box(np.asarray(proba))
         if "log_components" in signals:
@@ -206,6 +207,7 @@ def _mask_part(base: dict[str, float], mask: np.ndarray, signals: Collection[str
 
 
 def _public(signals: dict[str, float]) -> dict[str, float]:
+    """The signals without the internal ``_``-keys kept for :func:`score_case`."""
     return {k: v for k, v in signals.items() if k != _UNCERTAIN}
 
 
@@ -270,7 +272,10 @@ def probability_signals(
         Those asked for, plus ``_``-keys :func:`score_case` needs; valid while only the mask changes.
     """
     out = {"disagreement": _disagreement(segmenter, volume, proba, member_probas)} if "disagreement" in signals else {}
-    return {**out, **_probability_part(volume, proba, signals)}
+    # The input's statistics are those of what the network saw: with the field-of-view window, the head
+    # framed as in training, whatever the scan's own framing (the calibration's statistics are kaggle_3m's).
+    view = segmenter.network_view(volume) if hasattr(segmenter, "network_view") else volume
+    return {**out, **_probability_part(view, proba, signals)}
 
 
 def _input_distance(signals: dict[str, float], reference: dict[str, list[float]]) -> float:

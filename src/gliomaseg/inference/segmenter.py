@@ -24,7 +24,7 @@ from gliomaseg.data.normalise import PreprocessConfig, preprocess_volume
 from gliomaseg.errors import GliomasegError
 from gliomaseg.evaluation.postprocess import PostprocessConfig, flip_tta, postprocess_volume
 from gliomaseg.inference.backends import LoadedModel, load_onnx, load_torch
-from gliomaseg.inference.field_of_view import windowed
+from gliomaseg.inference.field_of_view import crop_to_box, window_box, windowed
 from gliomaseg.inference.fusion import LogitsFn
 
 __all__ = ["MODEL_FILE", "Segmenter", "load_segmenter", "model_algorithm"]
@@ -198,8 +198,33 @@ class Segmenter:
         seg.field_of_view = on
         return seg
 
+    def network_view(self, volume: np.ndarray) -> np.ndarray:
+        """The slices the network sees of ``volume``: the field-of-view window when it is on, else ``volume``.
+
+        Args:
+            volume: ``S x H x W x 3`` uint8.
+
+        Returns:
+            ``S x h x w x 3`` uint8 (a crop or padding of the slices, or ``volume`` itself).
+        """
+        return crop_to_box(volume, window_box(volume[..., 1])) if self.field_of_view else volume
+
+    def probabilities(self, volume: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """:meth:`predict_proba` and the members' probabilities it averaged, from one pass of each member.
+
+        Args:
+            volume: ``S x H x W x 3`` uint8.
+
+        Returns:
+            ``(mean, members)``: the ``S x H x W`` float32 probabilities and each member's (one entry for a
+            single model: the same array), which the quality flag's ensemble disagreement uses.
+        """
+        probas = self.member_probas(volume)
+        return (probas[0] if len(probas) == 1 else np.mean(probas, axis=0, dtype=np.float32)), probas
+
     def member_probas(self, volume: np.ndarray) -> list[np.ndarray]:
         """Each member's probabilities (an ensemble), or this model's alone, ``S x H x W`` float32 each."""
+        volume = _as_volume(volume)
         if self.members:
             if self.field_of_view:
                 return [windowed(m.predict_proba, volume) for m in self.members]
@@ -220,13 +245,7 @@ class Segmenter:
         Raises:
             GliomasegError: wrong shape or dtype.
         """
-        if volume.ndim == 3 and volume.shape[-1] == 3:
-            volume = volume[None]
-        if volume.ndim != 4 or volume.shape[-1] != 3 or volume.dtype != np.uint8:
-            raise GliomasegError(
-                f"expected an S x H x W x 3 uint8 volume (pre-contrast, FLAIR, post-contrast), "
-                f"got shape {volume.shape} dtype {volume.dtype}"
-            )
+        volume = _as_volume(volume)
         if self.members:
             return np.mean(self.member_probas(volume), axis=0, dtype=np.float32)
         if self.field_of_view:
@@ -352,3 +371,19 @@ def load_segmenter(
     if graph_fusion is not None:
         extra["graph_fusion"] = graph_fusion
     return Segmenter.from_checkpoint(path, device=device, postprocess=postprocess, **extra)
+
+
+def _as_volume(volume: np.ndarray) -> np.ndarray:
+    """``volume`` as ``S x H x W x 3`` uint8 (a single ``H x W x 3`` slice is a volume of one).
+
+    Raises:
+        GliomasegError: another shape or dtype.
+    """
+    if volume.ndim == 3 and volume.shape[-1] == 3:
+        volume = volume[None]
+    if volume.ndim != 4 or volume.shape[-1] != 3 or volume.dtype != np.uint8:
+        raise GliomasegError(
+            f"expected an S x H x W x 3 uint8 volume (pre-contrast, FLAIR, post-contrast), "
+            f"got shape {volume.shape} dtype {volume.dtype}"
+        )
+    return volume

@@ -99,7 +99,7 @@ class Analysis:
         if self.result is not None:
             arrays += [self.result.probs, self.result.mask]
         unique = {id(a): a for a in arrays if isinstance(a, np.ndarray)}
-        return sum(a.nbytes for a in unique.values())
+        return sum(_held_bytes(a) for a in unique.values())
 
     def release(self) -> None:
         """Drop every array (the session ended, or the server needed the memory); the object stays
@@ -117,8 +117,7 @@ class Analysis:
         if tta not in self._probs:
             seg = segmenter.with_postprocess(tta=tta)
             seg = seg.with_field_of_view() if self.scan.case.kind in WINDOWED_KINDS else seg
-            probas = seg.member_probas(self.scan.volume)  # what predict_proba does; members give the disagreement
-            probs = probas[0] if len(probas) == 1 else np.mean(probas, axis=0, dtype=np.float32)
+            probs, probas = seg.probabilities(self.scan.volume)  # an ensemble's members give the disagreement
             calibration = quality_calibration(seg.meta)
             if not unscored_reason(self.scan.volume, calibration):
                 members = probas if len(probas) > 1 else None
@@ -172,3 +171,9 @@ class Analysis:
             table["truth_px"] = truth_px.astype(np.int64)
             table["dice"] = dice_from_counts(both, pixels, truth_px)
         return table
+
+
+def _held_bytes(array: np.ndarray) -> int:
+    """Memory ``array`` really holds: a FLAIR-only scan is one channel broadcast to three (stride 0)."""
+    shared = np.prod([n for n, step in zip(array.shape, array.strides) if step != 0], dtype=np.int64)
+    return int(shared) * array.itemsize
