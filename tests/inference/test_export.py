@@ -91,8 +91,10 @@ def test_predict_on_onnx_equals_checkpoint(exported: tuple[Path, Path, float], t
     a = predict_inputs(ckpt, inputs, tmp_path / "pt")
     b = predict_inputs(onnx_path, inputs, tmp_path / "onnx")
     files = ["mask", "seg", "overview", "probabilities", "overlays"]  # paths differ: pt/ and onnx/
-    # the quality score is a smooth function of the probabilities, which differ in the last float digits
-    np.testing.assert_allclose(a.pop("quality_score"), b.pop("quality_score"), atol=1e-4)
+    # The probabilities differ in the last float digits, and the quality score counts voxels between 0.2
+    # and 0.8 (the uncertain band): an untrained net on noise sits near those edges, so a few voxels may
+    # cross them. The flag (compared below with the other columns) and the score to 0.01 must agree.
+    np.testing.assert_allclose(a.pop("quality_score"), b.pop("quality_score"), atol=0.01)
     assert a.drop(columns=files).equals(b.drop(columns=files))
     for n in range(1, 4):
         name = f"p/p_{n}_mask.tif"

@@ -25,17 +25,35 @@ def _head(canvas: int, top: int, left: int, rows: int = 60, cols: int = 50, slic
 
 @pytest.mark.parametrize(
     ("canvas", "top", "left"),
-    [(64, 2, 7), (160, 70, 30), (160, 0, 110), (200, 140, 3)],
-    ids=["tight", "off-centre", "touching-the-edge", "corner"],
+    [(90, 2, 7), (160, 70, 30), (160, 0, 110), (200, 140, 3)],
+    ids=["snug", "off-centre", "touching-the-edge", "corner"],
 )
 def test_window_is_a_square_around_the_head_sized_as_in_kaggle_3m(canvas: int, top: int, left: int):
     volume = _head(canvas, top, left)
-    r0, c0, side, side2 = window_box(volume[..., 1])
+    box = window_box(volume[..., 1])
+    assert box is not None
+    r0, c0, side, side2 = box
     assert side == side2
     # the head's largest extent (60 rows; head_box's smoothing adds up to ~2 px a side) fills 0.88 of it
     assert 60 / HEAD_FRACTION <= side <= 65 / HEAD_FRACTION
     assert r0 <= top and r0 + side >= top + 60 and c0 <= left and c0 + side >= left + 50  # the head is inside
     assert abs((r0 + side / 2) - (top + 30)) <= 2 and abs((c0 + side / 2) - (left + 25)) <= 2  # centred on it
+
+
+@pytest.mark.parametrize(
+    ("canvas", "windowed_expected"),
+    [(64, False), (72, False), (84, True), (256, True)],
+    ids=["fills-all", "fills-0.89", "fills-0.76", "fills-0.25"],
+)
+def test_a_head_framed_as_in_training_is_not_windowed(canvas: int, windowed_expected: bool):
+    """At FRAMED_FRACTION (0.8) of the slice side or more the head is left as it is: no window, the slices
+    themselves go to the network (head_box's smoothing adds ~2 px a side to the 60 rows)."""
+    volume = _head(canvas, (canvas - 60) // 2, (canvas - 50) // 2)
+    box = window_box(volume[..., 1])
+    assert (box is not None) == windowed_expected
+    seen = []
+    windowed(lambda v: seen.append(v.shape) or np.zeros(v.shape[:3], np.float32), volume)
+    assert (seen[0][1:3] != volume.shape[1:3]) == windowed_expected
 
 
 @pytest.mark.parametrize(

@@ -205,9 +205,11 @@ class Segmenter:
             volume: ``S x H x W x 3`` uint8.
 
         Returns:
-            ``S x h x w x 3`` uint8 (a crop or padding of the slices, or ``volume`` itself).
+            ``S x h x w x 3`` uint8 (a crop or padding of the slices, or ``volume`` itself when the window is
+            off or the head is framed as in training already).
         """
-        return crop_to_box(volume, window_box(volume[..., 1])) if self.field_of_view else volume
+        box = window_box(volume[..., 1]) if self.field_of_view else None
+        return volume if box is None else crop_to_box(volume, box)
 
     def probabilities(self, volume: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """:meth:`predict_proba` and the members' probabilities it averaged, from one pass of each member.
