@@ -165,3 +165,10 @@ def model_on_patients_args(description: str, argv: list[str] | None) -> tuple[An
     ap.add_argument("--out", type=Path, default=None, help="JSON report")
     args = ap.parse_args(argv)
     return args, load_segmenter(resolve_model(args.model), device="cpu")
+
+
+def report_patients(summary: dict[str, Any], per_patient: dict[str, Any], out: Path | None) -> None:
+    """Print a per-patient benchmark's summary and, with ``out``, write it with the per-patient figures (JSON)."""
+    print(json.dumps(summary, indent=1))
+    if out:
+        out.write_text(json.dumps({"summary": summary, "per_patient": per_patient}, indent=1))

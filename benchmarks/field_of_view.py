@@ -13,12 +13,17 @@ Usage: ``python -m benchmarks.field_of_view KAGGLE_3M_FOLDER [--model lgg-unet] 
 
 from __future__ import annotations
 
-import json
 import sys
 
 import numpy as np
 
-from benchmarks.common import model_on_patients_args, non_test_patients, patient_volume_and_truth, volume_dice
+from benchmarks.common import (
+    model_on_patients_args,
+    non_test_patients,
+    patient_volume_and_truth,
+    report_patients,
+    volume_dice,
+)
 from gliomaseg.inference.orientation import from_model_frame, to_model_frame
 from gliomaseg.inference.volume import Volume
 
@@ -54,9 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, options in scores.items()
     }
     summary["patients"] = [p.name for p in patients]  # type: ignore[assignment]
-    print(json.dumps(summary, indent=1))
-    if args.out:
-        args.out.write_text(json.dumps({"summary": summary, "per_patient": scores}, indent=1))
+    report_patients(summary, scores, args.out)
     return 0
 
 

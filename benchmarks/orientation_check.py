@@ -11,12 +11,17 @@ Usage: ``python -m benchmarks.orientation_check KAGGLE_3M_FOLDER [--model lgg-un
 
 from __future__ import annotations
 
-import json
 import sys
 
 import numpy as np
 
-from benchmarks.common import model_on_patients_args, non_test_patients, patient_volume_and_truth, volume_dice
+from benchmarks.common import (
+    model_on_patients_args,
+    non_test_patients,
+    patient_volume_and_truth,
+    report_patients,
+    volume_dice,
+)
 from gliomaseg.inference.orientation import from_model_frame, to_model_frame
 from gliomaseg.inference.volume import Volume
 
@@ -37,9 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             scores[name].append(volume_dice(from_model_frame(seg.predict_volume(array), frame), ref))
         print(patient.name, {k: round(v[-1], 3) for k, v in scores.items()}, flush=True)
     summary = {k: {"mean": float(np.mean(v)), "median": float(np.median(v)), "n": len(v)} for k, v in scores.items()}
-    print(json.dumps(summary, indent=1))
-    if args.out:
-        args.out.write_text(json.dumps({"summary": summary, "per_patient": scores}, indent=1))
+    report_patients(summary, scores, args.out)
     return 0
 
 
