@@ -6,6 +6,7 @@ The segmenters are real (untrained) U-Nets; their forward passes are counted by 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nibabel as nib
@@ -20,6 +21,7 @@ from gliomaseg.inference import Segmenter, load_segmenter, read_volume
 from gliomaseg.inference.outputs import CASES_COLUMNS
 from gliomaseg.inference.predict import predict_inputs
 from gliomaseg.inference.quality import QUALITY_COLUMNS, quality_for_case
+from gliomaseg.inference.quality_calibrations import quality_calibration
 
 #: A calibration on the flip disagreement and the predicted volume (threshold set per test).
 WITH_FLIP = {
@@ -137,3 +139,34 @@ def test_resume_keeps_the_quality_the_earlier_table_wrote(tmp_path, model_file):
     (tmp_path / "out" / "cases.csv").unlink()  # a stopped run: no table yet, so nothing to keep
     blank = predict_inputs(seg, inputs, tmp_path / "out", resume=True)
     assert blank["quality_flag"].tolist() == ["", ""] and blank["quality_score"].isna().all()
+
+
+@pytest.mark.parametrize(
+    ("given", "passes"),
+    [
+        ("flip", 2),  # the bundled two-pass calibration: the flipped input's pass
+        ("one-pass", 1),  # the bundled default, asked for by name
+        ("file", 2),  # a JSON file of the user's (here one on the flip disagreement)
+    ],
+)
+def test_a_calibration_asked_for_replaces_the_models(tmp_path, model_file, given, passes):
+    seg = load_segmenter(model_file(size=48, quality=NO_FLIP))  # the model's own: one pass
+    calls = _counted(seg)
+    if given == "file":
+        given = tmp_path / "mine.json"
+        given.write_text(json.dumps({**WITH_FLIP, "threshold": 1.0}))  # every case below it: check
+    table = predict_inputs(seg, [_nifti(tmp_path / "v.nii.gz", 6)], tmp_path / "out", quality=given)
+    assert sum(calls) == 6 * passes
+    expected = quality_calibration(None, given)
+    assert table.loc[0, "quality_flag"] == ("ok" if table.loc[0, "quality_score"] >= expected["threshold"] else "check")
+    if isinstance(given, Path):
+        assert table.loc[0, "quality_flag"] == "check"
+
+
+def test_an_unknown_calibration_is_refused_before_any_input(tmp_path, model_file, capsys):
+    scan = _nifti(tmp_path / "v.nii.gz", 4)
+    args = ["predict", "--model", str(model_file(size=48)), str(scan), "--out", str(tmp_path / "out")]
+    assert main([*args, "--quality-calibration", "flipp"]) == 2
+    err = capsys.readouterr().err
+    assert "flipp" in err and "one-pass, flip" in err
+    assert not (tmp_path / "out").exists()

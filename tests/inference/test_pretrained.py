@@ -126,6 +126,7 @@ def test_evaluate_the_bundled_model_on_new_patients_here_without_false_warnings(
         "lgg-unet.md",
         "lgg-unet.patients.json",
         "lgg-unet.pt",
+        "lgg-unet.quality-flip.json",
         "lgg-unet.quality.json",
     ]  # nothing written into the package
 

@@ -86,8 +86,11 @@ def test_quality_for_case_with_a_real_model(model_file, case, tmp_path):
     assert quality_for_case(seg, image, proba, mask, calibration=path)["quality_score"] == pytest.approx(
         row["quality_score"]
     )
-    with pytest.raises(GliomasegError, match="cannot read"):
+    with pytest.raises(GliomasegError, match="no such file; give a JSON file or one of: one-pass, flip"):
         quality_for_case(seg, image, proba, mask, calibration=tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(GliomasegError, match="cannot read"):
+        quality_for_case(seg, image, proba, mask, calibration=tmp_path / "bad.json")
 
 
 def test_an_ensemble_uses_its_members_not_a_flip(model_file, case):

@@ -84,6 +84,7 @@ MEANINGS: dict[str, str] = {
     "--max-voxels": "refuse scans of more voxels (slices x H x W) than this",
     "--max-slices": "refuse scans of more slices than this",
     "--quality": "a quality score and ok/check flag per case",
+    "--quality-calibration": "the quality flag's calibration",
 }
 
 
@@ -228,13 +229,23 @@ def add_postprocess_flags(p: argparse.ArgumentParser) -> None:
 
 
 def add_quality_flag(p: argparse.ArgumentParser, what: str) -> None:
-    """``--quality/--no-quality`` (default on): :mod:`gliomaseg.inference.quality` (``what``: where it goes)."""
+    """``--quality/--no-quality`` (default on): :mod:`gliomaseg.inference.quality` (``what``: where it goes),
+    and ``--quality-calibration``."""
+    from gliomaseg.inference.quality_calibrations import BUNDLED_CALIBRATIONS  # JSON names only: no heavy import
+
     p.add_argument(
         "--quality",
         action=argparse.BooleanOptionalAction,
         default=True,
         help=f"{MEANINGS['--quality']} ({what}; default on; it costs a second network pass only when the model's "
         "quality calibration uses the flip disagreement)",
+    )
+    p.add_argument(
+        "--quality-calibration",
+        metavar="NAME|FILE",
+        help=f"{MEANINGS['--quality-calibration']}: a bundled one ({', '.join(BUNDLED_CALIBRATIONS)}; 'flip' adds "
+        "the flip disagreement: a better flag for a second network pass per case) or a JSON file of "
+        "scripts/calibrate_quality.py (default: the model's own, else one-pass)",
     )
 
 

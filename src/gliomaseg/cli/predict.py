@@ -97,7 +97,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         "save_probabilities": args.save_probabilities,
         "graph_fusion": args.graph_fusion,
         "resume": args.resume,
-        "quality": args.quality,
+        "quality": args.quality_calibration if args.quality and args.quality_calibration else args.quality,
         "limits": limits_from(args, "predict"),
     }
     if args.launcher == "submitit":

@@ -89,14 +89,15 @@ _EXPORTS = {
     "bundled_path": "gliomaseg.inference.pretrained",
     "model_card": "gliomaseg.inference.pretrained",
     "resolve_model": "gliomaseg.inference.pretrained",
+    "BUNDLED_CALIBRATIONS": "gliomaseg.inference.quality_calibrations",
     "QUALITY_COLUMNS": "gliomaseg.inference.quality",
     "SIGNALS": "gliomaseg.inference.quality",
     "calibration_signals": "gliomaseg.inference.quality",
     "check_signals": "gliomaseg.inference.quality",
-    "default_calibration": "gliomaseg.inference.quality",
+    "default_calibration": "gliomaseg.inference.quality_calibrations",
     "input_statistics": "gliomaseg.inference.quality",
     "probability_signals": "gliomaseg.inference.quality",
-    "quality_calibration": "gliomaseg.inference.quality",
+    "quality_calibration": "gliomaseg.inference.quality_calibrations",
     "quality_for_case": "gliomaseg.inference.quality",
     "quality_signals": "gliomaseg.inference.quality",
     "score_case": "gliomaseg.inference.quality",
@@ -153,16 +154,15 @@ if TYPE_CHECKING:
         SIGNALS,
         calibration_signals,
         check_signals,
-        default_calibration,
         input_statistics,
         probability_signals,
-        quality_calibration,
         quality_for_case,
         quality_signals,
         score_case,
         score_signals,
         unscored_reason,
     )
+    from gliomaseg.inference.quality_calibrations import BUNDLED_CALIBRATIONS, default_calibration, quality_calibration
     from gliomaseg.inference.segmenter import Segmenter, load_segmenter, model_algorithm
     from gliomaseg.inference.sequences import read_sequences
     from gliomaseg.inference.volume import Volume

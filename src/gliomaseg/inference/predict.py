@@ -53,6 +53,7 @@ from gliomaseg.inference.outputs import (
     write_case,
 )
 from gliomaseg.inference.quality import QUALITY_COLUMNS, quality_for_case
+from gliomaseg.inference.quality_calibrations import quality_calibration
 from gliomaseg.inference.segmenter import Segmenter, load_segmenter, model_algorithm
 
 __all__ = ["predict_inputs", "run_shard"]
@@ -129,7 +130,7 @@ def predict_inputs(
     series: str | None = None,
     field_of_view: bool = True,
     limits: Limits = DEFAULT_LIMITS,
-    quality: bool = True,
+    quality: bool | str | Path = True,
 ) -> pd.DataFrame:
     """Segment slices, folders and volumes and write masks, overviews, ``cases.csv`` and ``components.csv``.
 
@@ -164,7 +165,9 @@ def predict_inputs(
             file headers before any pixel is decoded.
         quality: add ``quality_score`` and ``quality_flag`` to every row
             (:func:`~gliomaseg.inference.quality.quality_for_case`; one more forward pass per case
-            only when the model's calibration uses the flip disagreement).
+            only when the calibration uses the flip disagreement): True scores with the model's
+            calibration, a name of :data:`~gliomaseg.inference.quality_calibrations.BUNDLED_CALIBRATIONS`
+            or a JSON file with that one instead.
 
     Returns:
         The ``cases.csv`` table (:data:`~gliomaseg.inference.outputs.CASES_COLUMNS`, then with ``quality``
@@ -183,6 +186,8 @@ def predict_inputs(
         >>> table = predict_inputs("best.pt", ["scan.nii.gz"], "pred", save_probabilities=True)  # doctest: +SKIP
     """
     out = Path(out)
+    # read before any input: a wrong name or file is refused at once (None: the model's own calibration)
+    calibration = quality_calibration(None, quality) if isinstance(quality, str | Path) else None
     cohort = discover_inputs(inputs if not isinstance(inputs, (str, os.PathLike)) else [inputs], out, series=series)
     cases = shard_cases(cohort, shard)
     failures = Failures()
@@ -224,7 +229,9 @@ def predict_inputs(
             continue
         else:
             with failures.catch(case):
-                row, comps = _predict_case(seg, case, options, orientation, field_of_view, overwrite or resume, quality)
+                row, comps = _predict_case(
+                    seg, case, options, orientation, field_of_view, overwrite or resume, quality, calibration
+                )
             case.volume = case.image = case.nifti = None  # one case in memory at a time
             if failures.failed(case):
                 continue
@@ -248,7 +255,8 @@ def _predict_case(
     orientation: Sequence[str],
     field_of_view: bool,
     overwrite: bool,
-    quality: bool,
+    quality: bool | str | Path,
+    calibration: dict[str, Any] | None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Read one case into the model's frame, segment it and write its outputs in the input's geometry."""
     volume = read_case(case, orientation)
@@ -261,7 +269,8 @@ def _predict_case(
         case, mask, options=options, probabilities=probs if options.probabilities else None, overwrite=overwrite
     )
     if quality:
-        found = quality_for_case(seg, volume, probs, mask, member_probas=probas if len(probas) > 1 else None)
+        members = probas if len(probas) > 1 else None
+        found = quality_for_case(seg, volume, probs, mask, member_probas=members, calibration=calibration)
         row.update({k: found[k] for k in QUALITY_COLUMNS})
     text = f"{_volume_text(row)}{_quality_text(row)}"
     log.info("%s (%s): %d slice(s), tumour %s", case.name, case.kind, row["slices"], text)

@@ -19,7 +19,9 @@ cases, ``scripts/calibrate_quality.py``), predicts the chance that the case's Di
 ``quality_score`` is one minus that chance (higher = more trustworthy) and ``quality_flag`` is
 ``check`` below the stored threshold, else ``ok``. The calibration is a small JSON file: the model
 file's own (``meta["quality"]``) when it has one, else the one calibrated for the bundled
-``lgg-unet`` (``weights/lgg-unet.quality.json``). Only NumPy and SciPy are needed here.
+``lgg-unet`` (``weights/lgg-unet.quality.json``), or another asked for by name or as a JSON file
+(:mod:`gliomaseg.inference.quality_calibrations`; ``flip`` adds the flip disagreement).
+Only NumPy and SciPy are needed here.
 
 **Only what the calibration uses is computed** (its ``features``): the flipped pass runs only for a
 calibration using ``disagreement``; ``evaluate`` asks for every signal, to fit the next calibration.
@@ -31,11 +33,8 @@ scored: the flag is calibrated on whole volumes, whose volume and components mea
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Collection, Sequence
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -43,16 +42,15 @@ import numpy as np
 from scipy import ndimage
 
 from gliomaseg.errors import GliomasegError
+from gliomaseg.inference.quality_calibrations import quality_calibration
 
 __all__ = [
     "QUALITY_COLUMNS",
     "SIGNALS",
     "calibration_signals",
     "check_signals",
-    "default_calibration",
     "input_statistics",
     "probability_signals",
-    "quality_calibration",
     "quality_for_case",
     "quality_signals",
     "score_case",
@@ -315,38 +313,6 @@ def score_case(base: dict[str, float], mask: np.ndarray, calibration: dict[str, 
     return {**signals, **score_signals(signals, calibration)}
 
 
-@cache
-def default_calibration() -> dict[str, Any] | None:
-    """The calibration fitted for the bundled ``lgg-unet`` (package data), None when absent."""
-    path = resources.files("gliomaseg.inference").joinpath("weights", "lgg-unet.quality.json")
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def quality_calibration(
-    meta: dict[str, Any] | None, calibration: dict[str, Any] | str | Path | None = None
-) -> dict[str, Any] | None:
-    """The calibration that scores a model's cases.
-
-    Args:
-        meta: the model's metadata (``Segmenter.meta``); its ``quality`` entry is its own calibration.
-        calibration: a calibration dict or JSON file given instead (None: the model's, else the
-            bundled ``lgg-unet``'s).
-
-    Raises:
-        GliomasegError: a calibration file that cannot be read.
-    """
-    if isinstance(calibration, str | Path):
-        try:
-            return json.loads(Path(calibration).read_text())
-        except (OSError, ValueError) as err:
-            msg = f"quality calibration {calibration}: cannot read it ({err}); pass a JSON file"
-            raise GliomasegError(msg) from err
-    if calibration is not None:
-        return calibration
-    stored = (meta or {}).get("quality")
-    return stored if isinstance(stored, dict) else default_calibration()
-
-
 def quality_for_case(
     segmenter: Any,
     volume: np.ndarray,
@@ -367,7 +333,8 @@ def quality_for_case(
         proba: its ``S x H x W`` probabilities (an ensemble's mean).
         mask: the final ``S x H x W`` mask.
         member_probas: each ensemble member's probabilities (from ``member_probas``), if known.
-        calibration: a calibration dict or JSON file; default: the model file's, else the bundled one.
+        calibration: a calibration dict, bundled name or JSON file; default: the model file's, else
+            the bundled one.
         all_signals: compute every signal of :data:`SIGNALS` (``evaluate``, which records them to
             fit calibrations), not only those the calibration uses.
 
