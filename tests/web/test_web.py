@@ -340,3 +340,9 @@ def test_downloads_in_the_inputs_format(tmp_path: Path, examples, segmenter, key
 def test_cli_serve_refuses_a_missing_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     assert main(["serve", "--model", str(tmp_path / "none.pt"), "--port", "7999"]) == 2
     assert "none.pt does not exist and is not a bundled model" in capsys.readouterr().err
+
+
+def test_cli_serve_refuses_an_unknown_quality_calibration(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    argv = ["serve", "--model", "lgg-unet", "--port", "7999", "--quality-calibration", str(tmp_path / "no.json")]
+    assert main(argv) == 2  # before the model is loaded or anything bound
+    assert "no.json: no such file; give a JSON file or one of: one-pass, flip" in capsys.readouterr().err

@@ -121,6 +121,7 @@ def _wait_until_serving(url: str, proc: subprocess.Popen, log: list[str]) -> Non
 def server(model: Path, browser: object) -> Iterator[Server]:
     port = _free_port()
     command = [sys.executable, "-m", "gliomaseg", "serve", "--model", str(model), "--port", str(port)]
+    command += ["--quality-calibration", "flip"]  # the page must score as predict does with the same calibration
     proc = subprocess.Popen(
         [*command, "--max-upload-mb", str(UPLOAD_LIMIT_MB)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -146,7 +147,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory, model: Path) -> Inputs:
     nifti, truth_file = root / "head.nii.gz", root / "head_truth.nii.gz"
     nib.save(nib.Nifti1Image(np.moveaxis(volume[..., 1], 0, 2).astype(np.float32) * 3.7, affine), nifti)
     nib.save(nib.Nifti1Image(np.moveaxis(truth, 0, 2), affine), truth_file)
-    areas = predict_inputs(model, [slice_file, nifti], root / "predicted")
+    areas = predict_inputs(model, [slice_file, nifti], root / "predicted", quality="flip")  # as the server's
     predicted = np.moveaxis(np.asanyarray(nib.load(areas.loc[1, "mask"]).dataobj), 2, 0)
     dice = float(binary_metrics(predicted > 0, truth > 0)["dice"])
     return Inputs(slice_file, nifti, truth_file, areas, dice)

@@ -35,6 +35,7 @@ __all__ = [
     "add_out_flag",
     "add_overwrite_flag",
     "add_postprocess_flags",
+    "add_quality_calibration_flag",
     "add_quality_flag",
     "add_resume_flag",
     "add_shard_flag",
@@ -231,8 +232,6 @@ def add_postprocess_flags(p: argparse.ArgumentParser) -> None:
 def add_quality_flag(p: argparse.ArgumentParser, what: str) -> None:
     """``--quality/--no-quality`` (default on): :mod:`gliomaseg.inference.quality` (``what``: where it goes),
     and ``--quality-calibration``."""
-    from gliomaseg.inference.quality_calibrations import BUNDLED_CALIBRATIONS  # JSON names only: no heavy import
-
     p.add_argument(
         "--quality",
         action=argparse.BooleanOptionalAction,
@@ -240,6 +239,13 @@ def add_quality_flag(p: argparse.ArgumentParser, what: str) -> None:
         help=f"{MEANINGS['--quality']} ({what}; default on; it costs a second network pass only when the model's "
         "quality calibration uses the flip disagreement)",
     )
+    add_quality_calibration_flag(p)
+
+
+def add_quality_calibration_flag(p: argparse.ArgumentParser) -> None:
+    """``--quality-calibration NAME|FILE``: :func:`gliomaseg.inference.quality_calibrations.quality_calibration`."""
+    from gliomaseg.inference.quality_calibrations import BUNDLED_CALIBRATIONS  # JSON names only: no heavy import
+
     p.add_argument(
         "--quality-calibration",
         metavar="NAME|FILE",

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from gliomaseg.cli._common import add_command, add_device_flags, add_limit_flags, add_model_flag
+from gliomaseg.cli._common import (
+    add_command,
+    add_device_flags,
+    add_limit_flags,
+    add_model_flag,
+    add_quality_calibration_flag,
+)
 
 __all__ = ["register"]
 
@@ -20,6 +26,7 @@ def _cmd_serve(args: argparse.Namespace) -> None:
         max_upload_mb=args.max_upload_mb,
         device=args.device,
         limits=limits_from(args, "serve"),
+        calibration=args.quality_calibration,
     )
 
 
@@ -44,4 +51,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_device_flags(p, bf16=False, what=".pt models only")
     add_limit_flags(p)
+    add_quality_calibration_flag(p)
     p.set_defaults(func=_cmd_serve)

@@ -100,6 +100,7 @@ def serve(
     device: str = "auto",
     resolver: ModelResolver = resolve_model,
     limits: Limits = DEFAULT_LIMITS,
+    calibration: str | Path | None = None,
 ) -> None:
     """Run the web viewer until interrupted.
 
@@ -112,9 +113,12 @@ def serve(
         device: PyTorch device for ``.pt`` models (``auto``, ``cpu``, ``cuda``...; ``auto`` with an ``.onnx``).
         resolver: maps ``model`` to a model file.
         limits: the decoded-size budget of one upload (pixels per slice, voxels, slices).
+        calibration: the quality flag's calibration, a bundled name (``flip``) or a JSON file
+            (None: the model's own, else the bundled default).
 
     Raises:
-        GliomasegError: Gradio not installed, a missing or unusable model, or a bad limit or port.
+        GliomasegError: Gradio not installed, a missing or unusable model or calibration, or a bad
+            limit or port.
 
     Example:
         >>> serve("runs/unet__bce_dice__fold0/best.pt", port=7860)  # doctest: +SKIP
@@ -125,11 +129,16 @@ def serve(
         raise GliomasegError(f"--port {port}: must be in 1..65535")
     if importlib.util.find_spec("gradio") is None:
         raise GliomasegError("the web viewer needs Gradio: install the extra with pip install -e '.[web]'")
+    from gliomaseg.inference.quality_calibrations import quality_calibration
+
+    chosen = quality_calibration(None, calibration) if calibration is not None else None  # refused before loading
     paths = [resolver(m) for m in ([model] if isinstance(model, str) else model)]
     from gliomaseg.inference.segmenter import load_segmenter
 
     onnx = any(p.suffix.lower() == ".onnx" for p in paths)
     segmenter = load_segmenter(paths if len(paths) > 1 else paths[0], device="auto" if onnx else device)
+    if chosen is not None:  # the page scores with the model's calibration (Segmenter.meta["quality"])
+        segmenter.meta["quality"] = chosen
     name = " + ".join(p.name for p in paths)
     tmp_root = Path(tempfile.mkdtemp(prefix="gliomaseg-web-")).resolve()
     cleanup = _cleanup_on_exit(tmp_root)
