@@ -37,6 +37,9 @@ from gliomaseg.data.normalise import SEQUENCES
 __all__ = ["ScannerShifts"]
 
 _HEAD = 0.05  # head voxels: above 5 % of the slice's range over its background, as in evaluation.shifts
+#: Under about one uint8 level of a volume's clipped range: a voxel stored as 0, which the per-volume
+#: z-score does not count as head (gliomaseg.data.normalise).
+_STORED = 0.005
 _Y, _X = np.meshgrid(np.linspace(-1, 1, 16, dtype=np.float32), np.linspace(-1, 1, 16, dtype=np.float32), indexing="ij")
 #: Degree-3 polynomial terms (as MONAI's RandBiasField) on a 16 x 16 grid; fields are smooth, so they
 #: are computed there and resized.
@@ -109,8 +112,9 @@ class ScannerShifts:
         np.maximum(x, 0.0, out=x)
         top = np.maximum(_stat(x, np.max), 1e-6)
         head = x > _HEAD * top
-        ref_mean, ref_std = _stat(x, "mean", head) + background, _stat(x, "std", head)
-        region = head
+        counted = x > _STORED * top  # what the per-volume z-score counts as head: every voxel above raw 0
+        ref_mean, ref_std = _stat(x, "mean", counted) + background, _stat(x, "std", counted)
+        region = np.ones_like(head)
         if chosen["skull_strip_p"].any():
             region, masks = self._skull_strip(x, planes, head, chosen["skull_strip_p"], masks, rng)
         if chosen["bias_field_p"].any():
@@ -119,7 +123,11 @@ class ScannerShifts:
             self._gamma(x, planes, top, chosen["gamma_p"], rng)
         if chosen["noise_p"].any():
             self._noise(x, planes, top, chosen["noise_p"], rng)
-        _restandardise(x, region, ref_mean, ref_std)
+        # Re-normalised by the z-score's own rule on the shifted intensities: the head is counted again
+        # (a gamma above 1 sends dark brain under one stored level, noise lifts the air above it), so its
+        # statistics move as a shifted scan's would; restoring the old head's statistics instead kept
+        # the tumour's contrast and lifted the background (docs/accuracy.md).
+        _restandardise(x, region & (x > _STORED * top), ref_mean, ref_std)
         if chosen["skull_strip_p"].any():
             # The stripped background lands at -mean/std of the brain; from one small or uniform slice's
             # statistics that can be -10 or lower, where a real volume's (about -3) never goes.
@@ -135,7 +143,7 @@ class ScannerShifts:
         masks: np.ndarray,
         rng: np.random.Generator,
     ) -> tuple[np.ndarray, np.ndarray]:
-        region, masks = head.copy(), masks.copy()
+        region, masks = np.ones_like(head), masks.copy()
         scale = x.shape[1] / 256.0
         depth = planes // SEQUENCES
         for k in np.flatnonzero(chosen[::planes]):
