@@ -37,6 +37,11 @@ from gliomaseg.data.normalise import SEQUENCES
 __all__ = ["ScannerShifts"]
 
 _HEAD = 0.05  # head voxels: above 5 % of the slice's range over its background, as in evaluation.shifts
+#: Under about one uint8 level of a volume's clipped range: a voxel stored as 0, which the per-volume
+#: z-score does not count as head (gliomaseg.data.normalise).
+_STORED = 0.005
+#: Air voxels per head voxel in a kaggle_3m volume (about 45 % of the voxels are head).
+_AIR_PER_HEAD = 0.55 / 0.45
 _Y, _X = np.meshgrid(np.linspace(-1, 1, 16, dtype=np.float32), np.linspace(-1, 1, 16, dtype=np.float32), indexing="ij")
 #: Degree-3 polynomial terms (as MONAI's RandBiasField) on a 16 x 16 grid; fields are smooth, so they
 #: are computed there and resized.
@@ -58,12 +63,23 @@ def _stat(x: np.ndarray, fn: Any, region: np.ndarray | None = None) -> np.ndarra
     return np.sqrt((((small - mean[:, None]) * r) ** 2).sum(axis=1) / n)[:, None, None]
 
 
-def _restandardise(x: np.ndarray, region: np.ndarray, ref_mean: np.ndarray, ref_std: np.ndarray) -> None:
-    """Map ``x`` (``M x H x W``) linearly in place so that its ``region`` has the given mean and std."""
-    scale = ref_std / np.maximum(_stat(x, "std", region), 1e-6)
-    offset = ref_mean - _stat(x, "mean", region) * scale
+def _moments(x: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-plane weighted mean and std of ``M x H x W`` (every 4th row and column, as :func:`_stat`)."""
+    small = x[:, ::4, ::4].reshape(len(x), -1)
+    w = weights[:, ::4, ::4].reshape(len(x), -1)
+    n = np.maximum(w.sum(axis=1), 1e-6)
+    mean = (small * w).sum(axis=1) / n
+    std = np.sqrt((((small - mean[:, None]) ** 2) * w).sum(axis=1) / n)
+    return mean[:, None, None], std[:, None, None]
+
+
+def _restandardise(x: np.ndarray, weights: np.ndarray, ref_mean: np.ndarray, ref_std: np.ndarray) -> None:
+    """Map ``x`` (``M x H x W``) linearly in place so that its voxels, weighted by ``weights``, have the
+    given mean and std."""
+    mean, std = _moments(x, weights)
+    scale = ref_std / np.maximum(std, 1e-6)
     x *= scale
-    x += offset
+    x += ref_mean - mean * scale
 
 
 class ScannerShifts:
@@ -109,8 +125,15 @@ class ScannerShifts:
         np.maximum(x, 0.0, out=x)
         top = np.maximum(_stat(x, np.max), 1e-6)
         head = x > _HEAD * top
-        ref_mean, ref_std = _stat(x, "mean", head) + background, _stat(x, "std", head)
-        region = head
+        counted = x > _STORED * top  # what the per-volume z-score counts as head: every voxel above raw 0
+        ref_mean, ref_std = _stat(x, "mean", counted) + background, _stat(x, "std", counted)
+        # Air that a shift lifts above 0 (noise) joins the head a volume's z-score counts, in the
+        # proportion of a whole volume's air to head, not of this slice's (a slice with a small head
+        # would otherwise be normalised by its air alone).
+        share = np.clip(_stat(counted.astype(np.float32), np.mean), 1e-3, 1.0 - 1e-3)
+        air_weight = np.minimum(_AIR_PER_HEAD * share / (1.0 - share), 4.0)
+        weights = np.where(counted, np.float32(1.0), air_weight.astype(np.float32))
+        region = np.ones_like(head)
         if chosen["skull_strip_p"].any():
             region, masks = self._skull_strip(x, planes, head, chosen["skull_strip_p"], masks, rng)
         if chosen["bias_field_p"].any():
@@ -119,7 +142,11 @@ class ScannerShifts:
             self._gamma(x, planes, top, chosen["gamma_p"], rng)
         if chosen["noise_p"].any():
             self._noise(x, planes, top, chosen["noise_p"], rng)
-        _restandardise(x, region, ref_mean, ref_std)
+        # Re-normalised by the z-score's own rule on the shifted intensities: the head is counted again
+        # (a gamma above 1 sends dark brain under one stored level, noise lifts the air above it), so its
+        # statistics move as a shifted scan's would; restoring the old head's statistics instead kept
+        # the tumour's contrast and lifted the background (docs/accuracy.md).
+        _restandardise(x, weights * (region & (x > _STORED * top)), ref_mean, ref_std)
         if chosen["skull_strip_p"].any():
             # The stripped background lands at -mean/std of the brain; from one small or uniform slice's
             # statistics that can be -10 or lower, where a real volume's (about -3) never goes.
@@ -135,7 +162,7 @@ class ScannerShifts:
         masks: np.ndarray,
         rng: np.random.Generator,
     ) -> tuple[np.ndarray, np.ndarray]:
-        region, masks = head.copy(), masks.copy()
+        region, masks = np.ones_like(head), masks.copy()
         scale = x.shape[1] / 256.0
         depth = planes // SEQUENCES
         for k in np.flatnonzero(chosen[::planes]):
