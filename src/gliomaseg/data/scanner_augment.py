@@ -5,9 +5,14 @@ normalisation; training sees cached slices already z-scored per volume. These tr
 same shifts on z-scored slices: the background (the darkest value, what raw 0 maps to) is subtracted
 so the slice is proportional to the raw intensities again, the shift is applied there (gamma, a
 multiplicative bias field, Rician noise, skull stripping), and the slice is put back on the z-score
-scale by matching the mean and standard deviation of its head voxels (the brain's, after skull
-stripping) to those the slice had, a per-slice stand-in for the per-volume normalisation the shifted
-volume would get. Lower resolution (down- then up-sampling) is linear and acts on the z-scores.
+scale by the z-score's own rule, as a per-slice stand-in for the per-volume normalisation the shifted
+volume would get: the head is counted again after the shift (every voxel above about one stored
+level: a gamma above 1 sends dark brain below it, noise lifts the air above it, skull stripping
+removes the scalp), air that joins it is weighed in a whole volume's proportion of air to head, and
+that head is given the mean and standard deviation the slice's head had before. Restoring the old
+head's statistics instead (before December 2026) kept a gamma-shifted tumour's contrast and lifted
+the background, inputs no scan gives (docs/accuracy.md). Lower resolution (down- then up-sampling)
+is linear and acts on the z-scores.
 A slice drawn for any of the intensity shifts is converted once, gets each of them with its own
 probability, and is standardised once; the work is done channels-first (``CN x H x W``), because
 NumPy broadcasting over a last axis of 3 runs several times slower.
