@@ -57,21 +57,16 @@ _LUT = 1024  # gamma through a lookup table of this many levels (a power per pix
 def _stat(x: np.ndarray, fn: Any, region: np.ndarray | None = None) -> np.ndarray:
     """A per-plane statistic of ``M x H x W`` from every 4th row and column (16x less work; a plane's
     range and moments barely change), shaped ``M x 1 x 1``."""
-    small = x[:, ::4, ::4].reshape(len(x), -1)
     if region is None:
-        return fn(small, axis=1)[:, None, None]
-    r = region[:, ::4, ::4].reshape(len(x), -1)
-    n = np.maximum(r.sum(axis=1), 1)
-    mean = (small * r).sum(axis=1) / n
-    if fn == "mean":
-        return mean[:, None, None]
-    return np.sqrt((((small - mean[:, None]) * r) ** 2).sum(axis=1) / n)[:, None, None]
+        return fn(x[:, ::4, ::4].reshape(len(x), -1), axis=1)[:, None, None]
+    mean, std = _moments(x, region)
+    return mean if fn == "mean" else std
 
 
 def _moments(x: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-plane weighted mean and std of ``M x H x W`` (every 4th row and column, as :func:`_stat`)."""
     small = x[:, ::4, ::4].reshape(len(x), -1)
-    w = weights[:, ::4, ::4].reshape(len(x), -1)
+    w = weights[:, ::4, ::4].reshape(len(x), -1).astype(np.float32)
     n = np.maximum(w.sum(axis=1), 1e-6)
     mean = (small * w).sum(axis=1) / n
     std = np.sqrt((((small - mean[:, None]) ** 2) * w).sum(axis=1) / n)
