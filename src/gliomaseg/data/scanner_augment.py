@@ -52,6 +52,10 @@ _Y, _X = np.meshgrid(np.linspace(-1, 1, 16, dtype=np.float32), np.linspace(-1, 1
 #: are computed there and resized.
 _BASIS = np.stack([_X, _Y, _X * _Y, _X * _X, _Y * _Y, _X**3, _Y**3, _X * _X * _Y, _X * _Y * _Y])
 _LUT = 1024  # gamma through a lookup table of this many levels (a power per pixel costs 25x more)
+#: Fewest weighted voxels (in the 4x-strided sample) a plane's re-normalisation is computed from.
+_MIN_COUNTED = 16.0
+#: Largest factor by which re-normalisation stretches or shrinks a plane.
+_MAX_SCALE = 4.0
 
 
 def _stat(x: np.ndarray, fn: Any, region: np.ndarray | None = None) -> np.ndarray:
@@ -75,11 +79,22 @@ def _moments(x: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 def _restandardise(x: np.ndarray, weights: np.ndarray, ref_mean: np.ndarray, ref_std: np.ndarray) -> None:
     """Map ``x`` (``M x H x W``) linearly in place so that its voxels, weighted by ``weights``, have the
-    given mean and std."""
+    given mean and std.
+
+    A plane whose weighted region is almost empty in the strided sample (a slice above the head, or
+    dark brain that a strong gamma sent under one stored level) keeps its values: its statistics mean
+    nothing, and dividing by a std near 0 once gave values of 1e5 and more, which wrecked BatchNorm's
+    running statistics at the end of about one epoch in ten (docs/accuracy.md). The scale is bounded
+    for the same reason: a volume's z-score, which this imitates, never stretches one slice 100-fold.
+    """
     mean, std = _moments(x, weights)
-    scale = ref_std / np.maximum(std, 1e-6)
+    counted = weights[:, ::4, ::4].reshape(len(x), -1).sum(axis=1)[:, None, None]
+    scale = np.clip(ref_std / np.maximum(std, 1e-6), 1.0 / _MAX_SCALE, _MAX_SCALE)
+    keep = (counted < _MIN_COUNTED) | (std < 1e-6)
+    scale = np.where(keep, 1.0, scale).astype(np.float32)
+    offset = np.where(keep, 0.0, ref_mean - mean * scale).astype(np.float32)
     x *= scale
-    x += ref_mean - mean * scale
+    x += offset
 
 
 class ScannerShifts:
@@ -194,7 +209,7 @@ class ScannerShifts:
             for sequence in range(SEQUENCES):  # one gamma per sequence, shared by the stacked slices
                 table = levels ** np.exp(rng.uniform(-log_g, log_g))
                 for plane in range(planes * k + sequence, planes * (k + 1), SEQUENCES):
-                    level = np.minimum(x[plane] * ((_LUT - 1) / top[plane]), _LUT - 1).astype(np.int16)
+                    level = np.clip(x[plane] * ((_LUT - 1) / top[plane]), 0, _LUT - 1).astype(np.int16)
                     x[plane] = table[level] * top[plane]
 
     def _noise(self, x: np.ndarray, planes: int, top: np.ndarray, chosen: np.ndarray, rng: np.random.Generator) -> None:
