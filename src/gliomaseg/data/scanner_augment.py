@@ -63,18 +63,20 @@ def _stat(x: np.ndarray, fn: Any, region: np.ndarray | None = None) -> np.ndarra
     range and moments barely change), shaped ``M x 1 x 1``."""
     if region is None:
         return fn(x[:, ::4, ::4].reshape(len(x), -1), axis=1)[:, None, None]
-    mean, std = _moments(x, region)
+    mean, std, _ = _moments(x, region)
     return mean if fn == "mean" else std
 
 
-def _moments(x: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-plane weighted mean and std of ``M x H x W`` (every 4th row and column, as :func:`_stat`)."""
+def _moments(x: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-plane weighted mean, std and total weight of ``M x H x W`` (every 4th row and column, as
+    :func:`_stat`), each ``M x 1 x 1``."""
     small = x[:, ::4, ::4].reshape(len(x), -1)
     w = weights[:, ::4, ::4].reshape(len(x), -1).astype(np.float32)
-    n = np.maximum(w.sum(axis=1), 1e-6)
+    total = w.sum(axis=1)
+    n = np.maximum(total, 1e-6)
     mean = (small * w).sum(axis=1) / n
     std = np.sqrt((((small - mean[:, None]) ** 2) * w).sum(axis=1) / n)
-    return mean[:, None, None], std[:, None, None]
+    return mean[:, None, None], std[:, None, None], total[:, None, None]
 
 
 def _restandardise(x: np.ndarray, weights: np.ndarray, ref_mean: np.ndarray, ref_std: np.ndarray) -> None:
@@ -87,8 +89,7 @@ def _restandardise(x: np.ndarray, weights: np.ndarray, ref_mean: np.ndarray, ref
     running statistics at the end of about one epoch in ten (docs/accuracy.md). The scale is bounded
     for the same reason: a volume's z-score, which this imitates, never stretches one slice 100-fold.
     """
-    mean, std = _moments(x, weights)
-    counted = weights[:, ::4, ::4].reshape(len(x), -1).sum(axis=1)[:, None, None]
+    mean, std, counted = _moments(x, weights)
     scale = np.clip(ref_std / np.maximum(std, 1e-6), 1.0 / _MAX_SCALE, _MAX_SCALE)
     keep = (counted < _MIN_COUNTED) | (std < 1e-6)
     scale = np.where(keep, 1.0, scale).astype(np.float32)
