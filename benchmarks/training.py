@@ -24,11 +24,12 @@ from gliomaseg.training.models import create_model
 
 __all__ = ["RECIPES", "bare_step", "flops_per_slice", "matmul_peak", "real_epochs"]
 
-#: name -> (preset, flags): the shipped CPU preset, the same with the robust augmentation of issue 25
-#: (the quick run measures these two), and the seed's classic U-Net at 256x256.
+#: name -> (preset, flags): the shipped CPU preset, the same with the robust augmentations of issue 25
+#: (the quick run measures these three), and the seed's classic U-Net at 256x256.
 RECIPES: dict[str, tuple[str | None, dict[str, Any]]] = {
     "cpu preset (unet16 @128, batch 16)": ("cpu", {}),
     "cpu preset + robust augmentation": ("cpu", {"augment": "robust"}),
+    "cpu preset + robust_mild augmentation": ("cpu", {"augment": "robust_mild"}),
     "classic unet32 @256, batch 8 (seed)": (None, {}),
 }
 

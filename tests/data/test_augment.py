@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gliomaseg.data.augment import AugmentConfig, build_augmentation
+from gliomaseg.data.augment import AUGMENT_PRESETS, AugmentConfig, build_augmentation
 
 NO_AUG = AugmentConfig(enabled=False)
 FLIPS = AugmentConfig(hflip_p=0.5, vflip_p=0.5, affine_p=0.0, brightness_contrast_p=0.0)
@@ -139,16 +139,27 @@ def test_restandardise_still_gives_a_head_the_asked_statistics():
     assert np.allclose(x.mean(axis=(1, 2)), 0.2, atol=0.12) and np.allclose(x.std(axis=(1, 2)), 1.0, atol=0.05)
 
 
-def test_robust_recipe_runs_through_both_parts():
-    from gliomaseg.data.augment import AUGMENT_PRESETS, split_augmentation
+@pytest.mark.parametrize("name", sorted(AUGMENT_PRESETS))
+def test_every_recipe_runs_through_both_parts(name):
+    from gliomaseg.data.augment import _SCANNER, split_augmentation
 
+    recipe = AUGMENT_PRESETS[name]
     images, masks = _zscored_head(16)
-    batch, per_slice = split_augmentation(AUGMENT_PRESETS["robust"], seed=0)
-    assert batch is not None and batch.scanner is not None and per_slice is not None
-    out, out_masks = batch(images.copy(), masks.copy())
+    batch, per_slice = split_augmentation(recipe, seed=0)
+    if not recipe.enabled:
+        assert batch is None and per_slice is None
+        return
+    wants_scanner = any(getattr(recipe, p) > 0 for p in _SCANNER)
+    assert (batch is not None and batch.scanner is not None) == wants_scanner
+    out, out_masks = batch(images.copy(), masks.copy()) if batch is not None else (images, masks)
     for k in range(len(out)):
-        res = per_slice(image=out[k], mask=out_masks[k])
-        assert res["image"].shape == images[k].shape and set(np.unique(res["mask"])) <= {0, 1}
+        res = (
+            per_slice(image=out[k], mask=out_masks[k])
+            if per_slice is not None
+            else {"image": out[k], "mask": out_masks[k]}
+        )
+        assert res["image"].shape == images[k].shape and np.isfinite(res["image"]).all()
+        assert set(np.unique(res["mask"])) <= {0, 1}
 
 
 @pytest.mark.parametrize(
