@@ -199,7 +199,10 @@ def _resolve_patients(
         return sorted(known), splits
     ids = part_patients(splits, split, fold)
     if not ids:
-        raise GliomasegError(f"the {split!r} part of {splits_file} (fold {fold}) has no patients; choose another split")
+        raise GliomasegError(
+            f"the {split!r} part of {splits_file} (fold {fold}) has no patients: choose another --split "
+            "(--split all evaluates every patient of --data or --index) or pass --splits FILE"
+        )
     missing = sorted(set(ids) - known)
     if missing:
         raise GliomasegError(
