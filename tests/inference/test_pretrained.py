@@ -23,9 +23,9 @@ from gliomaseg.inference import Segmenter, read_volume
 from gliomaseg.inference.pretrained import BUNDLED, bundled_path, model_card, resolve_model
 
 #: sha256 of the uint8 masks of the phantom patient below (float32, eager, the stored post-processing).
-MASKS_SHA256 = "5a602e9143cf09d6603ebf11e96fca1d01cc445776d36d3fcc93392ff40d0a11"
+MASKS_SHA256 = "26d747330e2a7d1b2cd751f4ad6a4a93301476a80cf227c325868f4b5cf7fe2f"
 #: sha256 of the shipped weights file, as the model card states it.
-WEIGHTS_SHA256 = "253b2cefc395140c618666ae6739fdb61d1d9e333450c864235038b040345e4f"
+WEIGHTS_SHA256 = "5f7cddec1c594fe312b76bb1552d706d412b5a004cf99490e7bafe44bd5f6f2b"
 
 REPO = Path(__file__).resolve().parents[2]
 
