@@ -25,11 +25,13 @@ from gliomaseg.training.models import create_model
 __all__ = ["RECIPES", "bare_step", "flops_per_slice", "matmul_peak", "real_epochs"]
 
 #: name -> (preset, flags): the shipped CPU preset, the same with the robust augmentations of issue 25
-#: (the quick run measures these three), and the seed's classic U-Net at 256x256.
+#: and with 2.5D input on the shipped augmentation (the quick run measures these four), and the seed's
+#: classic U-Net at 256x256.
 RECIPES: dict[str, tuple[str | None, dict[str, Any]]] = {
     "cpu preset (unet16 @128, batch 16)": ("cpu", {}),
     "cpu preset + robust augmentation": ("cpu", {"augment": "robust"}),
     "cpu preset + robust_mild augmentation": ("cpu", {"augment": "robust_mild"}),
+    "cpu preset + robust_mild, 2.5D (1 neighbour each side)": ("cpu", {"augment": "robust_mild", "context_slices": 1}),
     "classic unet32 @256, batch 8 (seed)": (None, {}),
 }
 
@@ -38,7 +40,15 @@ def _shape(preset: str | None, flags: dict[str, Any]) -> dict[str, Any]:
     from gliomaseg.training.config import resolve_config
 
     cfg = resolve_config(flags, preset=preset)
-    return {"model": cfg.arch, "features": cfg.features, "size": cfg.size, "batch": cfg.batch_size, "loss": cfg.loss}
+    return {
+        "model": cfg.arch,
+        "features": cfg.features,
+        "size": cfg.size,
+        "batch": cfg.batch_size,
+        "loss": cfg.loss,
+        # 2.5D: the slice and its K neighbours on either side, 3 sequences each
+        "in_channels": 3 * (2 * cfg.context_slices + 1),
+    }
 
 
 def _device_sync(device: torch.device) -> None:
@@ -47,15 +57,24 @@ def _device_sync(device: torch.device) -> None:
 
 
 def bare_step(
-    model_name: str, features: int, size: int, batch: int, bf16: bool, *, device: str = "cpu", steps: int = 6
+    model_name: str,
+    features: int,
+    size: int,
+    batch: int,
+    bf16: bool,
+    *,
+    device: str = "cpu",
+    steps: int = 6,
+    in_channels: int = 3,
 ) -> float:
     """Slices/s of forward + loss + backward + AdamW on in-memory tensors (best of 3 windows)."""
     dev = torch.device(device)
     torch.manual_seed(0)
-    model = create_model(model_name, features=features).to(dev).to(memory_format=torch.channels_last)
+    model = create_model(model_name, in_channels=in_channels, features=features)
+    model = model.to(dev).to(memory_format=torch.channels_last)
     loss_fn = create_loss("bce_dice")
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x = torch.randn(batch, 3, size, size, device=dev).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(batch, in_channels, size, size, device=dev).contiguous(memory_format=torch.channels_last)
     y = (torch.rand(batch, 1, size, size, device=dev) > 0.9).float()
     dtype = torch.bfloat16 if bf16 else torch.float16
 
@@ -75,10 +94,10 @@ def bare_step(
     return round(batch * steps / seconds, 2)
 
 
-def flops_per_slice(model_name: str, features: int, size: int) -> float:
+def flops_per_slice(model_name: str, features: int, size: int, in_channels: int = 3) -> float:
     """Forward + backward FLOPs of one slice (a multiply-add counts 2), counted by PyTorch."""
-    model = create_model(model_name, features=features)
-    x = torch.randn(2, 3, size, size)
+    model = create_model(model_name, in_channels=in_channels, features=features)
+    x = torch.randn(2, in_channels, size, size)
     counter = FlopCounterMode(display=False)
     with counter:
         model(x).sum().backward()
@@ -124,9 +143,10 @@ def real_epochs(
         "data": str(data),
         "workdir": str(workdir),
         "runs_dir": str(workdir / "runs"),
-        # a recipe's own augmentation gets its own run folder (the pipeline section evaluates the preset's)
+        # a recipe's own augmentation or input gets its own run folder (the pipeline section evaluates the preset's)
         "run_name": bench_run_name(preset, flags.get("precision", "auto"))
-        + (f"_{flags['augment']}" if "augment" in flags else ""),
+        + (f"_{flags['augment']}" if "augment" in flags else "")
+        + (f"_ctx{flags['context_slices']}" if flags.get("context_slices") else ""),
         "epochs": epochs,
         "limit_train_batches": limit,
         "limit_val_batches": limit,
@@ -153,10 +173,18 @@ def training_section(
     recipes = [r for r in RECIPES.items() if r[1][0] == "cpu"] if quick else list(RECIPES.items())
     for name, (preset, flags) in recipes:
         shape = _shape(preset, flags)
-        flops = flops_per_slice(shape["model"], shape["features"], shape["size"])
+        flops = flops_per_slice(shape["model"], shape["features"], shape["size"], shape["in_channels"])
         for precision in ("bf16-mixed",) if quick else ("32-true", "bf16-mixed"):
             bf16 = precision == "bf16-mixed"
-            bare = bare_step(shape["model"], shape["features"], shape["size"], shape["batch"], bf16, device=device)
+            bare = bare_step(
+                shape["model"],
+                shape["features"],
+                shape["size"],
+                shape["batch"],
+                bf16,
+                device=device,
+                in_channels=shape["in_channels"],
+            )
             # the classic U-Net at 256 is ~30x the work of the cpu preset: shorter epochs keep the run bounded
             limit = (0.3 if preset else 0.06) if quick else (1.0 if preset else 0.08)
             run_flags = {**flags, "precision": precision, "accelerator": "gpu" if device == "cuda" else "cpu"}
