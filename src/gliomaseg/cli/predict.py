@@ -152,6 +152,11 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``predict`` and ``export`` to ``sub``."""
+    _register_predict(sub)
+    _register_export(sub)
+
+
+def _register_predict(sub: argparse._SubParsersAction) -> None:
     p = add_command(
         sub,
         "predict",
@@ -196,6 +201,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="CPU: run the network as a TorchScript graph fused by oneDNN Graph (model files only; default on; "
         "--no-graph-fusion skips its ~0.45 s set-up, faster below ~800 slices)",
     )
+    _add_predict_outputs(p)
+    add_quality_flag(p, "columns quality_score and quality_flag of cases.csv")
+    _add_predict_sharding(p)
+    add_limit_flags(p)
+    p.set_defaults(func=_cmd_predict)
+
+
+def _add_predict_outputs(p: argparse.ArgumentParser) -> None:
+    """predict's optional outputs besides the masks and cases.csv."""
     p.add_argument(
         "--overlays",
         action=argparse.BooleanOptionalAction,
@@ -214,7 +228,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=False,
         help="also write each case's tumour probabilities, <name>_proba.nii.gz (float32 0..1, the input's geometry)",
     )
-    add_quality_flag(p, "columns quality_score and quality_flag of cases.csv")
+
+
+def _add_predict_sharding(p: argparse.ArgumentParser) -> None:
+    """predict's shards, here or as a SLURM job array."""
     add_shard_flag(
         p,
         "the cases (1 <= K <= N; shards may run at once on several machines into one --out; the last to finish "
@@ -229,9 +246,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="submitit: a SLURM setting as in a study file's slurm: section (partition=gpu, timeout_min=30, "
         "gpus_per_node=1...); repeatable",
     )
-    add_limit_flags(p)
-    p.set_defaults(func=_cmd_predict)
 
+
+def _register_export(sub: argparse._SubParsersAction) -> None:
     p = add_command(
         sub,
         "export",
