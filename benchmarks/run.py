@@ -6,13 +6,13 @@ Usage (from the repository root, after ``make setup``)::
                              [--sections training,inference,predict,pipeline]
 
 Without ``--data`` the real ``../shared/data/lgg-dev`` patients are unpacked (once) into the work folder.
-``--quick`` (3-4 minutes on the project machine) runs the ``cpu`` preset in bf16 (with its own and with the
-``robust`` and ``robust_mild`` augmentations), the main inference paths, ``predict`` end to end on a 155-slice
-volume and the cold/warm preparation; the full run (under 15 minutes) adds float32, the seed's classic U-Net
-at 256 x 256, more inference paths, ``predict`` with per-slice overlays, evaluate's memory and the scaling
-with the number of patients and the batch size. ``--sections`` runs a subset. A table is printed and
-everything is written as JSON (default ``benchmarks/results/latest.json``). Method and latest figures:
-docs/performance.md.
+``--quick`` (4-5 minutes on the project machine) runs the ``cpu`` preset in bf16 (with its own and with the
+``robust`` and ``robust_mild`` augmentations, and 2.5D on ``robust_mild``), the main inference paths,
+``predict`` end to end on a 155-slice volume and the cold/warm preparation; the full run (under 15 minutes)
+adds float32, the seed's classic U-Net at 256 x 256, more inference paths, ``predict`` with per-slice
+overlays, evaluate's memory and the scaling with the number of patients and the batch size. ``--sections``
+runs a subset. A table is printed and everything is written as JSON (default
+``benchmarks/results/latest.json``). Method and latest figures: docs/performance.md.
 """
 
 from __future__ import annotations
