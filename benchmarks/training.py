@@ -46,8 +46,7 @@ def _shape(preset: str | None, flags: dict[str, Any]) -> dict[str, Any]:
         "size": cfg.size,
         "batch": cfg.batch_size,
         "loss": cfg.loss,
-        # 2.5D: the slice and its K neighbours on either side, 3 sequences each
-        "in_channels": 3 * (2 * cfg.context_slices + 1),
+        "in_channels": cfg.preprocess_config().channels,  # 3, or 3 (2K + 1) for a 2.5D recipe
     }
 
 
