@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from gliomaseg.cli import main
 from gliomaseg.errors import GliomasegError
 from gliomaseg.inference.cohort import Failures, finish_tables, shard_cases
 from gliomaseg.inference.predict import predict_inputs
+from gliomaseg.inference.quality import QUALITY_COLUMNS
 from gliomaseg.inference.segmenter import load_segmenter
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -51,14 +53,28 @@ def _masks(out: Path) -> dict[str, np.ndarray]:
     return {str(p.relative_to(out)): np.asarray(nib.load(str(p)).dataobj) for p in sorted(out.rglob("*_mask.nii.gz"))}
 
 
-def _same_outputs(a: Path, b: Path) -> None:
+def _same_outputs(a: Path, b: Path, quality_blank: set[str] = frozenset()) -> None:
+    """``b``'s masks and tables are ``a``'s, but for the inputs in ``quality_blank``: a case that a
+    resume skipped after a kill has no quality in ``b`` (its probabilities are gone; README)."""
     masks_a, masks_b = _masks(a), _masks(b)
     assert masks_a.keys() == masks_b.keys() and masks_a
     for key in masks_a:
         np.testing.assert_array_equal(masks_a[key], masks_b[key])
     # The mask column names each run's own folder; everything else is the same text.
-    for name in (TABLE.name, "components.csv"):  # both per-case tables are merged from the shards
-        assert (a / name).read_text().replace(str(a), "OUT") == (b / name).read_text().replace(str(b), "OUT")
+    cases_a, cases_b = ((d / TABLE).read_text().replace(str(d), "OUT") for d in (a, b))
+    if quality_blank:
+        table_a, table_b = (
+            pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False) for text in (cases_a, cases_b)
+        )
+        skipped = table_b["input"].isin(quality_blank)
+        assert (table_b.loc[skipped, list(QUALITY_COLUMNS)] == "").all().all()
+        table_a.loc[skipped, list(QUALITY_COLUMNS)] = ""
+        pd.testing.assert_frame_equal(table_a, table_b)
+    else:
+        assert cases_a == cases_b
+    assert (a / "components.csv").read_text().replace(str(a), "OUT") == (b / "components.csv").read_text().replace(
+        str(b), "OUT"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -144,12 +160,13 @@ def test_a_killed_cohort_resumes_to_the_outputs_of_one_run(tmp_path: Path, model
     proc.stderr.close()
     n_written = len(list(killed.rglob("*_mask.nii.gz")))
     assert 1 <= n_written < 40, "the kill came after the last case: make the cases bigger"
+    finished = {m.parent.name for m in killed.rglob("flair_mask.nii.gz") if (m.parent / "flair_overview.png").exists()}
     assert not _table_file(killed).exists()
     assert main(["predict", "--model", str(model), str(cohort), "--out", str(killed), "--no-overlays"]) == 2
     assert main(["predict", "--model", str(model), str(cohort), "--out", str(killed), "--no-overlays", "--resume"]) == 0
     whole = tmp_path / "whole"
     assert main(["predict", "--model", str(model), str(cohort), "--out", str(whole), "--no-overlays"]) == 0
-    _same_outputs(whole, killed)
+    _same_outputs(whole, killed, quality_blank={f"{cohort / name / 'flair.nii.gz'}" for name in finished})
 
 
 def test_cli_lists_a_failed_case_and_exits_1(tmp_path: Path, model_file, capsys: pytest.CaptureFixture[str]) -> None:
